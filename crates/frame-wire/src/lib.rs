@@ -1,0 +1,185 @@
+//! The wire format both services speak: one ZeroMQ multipart message per frame,
+//! `[topic][header][jpeg]`.
+//!
+//! It lives in its own small crate so that the producer, the gateway, the load
+//! generator and the tests all agree on one definition, and so a producer in
+//! another language has one place to read (see `docs/wire-format.md`).
+//!
+//! - The topic is the stream name, so a subscriber can filter by prefix.
+//! - The header is a serde struct encoded with bincode 2's *legacy* layout
+//!   (fixed-width little-endian integers, `u64` length before strings). Its first
+//!   byte is the format version, read before anything else, so the codec can
+//!   change later without breaking old peers silently.
+//! - The JPEG travels as its own part and is never copied into the header.
+//!
+//! Decoding validates everything and returns a [`WireError`]; it never panics on
+//! any input and never allocates more than the configured limits allow.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The header version this crate writes and reads.
+pub const VERSION: u8 = 1;
+/// Longest stream name accepted; names appear in URLs and metric labels.
+pub const MAX_STREAM_NAME: usize = 64;
+/// Largest header accepted on the wire (a v1 header is 41 bytes plus the name).
+pub const MAX_HEADER_BYTES: usize = 256;
+/// Largest width or height accepted.
+pub const MAX_DIMENSION: u32 = 16_384;
+/// Default cap on one JPEG; the gateway makes it configurable.
+pub const DEFAULT_MAX_JPEG_BYTES: usize = 8 * 1024 * 1024;
+
+/// Everything known about a frame besides its pixels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameHeader {
+    /// Format version; always [`VERSION`] when encoded by this crate.
+    pub version: u8,
+    /// Frame number within one producer run, starting at 0.
+    pub seq: u64,
+    /// When the frame was captured, in nanoseconds since the Unix epoch.
+    pub capture_ts_ns: u64,
+    pub width: u32,
+    pub height: u32,
+    /// Random per producer process: a change tells a subscriber the producer restarted.
+    pub producer_id: u64,
+    /// The stream name; equal to the message topic.
+    pub stream: String,
+}
+
+/// One decoded frame: the header and the JPEG bytes, shared, not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub header: FrameHeader,
+    pub jpeg: Bytes,
+}
+
+/// Limits applied when decoding untrusted messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_jpeg_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_jpeg_bytes: DEFAULT_MAX_JPEG_BYTES }
+    }
+}
+
+/// Why a message or frame was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("expected 3 message parts [topic][header][jpeg], got {0}")]
+    PartCount(usize),
+    #[error("header is empty")]
+    EmptyHeader,
+    #[error("header is {0} bytes, more than the {MAX_HEADER_BYTES} allowed")]
+    HeaderTooLarge(usize),
+    #[error("unsupported header version {0} (this build reads version {VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("malformed header: {0}")]
+    MalformedHeader(String),
+    #[error("header has {0} trailing bytes")]
+    TrailingHeaderBytes(usize),
+    #[error("invalid stream name: {0}")]
+    InvalidStreamName(String),
+    #[error("topic {topic:?} does not match header stream {stream:?}")]
+    TopicMismatch { topic: String, stream: String },
+    #[error("invalid frame size {width}x{height}")]
+    InvalidSize { width: u32, height: u32 },
+    #[error("jpeg is {size} bytes, more than the {max} allowed")]
+    JpegTooLarge { size: usize, max: usize },
+    #[error("payload is not a JPEG (missing SOI/EOI markers)")]
+    NotJpeg,
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::legacy().with_limit::<MAX_HEADER_BYTES>()
+}
+
+/// Checks a stream name: 1 to 64 characters of `A-Z a-z 0-9 _ - .`, so it is
+/// safe in URLs, file names and metric labels.
+pub fn validate_stream_name(name: &str) -> Result<(), WireError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_STREAM_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::InvalidStreamName(name.chars().take(80).collect()))
+    }
+}
+
+/// True when `data` starts with a JPEG SOI marker and ends with an EOI marker.
+pub fn looks_like_jpeg(data: &[u8]) -> bool {
+    data.len() >= 4 && data.starts_with(&[0xFF, 0xD8]) && data.ends_with(&[0xFF, 0xD9])
+}
+
+fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), WireError> {
+    validate_stream_name(&header.stream)?;
+    let dims_ok = |d: u32| (1..=MAX_DIMENSION).contains(&d);
+    if !dims_ok(header.width) || !dims_ok(header.height) {
+        return Err(WireError::InvalidSize { width: header.width, height: header.height });
+    }
+    if jpeg.len() > limits.max_jpeg_bytes {
+        return Err(WireError::JpegTooLarge { size: jpeg.len(), max: limits.max_jpeg_bytes });
+    }
+    if !looks_like_jpeg(jpeg) {
+        return Err(WireError::NotJpeg);
+    }
+    Ok(())
+}
+
+/// Encodes just the header part.
+pub fn encode_header(header: &FrameHeader) -> Result<Vec<u8>, WireError> {
+    if header.version != VERSION {
+        return Err(WireError::UnsupportedVersion(header.version));
+    }
+    bincode::serde::encode_to_vec(header, config())
+        .map_err(|e| WireError::MalformedHeader(e.to_string()))
+}
+
+/// Decodes and checks just the header part.
+pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, WireError> {
+    let version = *bytes.first().ok_or(WireError::EmptyHeader)?;
+    if version != VERSION {
+        return Err(WireError::UnsupportedVersion(version));
+    }
+    if bytes.len() > MAX_HEADER_BYTES {
+        return Err(WireError::HeaderTooLarge(bytes.len()));
+    }
+    let (header, used): (FrameHeader, usize) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| WireError::MalformedHeader(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(WireError::TrailingHeaderBytes(bytes.len() - used));
+    }
+    Ok(header)
+}
+
+/// Builds the three message parts for one frame, checking it first so a
+/// producer cannot publish what a gateway would refuse.
+pub fn encode(header: &FrameHeader, jpeg: Bytes, limits: &Limits) -> Result<[Bytes; 3], WireError> {
+    validate(header, &jpeg, limits)?;
+    let head = encode_header(header)?;
+    Ok([Bytes::copy_from_slice(header.stream.as_bytes()), Bytes::from(head), jpeg])
+}
+
+/// Decodes one message from its parts, validating every field.
+pub fn decode(parts: &[Bytes], limits: &Limits) -> Result<Frame, WireError> {
+    let [topic, head, jpeg] = parts else {
+        return Err(WireError::PartCount(parts.len()));
+    };
+    let header = decode_header(head)?;
+    validate(&header, jpeg, limits)?;
+    if topic.as_ref() != header.stream.as_bytes() {
+        return Err(WireError::TopicMismatch {
+            topic: String::from_utf8_lossy(&topic[..topic.len().min(80)]).into_owned(),
+            stream: header.stream,
+        });
+    }
+    Ok(Frame { header, jpeg: jpeg.clone() })
+}
+
+#[cfg(test)]
+mod tests;

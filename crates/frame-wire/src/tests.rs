@@ -1,0 +1,175 @@
+//! Codec tests: the exact byte layout, round trips, and every malformed shape.
+
+use super::*;
+
+fn header() -> FrameHeader {
+    FrameHeader {
+        version: VERSION,
+        seq: 42,
+        capture_ts_ns: 1_700_000_000_123_456_789,
+        width: 1280,
+        height: 720,
+        producer_id: 0xDEAD_BEEF,
+        stream: "cam0".into(),
+    }
+}
+
+fn jpeg() -> Bytes {
+    Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 0xFF, 0xD9])
+}
+
+fn parts() -> Vec<Bytes> {
+    encode(&header(), jpeg(), &Limits::default()).expect("valid frame").to_vec()
+}
+
+#[test]
+fn header_layout_is_the_documented_one() {
+    // docs/wire-format.md: <B Q Q I I Q> then u64 length and the UTF-8 name.
+    let mut want = vec![1u8];
+    want.extend_from_slice(&42u64.to_le_bytes());
+    want.extend_from_slice(&1_700_000_000_123_456_789u64.to_le_bytes());
+    want.extend_from_slice(&1280u32.to_le_bytes());
+    want.extend_from_slice(&720u32.to_le_bytes());
+    want.extend_from_slice(&0xDEAD_BEEFu64.to_le_bytes());
+    want.extend_from_slice(&4u64.to_le_bytes());
+    want.extend_from_slice(b"cam0");
+    assert_eq!(encode_header(&header()).expect("encodes"), want);
+    assert_eq!(want.len(), 45);
+}
+
+#[test]
+fn round_trip() {
+    let frame = decode(&parts(), &Limits::default()).expect("decodes");
+    assert_eq!(frame.header, header());
+    assert_eq!(frame.jpeg, jpeg());
+}
+
+#[test]
+fn jpeg_is_shared_not_copied() {
+    let p = parts();
+    let frame = decode(&p, &Limits::default()).expect("decodes");
+    assert_eq!(frame.jpeg.as_ptr(), p[2].as_ptr());
+}
+
+#[test]
+fn wrong_part_counts_are_rejected() {
+    let p = parts();
+    for n in [0, 1, 2, 4] {
+        let mut v: Vec<Bytes> = p.iter().cycle().take(n).cloned().collect();
+        if n == 4 {
+            v[3] = Bytes::from_static(b"extra");
+        }
+        assert_eq!(decode(&v, &Limits::default()), Err(WireError::PartCount(n)));
+    }
+}
+
+#[test]
+fn other_versions_are_rejected_before_parsing() {
+    let mut p = parts();
+    let mut h = p[1].to_vec();
+    h[0] = 2;
+    p[1] = h.into();
+    assert_eq!(decode(&p, &Limits::default()), Err(WireError::UnsupportedVersion(2)));
+    let mut bad = header();
+    bad.version = 9;
+    assert_eq!(encode_header(&bad), Err(WireError::UnsupportedVersion(9)));
+}
+
+#[test]
+fn empty_truncated_and_padded_headers_are_rejected() {
+    let full = parts()[1].to_vec();
+    assert_eq!(decode_header(&[]), Err(WireError::EmptyHeader));
+    for cut in 1..full.len() {
+        assert!(
+            matches!(decode_header(&full[..cut]), Err(WireError::MalformedHeader(_))),
+            "cut at {cut}"
+        );
+    }
+    let mut padded = full.clone();
+    padded.push(0);
+    assert_eq!(decode_header(&padded), Err(WireError::TrailingHeaderBytes(1)));
+    let huge = vec![1u8; MAX_HEADER_BYTES + 1];
+    assert_eq!(decode_header(&huge), Err(WireError::HeaderTooLarge(MAX_HEADER_BYTES + 1)));
+}
+
+#[test]
+fn huge_string_length_does_not_allocate() {
+    let mut h = encode_header(&header()).expect("encodes");
+    let len_at = h.len() - 4 - 8;
+    h[len_at..len_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(decode_header(&h), Err(WireError::MalformedHeader(_))));
+}
+
+#[test]
+fn bad_fields_are_rejected() {
+    let lim = Limits::default();
+    let mut h = header();
+    h.width = 0;
+    assert_eq!(encode(&h, jpeg(), &lim), Err(WireError::InvalidSize { width: 0, height: 720 }));
+    let mut h = header();
+    h.height = MAX_DIMENSION + 1;
+    assert!(matches!(encode(&h, jpeg(), &lim), Err(WireError::InvalidSize { .. })));
+    for name in ["", "has space", "sl/ash", "ü", &"x".repeat(65)] {
+        let mut h = header();
+        h.stream = name.into();
+        assert!(matches!(encode(&h, jpeg(), &lim), Err(WireError::InvalidStreamName(_))), "{name:?}");
+    }
+}
+
+#[test]
+fn non_jpeg_and_oversized_payloads_are_rejected() {
+    let lim = Limits { max_jpeg_bytes: 16 };
+    let mut p = parts();
+    for bad in [&b""[..], b"\xFF\xD8", b"GIF89a....", b"\xFF\xD8 no end", b"no start \xFF\xD9"] {
+        p[2] = Bytes::copy_from_slice(bad);
+        assert_eq!(decode(&p, &lim), Err(WireError::NotJpeg), "{bad:?}");
+    }
+    let mut big = vec![0xFF, 0xD8];
+    big.resize(17, 0);
+    big.extend_from_slice(&[0xFF, 0xD9]);
+    p[2] = big.into();
+    assert_eq!(decode(&p, &lim), Err(WireError::JpegTooLarge { size: 19, max: 16 }));
+}
+
+#[test]
+fn topic_must_match_stream() {
+    let mut p = parts();
+    p[0] = Bytes::from_static(b"cam1");
+    assert!(matches!(decode(&p, &Limits::default()), Err(WireError::TopicMismatch { .. })));
+}
+
+/// A small deterministic generator, so the garbage test needs no dependency
+/// and fails the same way every time.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let good = parts();
+    for i in 0..50_000 {
+        let len = (rng.next() % 80) as usize;
+        let mut head: Vec<u8> = if i % 2 == 0 {
+            (0..len).map(|_| rng.next() as u8).collect()
+        } else {
+            // Mutate a valid header so the decoder gets past the version byte.
+            let mut h = good[1].to_vec();
+            let at = (rng.next() as usize) % h.len();
+            h[at] = rng.next() as u8;
+            h.truncate(((rng.next() as usize) % (h.len() + 1)).max(1));
+            h
+        };
+        if i % 3 == 0 && !head.is_empty() {
+            head[0] = VERSION;
+        }
+        let msg = [good[0].clone(), Bytes::from(head), good[2].clone()];
+        let _ = decode(&msg, &Limits::default());
+    }
+}
