@@ -31,6 +31,12 @@ impl Canvas {
         &self.pixels
     }
 
+    /// Replaces all pixels; `rgb` must hold exactly width × height × 3 bytes.
+    pub fn set_pixels(&mut self, rgb: &[u8]) {
+        let n = self.pixels.len().min(rgb.len());
+        self.pixels[..n].copy_from_slice(&rgb[..n]);
+    }
+
     pub fn pixel(&self, x: u32, y: u32) -> Option<Rgb> {
         let (x, y) = (x as usize, y as usize);
         if x >= self.width || y >= self.height {

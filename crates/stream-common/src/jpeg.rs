@@ -76,3 +76,97 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+/// Splits concatenated JPEGs (a `.mjpeg` file) into byte ranges, one per image.
+///
+/// It walks the marker segments rather than searching for `FF D9`, because an
+/// EXIF thumbnail inside a JPEG carries its own EOI. Garbage between images is
+/// skipped; a truncated last image is left out.
+pub fn split_concatenated(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(start) = find_soi(data, pos) {
+        match jpeg_end(data, start) {
+            Some(end) => {
+                out.push(start..end);
+                pos = end;
+            }
+            None => pos = start + 2,
+        }
+    }
+    out
+}
+
+fn find_soi(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(2)).find(|&i| data[i] == 0xFF && data[i + 1] == 0xD8 && data[i + 2] == 0xFF)
+}
+
+/// Index just past the EOI of the JPEG starting at `start`, if it is complete.
+fn jpeg_end(data: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 2;
+    loop {
+        // Next marker: FF followed by a non-FF byte (FF FF is fill).
+        while *data.get(i)? != 0xFF {
+            return None;
+        }
+        while *data.get(i + 1)? == 0xFF {
+            i += 1;
+        }
+        let marker = *data.get(i + 1)?;
+        i += 2;
+        match marker {
+            0xD9 => return Some(i),
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([*data.get(i)?, *data.get(i + 1)?]));
+                if len < 2 {
+                    return None;
+                }
+                i += len;
+                if marker == 0xDA {
+                    // Entropy-coded data runs to the next marker that is not
+                    // a stuffed zero or a restart marker.
+                    loop {
+                        let b = *data.get(i)?;
+                        if b == 0xFF {
+                            let n = *data.get(i + 1)?;
+                            if n != 0x00 && !(0xD0..=0xD7).contains(&n) {
+                                break;
+                            }
+                            i += 2;
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn splits_real_jpegs_and_skips_garbage_and_truncation() {
+        let mut enc = JpegEncoder::new(75).expect("encoder");
+        let mut c = Canvas::new(64, 48);
+        let mut all = Vec::new();
+        let mut singles = Vec::new();
+        for shade in [10u8, 120, 250] {
+            c.fill([shade, shade, shade]);
+            let j = enc.encode(&c).expect("encode");
+            all.extend_from_slice(b"junk");
+            all.extend_from_slice(&j);
+            singles.push(j);
+        }
+        let last = singles[0].clone();
+        all.extend_from_slice(&last[..last.len() / 2]);
+        let ranges = split_concatenated(&all);
+        assert_eq!(ranges.len(), 3);
+        for (r, j) in ranges.iter().zip(&singles) {
+            assert_eq!(&all[r.clone()], &j[..]);
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod jpeg;
 pub mod logging;
 pub mod metrics;
 pub mod multipart;
+pub mod ratelimit;
 pub mod shutdown;
 
 /// Nanoseconds since the Unix epoch, the unit of `FrameHeader::capture_ts_ns`.

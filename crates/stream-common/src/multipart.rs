@@ -170,13 +170,12 @@ impl MultipartParser {
     }
 
     fn take_headers(&mut self) -> Result<bool, MultipartError> {
-        let (end, sep) = match find(&self.buf, b"\r\n\r\n") {
-            Some(at) => (at, 4),
-            None if !self.strict => match find(&self.buf, b"\n\n") {
-                Some(at) => (at, 2),
-                None => return self.headers_pending(),
-            },
-            None => return self.headers_pending(),
+        let crlf = find(&self.buf, b"\r\n\r\n").map(|at| (at, 4));
+        let lf = if self.strict { None } else { find(&self.buf, b"\n\n").map(|at| (at, 2)) };
+        let (end, sep) = match (crlf, lf) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return self.headers_pending(),
         };
         if end > MAX_PART_HEADERS {
             return Err(MultipartError::HeadersTooLong);

@@ -1,0 +1,107 @@
+//! Command-line flags, each with an environment-variable twin, and defaults
+//! that make `frame-producer` with no arguments the seed's simulated camera.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::Parser;
+use stream_common::logging::LogArgs;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "frame-producer", version, about = "Publishes JPEG frames on a ZeroMQ PUB socket")]
+pub struct Config {
+    /// Where frames come from: `test-pattern`, a directory of .jpg/.png images,
+    /// a .mjpeg file (concatenated JPEGs), or an `http://` MJPEG stream to relay.
+    #[arg(long, env = "PRODUCER_SOURCE", default_value = "test-pattern")]
+    pub source: String,
+    /// Stream name: the ZeroMQ topic and the name viewers see (A-Z a-z 0-9 _ - .).
+    #[arg(long, env = "PRODUCER_STREAM", default_value = "cam0", value_parser = parse_stream)]
+    pub stream: String,
+    /// Frame size for generated frames, WIDTHxHEIGHT.
+    #[arg(long, env = "PRODUCER_SIZE", default_value = "640x480")]
+    pub size: Size,
+    /// Frames per second (a cap for live sources).
+    #[arg(long, env = "PRODUCER_FPS", default_value_t = 15.0, value_parser = parse_fps)]
+    pub fps: f64,
+    /// JPEG quality, 1-100.
+    #[arg(long, env = "PRODUCER_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// ZeroMQ endpoint the PUB socket binds.
+    #[arg(long, env = "PRODUCER_BIND", default_value = "tcp://0.0.0.0:5555")]
+    pub bind: String,
+    /// Address for /healthz and /metrics.
+    #[arg(long, env = "PRODUCER_METRICS_LISTEN", default_value = "0.0.0.0:9100")]
+    pub metrics_listen: SocketAddr,
+    /// Largest JPEG published; bigger frames are skipped and counted.
+    #[arg(long, env = "PRODUCER_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
+    pub max_frame_bytes: usize,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
+        let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("bad number {v:?} in {s:?}"));
+        let (width, height) = (parse(w)?, parse(h)?);
+        // Even sizes keep 4:2:0 chroma exact; 16..=8192 keeps frames sane.
+        for d in [width, height] {
+            if !(16..=8192).contains(&d) || d % 2 != 0 {
+                return Err(format!("{d} is not an even size between 16 and 8192 in {s:?}"));
+            }
+        }
+        Ok(Size { width, height })
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+fn parse_fps(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
+    if (0.1..=240.0).contains(&v) { Ok(v) } else { Err(format!("fps must be between 0.1 and 240, got {v}")) }
+}
+
+fn parse_stream(s: &str) -> Result<String, String> {
+    frame_wire::validate_stream_name(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_simulated_camera() {
+        let c = Config::try_parse_from(["frame-producer"]).expect("no arguments needed");
+        assert_eq!(c.source, "test-pattern");
+        assert_eq!(c.size, Size { width: 640, height: 480 });
+        assert_eq!((c.fps, c.quality, c.stream.as_str()), (15.0, 80, "cam0"));
+        assert_eq!(c.bind, "tcp://0.0.0.0:5555");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["p", "--size", "640"][..],
+            &["p", "--size", "641x480"],
+            &["p", "--fps", "0"],
+            &["p", "--quality", "101"],
+            &["p", "--stream", "bad name"],
+        ] {
+            assert!(Config::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let c = Config::try_parse_from(["p", "--size", "600x400", "--fps", "10"]).expect("seed settings");
+        assert_eq!((c.size.width, c.size.height, c.fps), (600, 400, 10.0));
+    }
+}

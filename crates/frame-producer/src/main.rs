@@ -1,0 +1,81 @@
+//! `frame-producer`: captures or generates frames, JPEG-encodes each one once
+//! and publishes it on a ZeroMQ PUB socket for any number of gateways.
+//!
+//! Where things happen: `source/` captures, `capture.rs` paces and encodes,
+//! `publish.rs` puts frames on the wire, `metrics.rs` answers health checks.
+
+mod capture;
+mod config;
+mod metrics;
+mod pacing;
+mod publish;
+mod source;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::config::Config;
+
+fn main() -> std::process::ExitCode {
+    // clap exits with code 2 and a clear message on a bad flag value.
+    let config = Config::parse();
+    stream_common::logging::init(&config.log);
+    match run(config) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("frame-producer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async_main(config))
+}
+
+async fn async_main(config: Config) -> anyhow::Result<()> {
+    let shutdown = stream_common::shutdown::on_signal();
+    let metrics = metrics::ProducerMetrics::new(&config.stream).context("registering metrics")?;
+    let source = source::open(&config).with_context(|| format!("opening source {:?}", config.source))?;
+    let publisher = publish::Publisher::bind(&config.bind, &config.stream)
+        .await
+        .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
+    let metrics_server = metrics::serve(config.metrics_listen, metrics.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
+    tracing::info!(
+        stream = %config.stream,
+        source = %source.describe(),
+        bind = %config.bind,
+        metrics = %config.metrics_listen,
+        size = %config.size,
+        fps = config.fps,
+        producer_id = format_args!("{:016x}", publisher.producer_id()),
+        "frame-producer started"
+    );
+
+    let handle = tokio::runtime::Handle::current();
+    let loop_shutdown = shutdown.clone();
+    let settings = capture::Settings::from_config(&config);
+    let capture = std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || capture::run(source, publisher, settings, metrics, loop_shutdown, handle))
+        .context("starting the capture thread")?;
+
+    shutdown.cancelled().await;
+    // The capture thread notices the token within one frame interval; a source
+    // stuck in a blocking read must not hold up exit, so wait only briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(700);
+    while !capture.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    metrics_server.abort();
+    tracing::info!("frame-producer stopped");
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Images from disk, looped: a directory of `.jpg`/`.png` files (re-listed on
+//! every pass, so files can be added or removed while it runs) or one `.mjpeg`
+//! file of concatenated JPEGs. JPEGs pass through without re-encoding; PNGs are
+//! decoded and encoded once per frame. A bad file is skipped with one warning.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use stream_common::canvas::Canvas;
+
+use super::{Captured, Picture, Source, SourceError};
+
+pub struct FileSource {
+    path: PathBuf,
+    items: Vec<Item>,
+    next: usize,
+    warned: HashSet<String>,
+    canvas: Canvas,
+}
+
+#[derive(Clone)]
+enum Item {
+    File(PathBuf),
+    /// One JPEG cut out of a `.mjpeg` file.
+    Jpeg(Bytes),
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf) -> Self {
+        FileSource { path, items: Vec::new(), next: 0, warned: HashSet::new(), canvas: Canvas::new(2, 2) }
+    }
+
+    fn reload(&mut self) -> Result<(), SourceError> {
+        let unavailable = |e: std::io::Error| SourceError::Unavailable(format!("{}: {e}", self.path.display()));
+        let meta = std::fs::metadata(&self.path).map_err(unavailable)?;
+        self.items = if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
+                .map_err(unavailable)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(extension(p).as_str(), "jpg" | "jpeg" | "png"))
+                .collect();
+            files.sort();
+            files.into_iter().map(Item::File).collect()
+        } else {
+            let data = Bytes::from(std::fs::read(&self.path).map_err(unavailable)?);
+            stream_common::jpeg::split_concatenated(&data).into_iter().map(|r| Item::Jpeg(data.slice(r))).collect()
+        };
+        self.next = 0;
+        if self.items.is_empty() {
+            return Err(SourceError::Unavailable(format!("no images in {}", self.path.display())));
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, item: Item) -> Result<Option<(Bytes, u32, u32)>, SourceError> {
+        let (what, data) = match item {
+            Item::Jpeg(data) => (self.path.display().to_string(), data),
+            Item::File(path) => {
+                let what = path.display().to_string();
+                let data = std::fs::read(&path).map_err(|e| SourceError::BadFrame { what: what.clone(), why: e.to_string() })?;
+                if extension(&path) == "png" {
+                    decode_png(&data, &mut self.canvas).map_err(|why| SourceError::BadFrame { what, why })?;
+                    return Ok(None);
+                }
+                (what, Bytes::from(data))
+            }
+        };
+        let bad = |why: &str| SourceError::BadFrame { what: what.clone(), why: why.to_string() };
+        if !frame_wire::looks_like_jpeg(&data) {
+            return Err(bad("not a complete JPEG (SOI/EOI missing)"));
+        }
+        let (width, height) = stream_common::jpeg::dimensions(&data).ok_or_else(|| bad("unreadable JPEG header"))?;
+        Ok(Some((data, width, height)))
+    }
+}
+
+fn extension(p: &Path) -> String {
+    p.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase()
+}
+
+/// Decodes a PNG of any colour type into the canvas as RGB.
+fn decode_png(data: &[u8], canvas: &mut Canvas) -> Result<(), String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(data));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let (w, h) = (info.width, info.height);
+    if w == 0 || h == 0 || w > frame_wire::MAX_DIMENSION || h > frame_wire::MAX_DIMENSION {
+        return Err(format!("unsupported size {w}x{h}"));
+    }
+    if canvas.width() != w || canvas.height() != h {
+        *canvas = Canvas::new(w, h);
+    }
+    let channels = info.color_type.samples();
+    let src = &buf[..info.buffer_size()];
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for px in src.chunks_exact(channels) {
+        match channels {
+            1 | 2 => rgb.extend_from_slice(&[px[0], px[0], px[0]]),
+            _ => rgb.extend_from_slice(&px[..3]),
+        }
+    }
+    canvas.set_pixels(&rgb);
+    Ok(())
+}
+
+impl Source for FileSource {
+    fn describe(&self) -> String {
+        format!("files {}", self.path.display())
+    }
+
+    fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {
+        // Try each item at most once per call so one bad file costs one frame.
+        if self.next >= self.items.len() {
+            self.reload()?;
+        }
+        let item = self.items[self.next].clone();
+        self.next += 1;
+        let capture_ts_ns = stream_common::unix_now_ns();
+        match self.load(item) {
+            Ok(loaded) => {
+                let picture = match loaded {
+                    Some((data, width, height)) => Picture::Jpeg { data, width, height },
+                    None => Picture::Rgb(&self.canvas),
+                };
+                Ok(Some(Captured { picture, capture_ts_ns }))
+            }
+            Err(SourceError::BadFrame { what, why }) => {
+                // One warning per bad file, not one per loop.
+                let first = self.warned.insert(what.clone());
+                Err(SourceError::BadFrame { what: if first { what } else { String::new() }, why })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_png(path: &Path, w: u32, h: u32) {
+        let file = std::fs::File::create(path).expect("create png");
+        let mut enc = png::Encoder::new(file, w, h);
+        enc.set_color(png::ColorType::Rgba);
+        let mut writer = enc.write_header().expect("png header");
+        let data: Vec<u8> = (0..w * h).flat_map(|_| [200u8, 10, 10, 255]).collect();
+        writer.write_image_data(&data).expect("png data");
+    }
+
+    #[test]
+    fn directory_loops_skips_bad_files_and_decodes_png() {
+        let dir = std::env::temp_dir().join(format!("fp-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let mut c = Canvas::new(32, 16);
+        c.fill([1, 2, 3]);
+        let jpeg = stream_common::jpeg::JpegEncoder::new(80).expect("enc").encode(&c).expect("jpeg");
+        std::fs::write(dir.join("a.jpg"), &jpeg).expect("write");
+        std::fs::write(dir.join("b.jpg"), b"not a jpeg").expect("write");
+        write_png(&dir.join("c.png"), 8, 6);
+        std::fs::write(dir.join("notes.txt"), b"ignored").expect("write");
+
+        let mut src = FileSource::new(dir.clone());
+        let t = Duration::ZERO;
+        match src.next_frame(t).expect("a.jpg").expect("frame").picture {
+            Picture::Jpeg { data, width, height } => assert_eq!((&data[..], width, height), (&jpeg[..], 32, 16)),
+            Picture::Rgb(_) => panic!("jpeg must pass through"),
+        }
+        assert!(matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.ends_with("b.jpg")));
+        match src.next_frame(t).expect("c.png").expect("frame").picture {
+            Picture::Rgb(canvas) => assert_eq!((canvas.width(), canvas.pixel(0, 0)), (8, Some([200, 10, 10]))),
+            Picture::Jpeg { .. } => panic!("png must be decoded"),
+        }
+        // Looped; the second warning for b.jpg is suppressed (empty `what`).
+        assert!(src.next_frame(t).is_ok());
+        assert!(matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.is_empty()));
+
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        let _ = src.next_frame(t);
+        assert!(matches!(src.next_frame(t), Err(SourceError::Unavailable(_))));
+    }
+}
