@@ -1,1 +1,42 @@
+//! Helpers every end-to-end test uses, in one place: start the real binaries
+//! on free loopback ports, read HTTP and MJPEG exactly as a client would, and
+//! wait for conditions with a deadline instead of sleeping.
 
+pub mod http;
+pub mod process;
+pub mod zmq;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Directory for files a test leaves behind for people to look at
+/// (screenshots, logs): `<workspace>/test-artifacts`.
+pub fn artifact_dir() -> std::path::PathBuf {
+    let dir = process::workspace_root().join("test-artifacts");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
