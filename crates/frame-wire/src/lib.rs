@@ -92,6 +92,23 @@ pub enum WireError {
     NotJpeg,
 }
 
+impl WireError {
+    /// A short stable name for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireError::PartCount(_) => "part_count",
+            WireError::EmptyHeader | WireError::MalformedHeader(_) | WireError::TrailingHeaderBytes(_) => "bad_header",
+            WireError::HeaderTooLarge(_) => "header_too_large",
+            WireError::UnsupportedVersion(_) => "version",
+            WireError::InvalidStreamName(_) => "stream_name",
+            WireError::TopicMismatch { .. } => "topic_mismatch",
+            WireError::InvalidSize { .. } => "frame_size",
+            WireError::JpegTooLarge { .. } => "too_large",
+            WireError::NotJpeg => "not_jpeg",
+        }
+    }
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::legacy().with_limit::<MAX_HEADER_BYTES>()
 }

@@ -17,3 +17,21 @@ pub fn unix_now_ns() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
+
+/// `HH:MM:SS.mmm UTC` of a Unix time in nanoseconds, as drawn on frames.
+pub fn clock_text(unix_ns: u64) -> String {
+    let ms = unix_ns / 1_000_000;
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}.{millis:03} UTC", day / 3600, day / 60 % 60, day % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_text_formats_milliseconds() {
+        // 1970-01-02 01:02:03.456
+        let ns = ((86_400 + 3_723) * 1000 + 456) * 1_000_000;
+        assert_eq!(super::clock_text(ns), "01:02:03.456 UTC");
+    }
+}

@@ -33,7 +33,7 @@ impl TestPattern {
         c.fill(GRAY);
 
         let line = 8 * i64::from(scale) + 8;
-        c.draw_text(16, 16, scale, TEXT, &clock_text(now_ns));
+        c.draw_text(16, 16, scale, TEXT, &stream_common::clock_text(now_ns));
         c.draw_text(16, 16 + line, small, [255, 255, 255], &format!("{}  frame {}", self.stream, self.frame));
         c.draw_text(16, 16 + line + 12 * i64::from(small), small, [220, 220, 220], &format!("{w}x{h}"));
 
@@ -48,14 +48,6 @@ impl TestPattern {
     pub fn canvas(&self) -> &Canvas {
         &self.canvas
     }
-}
-
-/// `HH:MM:SS.mmm UTC` of a Unix time in nanoseconds.
-pub fn clock_text(unix_ns: u64) -> String {
-    let ms = unix_ns / 1_000_000;
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}.{millis:03} UTC", day / 3600, day / 60 % 60, day % 60)
 }
 
 impl Source for TestPattern {
@@ -73,13 +65,6 @@ impl Source for TestPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clock_text_formats_milliseconds() {
-        // 1970-01-02 01:02:03.456
-        let ns = ((86_400 + 3_723) * 1000 + 456) * 1_000_000;
-        assert_eq!(clock_text(ns), "01:02:03.456 UTC");
-    }
 
     #[test]
     fn frames_differ_and_the_bar_moves() {

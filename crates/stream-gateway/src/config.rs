@@ -1,0 +1,88 @@
+//! Command-line flags with environment-variable twins; with no arguments the
+//! gateway subscribes to a producer on localhost and serves on port 8080.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use stream_common::logging::LogArgs;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stream-gateway", version, about = "Fans ZeroMQ frames out to browsers as MJPEG")]
+pub struct Config {
+    /// Producer endpoint to subscribe to; repeat the flag, or give a comma list in the variable.
+    #[arg(long = "producer", env = "GATEWAY_PRODUCERS", value_delimiter = ',', default_value = "tcp://127.0.0.1:5555")]
+    pub producers: Vec<String>,
+    /// Only these streams (comma list); all streams when empty.
+    #[arg(long = "streams", env = "GATEWAY_STREAMS", value_delimiter = ',')]
+    pub only_streams: Vec<String>,
+    /// HTTP listen address.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Seconds without a frame after which a stream is shown as offline.
+    #[arg(long, env = "GATEWAY_STALE_AFTER", default_value = "3", value_parser = parse_secs)]
+    pub stale_after: Duration,
+    /// Seconds without any frame from a producer before its socket is recreated
+    /// (zmq.rs alone can take 30 s to reconnect).
+    #[arg(long, env = "GATEWAY_RESUBSCRIBE_AFTER", default_value = "1", value_parser = parse_secs)]
+    pub resubscribe_after: Duration,
+    /// Re-send the latest frame after this many idle seconds (browsers hold back
+    /// the last frame of a multipart stream until the next one starts).
+    #[arg(long, env = "GATEWAY_IDLE_RESEND", default_value = "1", value_parser = parse_secs)]
+    pub idle_resend: Duration,
+    /// Most concurrent stream viewers; more get 503 with Retry-After.
+    #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+    /// Largest JPEG accepted from a producer; larger ones are dropped and counted.
+    #[arg(long, env = "GATEWAY_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
+    pub max_frame_bytes: usize,
+    /// Kernel send buffer per viewer socket, in bytes: bounds how much stale
+    /// video a slow viewer can have queued (0 keeps the system default).
+    #[arg(long, env = "GATEWAY_SEND_BUFFER", default_value_t = 256 * 1024)]
+    pub send_buffer: usize,
+    /// Seconds a client may take to send its request headers.
+    #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
+    pub header_timeout: Duration,
+    /// Name of this gateway in responses (X-Gateway-Instance) and /api/streams.
+    #[arg(long, env = "GATEWAY_INSTANCE_ID", default_value_t = default_instance())]
+    pub instance_id: String,
+    /// Worker threads for the async runtime.
+    #[arg(long, env = "GATEWAY_THREADS", default_value_t = 2)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if (0.05..=86_400.0).contains(&v) { Ok(Duration::from_secs_f64(v)) } else { Err(format!("{v} s is out of range")) }
+}
+
+fn default_instance() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("gateway-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_with_no_arguments() {
+        let c = Config::try_parse_from(["stream-gateway"]).expect("defaults");
+        assert_eq!(c.producers, vec!["tcp://127.0.0.1:5555".to_string()]);
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.stale_after, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn producers_repeat_and_bad_values_fail() {
+        let c = Config::try_parse_from(["g", "--producer", "tcp://a:1", "--producer", "tcp://b:2"]).expect("ok");
+        assert_eq!(c.producers.len(), 2);
+        assert!(Config::try_parse_from(["g", "--stale-after", "-1"]).is_err());
+        assert!(Config::try_parse_from(["g", "--listen", "nowhere"]).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! `stream-gateway`: subscribes to one or more frame producers and serves
+//! every stream to any number of browsers as MJPEG.
+//!
+//! A frame's path through this crate, by folder:
+//! `receive/` takes it off the ZeroMQ socket and puts it, as a ready-made
+//! multipart part, into its stream's latest-frame slot (`streams.rs`, `part.rs`);
+//! `serve/` writes the newest part to every viewer whose socket can take it.
+//! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
+//! "NO SIGNAL" placeholder when it goes stale.
+
+mod config;
+mod keeper;
+mod metrics;
+mod part;
+mod placeholder;
+mod receive;
+mod serve;
+mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::config::Config;
+
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    stream_common::logging::init(&config.log);
+    match run(config) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("stream-gateway: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async_main(config))
+}
+
+async fn async_main(config: Config) -> anyhow::Result<()> {
+    let shutdown = stream_common::shutdown::on_signal();
+    let metrics = Arc::new(metrics::GatewayMetrics::new().context("registering metrics")?);
+    let streams = Arc::new(streams::Streams::new(metrics.clone()));
+    let listener = serve::server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        producers = ?config.producers,
+        instance = %config.instance_id,
+        url = %format!("http://{}/", display_addr(config.listen)),
+        "stream-gateway started"
+    );
+
+    let mut tasks = Vec::new();
+    for endpoint in &config.producers {
+        tasks.push(tokio::spawn(receive::run(
+            endpoint.clone(),
+            receive::Settings::from_config(&config),
+            streams.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(keeper::run(streams.clone(), keeper::Settings::from_config(&config), shutdown.clone())));
+
+    let app = serve::routes::App::new(&config, streams, metrics, shutdown.clone());
+    serve::server::run(listener, app, serve::server::Settings::from_config(&config), shutdown.clone()).await;
+
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
+    }
+    tracing::info!("stream-gateway stopped");
+    Ok(())
+}
+
+/// The address to print for people: a wildcard bind is reachable as localhost.
+fn display_addr(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
+}

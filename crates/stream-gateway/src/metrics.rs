@@ -1,0 +1,100 @@
+//! The gateway's Prometheus metrics. Per-stream handles are looked up once
+//! when a stream appears, so the per-viewer hot path only touches atomics.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+pub struct GatewayMetrics {
+    pub registry: Registry,
+    viewers: IntGaugeVec,
+    online: IntGaugeVec,
+    frames_in: IntCounterVec,
+    parts_out: IntCounterVec,
+    bytes_out: IntCounterVec,
+    skipped: IntCounterVec,
+    latency: HistogramVec,
+    invalid: IntCounterVec,
+    resubscribes: IntCounterVec,
+    pub rejected_clients: IntCounter,
+    pub connections: IntGauge,
+    pub viewers_total: IntGauge,
+}
+
+/// Handles for one stream.
+#[derive(Clone)]
+pub struct StreamMetrics {
+    pub viewers: IntGauge,
+    pub online: IntGauge,
+    pub frames_in: IntCounter,
+    pub parts_out: IntCounter,
+    pub bytes_out: IntCounter,
+    pub skipped: IntCounter,
+    pub latency: Histogram,
+}
+
+impl GatewayMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("gateway".into()), None)?;
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m;
+                registry.register(Box::new(m.clone()))?;
+                m
+            }};
+        }
+        let s = &["stream"];
+        Ok(GatewayMetrics {
+            viewers: reg!(IntGaugeVec::new(Opts::new("viewers", "Open stream responses"), s)?),
+            online: reg!(IntGaugeVec::new(Opts::new("stream_online", "1 while a stream receives frames"), s)?),
+            frames_in: reg!(IntCounterVec::new(Opts::new("frames_in_total", "Frames received from producers"), s)?),
+            parts_out: reg!(IntCounterVec::new(Opts::new("parts_out_total", "Multipart parts handed to viewers"), s)?),
+            bytes_out: reg!(IntCounterVec::new(Opts::new("bytes_out_total", "Bytes handed to viewers"), s)?),
+            skipped: reg!(IntCounterVec::new(
+                Opts::new("frames_skipped_total", "Frames a slow viewer skipped to stay current"),
+                s
+            )?),
+            latency: reg!(HistogramVec::new(
+                HistogramOpts::new("capture_to_send_seconds", "From capture to handing the part to a viewer's socket")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                s
+            )?),
+            invalid: reg!(IntCounterVec::new(
+                Opts::new("invalid_messages_total", "Messages from producers that failed to decode"),
+                &["producer", "reason"]
+            )?),
+            resubscribes: reg!(IntCounterVec::new(
+                Opts::new("resubscribes_total", "SUB sockets recreated after a silent period"),
+                &["producer"]
+            )?),
+            rejected_clients: reg!(IntCounter::new("rejected_clients_total", "Viewers refused at --max-clients")?),
+            connections: reg!(IntGauge::new("connections", "Open HTTP connections")?),
+            viewers_total: reg!(IntGauge::new("viewers_total", "Open stream responses, all streams")?),
+            registry,
+        })
+    }
+
+    pub fn for_stream(&self, name: &str) -> StreamMetrics {
+        StreamMetrics {
+            viewers: self.viewers.with_label_values(&[name]),
+            online: self.online.with_label_values(&[name]),
+            frames_in: self.frames_in.with_label_values(&[name]),
+            parts_out: self.parts_out.with_label_values(&[name]),
+            bytes_out: self.bytes_out.with_label_values(&[name]),
+            skipped: self.skipped.with_label_values(&[name]),
+            latency: self.latency.with_label_values(&[name]),
+        }
+    }
+
+    pub fn invalid(&self, producer: &str, reason: &str) {
+        self.invalid.with_label_values(&[producer, reason]).inc();
+    }
+
+    pub fn resubscribed(&self, producer: &str) {
+        self.resubscribes.with_label_values(&[producer]).inc();
+    }
+
+    pub fn render(&self) -> String {
+        stream_common::metrics::render(&self.registry)
+    }
+}
