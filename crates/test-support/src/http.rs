@@ -55,13 +55,26 @@ pub struct Connection {
 impl Connection {
     /// Sends `GET path` (or another method) and reads the response head.
     pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::request_with_body(addr, method, path, extra, b"").await
+    }
+
+    /// Like [`request`](Self::request), sending `body` after the headers.
+    pub async fn request_with_body(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Self> {
         let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test-support\r\n");
         for (k, v) in extra {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await?;
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        stream.write_all(&bytes).await?;
         let mut buf = BytesMut::with_capacity(256 * 1024);
         let end = loop {
             if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

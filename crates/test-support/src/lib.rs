@@ -4,6 +4,8 @@
 
 pub mod http;
 pub mod process;
+pub mod stack;
+pub mod webdriver;
 pub mod zmq;
 
 use std::future::Future;
