@@ -3,8 +3,12 @@
 # Idempotent and quiet when everything is already present.
 set -euo pipefail
 
-APT_PACKAGES=(cmake nasm pkg-config chromium chromium-driver ffmpeg)
+# Building needs cmake and nasm (turbojpeg builds libjpeg-turbo with SIMD).
+# Tests also need a browser, ffmpeg and pyzmq. `--build-only` skips those.
+APT_PACKAGES=(cmake nasm pkg-config)
 PIP_PACKAGES=(pyzmq==27.3.0)
+[ "${1:-}" = "--build-only" ] && BUILD_ONLY=1 || BUILD_ONLY=0
+[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(chromium chromium-driver ffmpeg)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,7 +21,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import zmq' 2>/dev/null; then
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust from your distribution or rustup first" >&2
+  exit 1
+fi
+
+if [ "$BUILD_ONLY" = 0 ] && ! python3 -c 'import zmq' 2>/dev/null; then
   echo "setup: installing Python packages: ${PIP_PACKAGES[*]}"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PIP_PACKAGES[@]}"
 fi

@@ -24,7 +24,11 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(c: &Config) -> Self {
-        Settings { fps: c.fps, quality: c.quality, max_frame_bytes: c.max_frame_bytes }
+        Settings {
+            fps: c.fps,
+            quality: c.quality,
+            max_frame_bytes: c.max_frame_bytes,
+        }
     }
 }
 
@@ -97,7 +101,11 @@ pub fn run(
 
         let ts = captured.capture_ts_ns;
         let encoded: Result<(Bytes, u32, u32), String> = match captured.picture {
-            Picture::Jpeg { data, width, height } => Ok((data, width, height)),
+            Picture::Jpeg {
+                data,
+                width,
+                height,
+            } => Ok((data, width, height)),
             Picture::Rgb(canvas) => {
                 let t = Instant::now();
                 let r = encoder.encode(canvas).map_err(|e| e.to_string());
@@ -113,7 +121,11 @@ pub fn run(
                     Err(PublishError::Wire(frame_wire::WireError::JpegTooLarge { size, max })) => {
                         metrics.skipped_oversize.inc();
                         if publish_log.check(Instant::now()).is_some() {
-                            tracing::warn!(size, max, "frame larger than --max-frame-bytes skipped");
+                            tracing::warn!(
+                                size,
+                                max,
+                                "frame larger than --max-frame-bytes skipped"
+                            );
                         }
                     }
                     Err(e) => {

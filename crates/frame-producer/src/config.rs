@@ -9,7 +9,11 @@ use clap::Parser;
 use stream_common::logging::LogArgs;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "frame-producer", version, about = "Publishes JPEG frames on a ZeroMQ PUB socket")]
+#[command(
+    name = "frame-producer",
+    version,
+    about = "Publishes JPEG frames on a ZeroMQ PUB socket"
+)]
 pub struct Config {
     /// Where frames come from: `test-pattern`, a directory of .jpg/.png images,
     /// a .mjpeg file (concatenated JPEGs), or an `http://` MJPEG stream to relay.
@@ -49,13 +53,21 @@ pub struct Size {
 impl FromStr for Size {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
-        let parse = |v: &str| v.trim().parse::<u32>().map_err(|_| format!("bad number {v:?} in {s:?}"));
+        let (w, h) = s
+            .split_once(['x', 'X'])
+            .ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad number {v:?} in {s:?}"))
+        };
         let (width, height) = (parse(w)?, parse(h)?);
         // Even sizes keep 4:2:0 chroma exact; 16..=8192 keeps frames sane.
         for d in [width, height] {
             if !(16..=8192).contains(&d) || d % 2 != 0 {
-                return Err(format!("{d} is not an even size between 16 and 8192 in {s:?}"));
+                return Err(format!(
+                    "{d} is not an even size between 16 and 8192 in {s:?}"
+                ));
             }
         }
         Ok(Size { width, height })
@@ -70,11 +82,17 @@ impl fmt::Display for Size {
 
 fn parse_fps(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
-    if (0.1..=240.0).contains(&v) { Ok(v) } else { Err(format!("fps must be between 0.1 and 240, got {v}")) }
+    if (0.1..=240.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("fps must be between 0.1 and 240, got {v}"))
+    }
 }
 
 fn parse_stream(s: &str) -> Result<String, String> {
-    frame_wire::validate_stream_name(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+    frame_wire::validate_stream_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -85,7 +103,13 @@ mod tests {
     fn defaults_are_the_simulated_camera() {
         let c = Config::try_parse_from(["frame-producer"]).expect("no arguments needed");
         assert_eq!(c.source, "test-pattern");
-        assert_eq!(c.size, Size { width: 640, height: 480 });
+        assert_eq!(
+            c.size,
+            Size {
+                width: 640,
+                height: 480
+            }
+        );
         assert_eq!((c.fps, c.quality, c.stream.as_str()), (15.0, 80, "cam0"));
         assert_eq!(c.bind, "tcp://0.0.0.0:5555");
     }
@@ -101,7 +125,8 @@ mod tests {
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");
         }
-        let c = Config::try_parse_from(["p", "--size", "600x400", "--fps", "10"]).expect("seed settings");
+        let c = Config::try_parse_from(["p", "--size", "600x400", "--fps", "10"])
+            .expect("seed settings");
         assert_eq!((c.size.width, c.size.height, c.fps), (600, 400, 10.0));
     }
 }

@@ -42,7 +42,8 @@ fn run(config: Config) -> anyhow::Result<()> {
 async fn async_main(config: Config) -> anyhow::Result<()> {
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = metrics::ProducerMetrics::new(&config.stream).context("registering metrics")?;
-    let source = source::open(&config).with_context(|| format!("opening source {:?}", config.source))?;
+    let source =
+        source::open(&config).with_context(|| format!("opening source {:?}", config.source))?;
     let publisher = publish::Publisher::bind(&config.bind, &config.stream)
         .await
         .with_context(|| format!("binding the PUB socket on {}", config.bind))?;

@@ -29,17 +29,24 @@ pub struct ProducerMetrics {
 
 impl ProducerMetrics {
     pub fn new(stream: &str) -> prometheus::Result<Self> {
-        let registry = Registry::new_custom(Some("producer".into()), Some([("stream".to_string(), stream.to_string())].into()))?;
+        let registry = Registry::new_custom(
+            Some("producer".into()),
+            Some([("stream".to_string(), stream.to_string())].into()),
+        )?;
         let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let skipped = IntCounterVec::new(Opts::new("frames_skipped_total", "Frames not published, by reason"), &["reason"])?;
+        let skipped = IntCounterVec::new(
+            Opts::new("frames_skipped_total", "Frames not published, by reason"),
+            &["reason"],
+        )?;
         registry.register(Box::new(skipped.clone()))?;
         let encode_seconds = Histogram::with_opts(
-            HistogramOpts::new("encode_seconds", "Time to JPEG-encode one frame")
-                .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064]),
+            HistogramOpts::new("encode_seconds", "Time to JPEG-encode one frame").buckets(vec![
+                0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064,
+            ]),
         )?;
         registry.register(Box::new(encode_seconds.clone()))?;
         let frame_bytes = Histogram::with_opts(
@@ -52,7 +59,10 @@ impl ProducerMetrics {
             skipped_late: skipped.with_label_values(&["late"]),
             skipped_rate: skipped.with_label_values(&["rate_cap"]),
             skipped_oversize: skipped.with_label_values(&["oversize"]),
-            bad_frames: counter("bad_frames_total", "Unreadable or corrupt input frames skipped")?,
+            bad_frames: counter(
+                "bad_frames_total",
+                "Unreadable or corrupt input frames skipped",
+            )?,
             source_errors: counter("source_errors_total", "Times the source was unavailable")?,
             encode_seconds,
             frame_bytes,
@@ -65,13 +75,17 @@ impl ProducerMetrics {
     pub fn mark_published(&self, bytes: usize) {
         self.published.inc();
         self.frame_bytes.observe(bytes as f64);
-        self.last_publish_ns.store(stream_common::unix_now_ns(), Ordering::Relaxed);
+        self.last_publish_ns
+            .store(stream_common::unix_now_ns(), Ordering::Relaxed);
     }
 
     /// Healthy when a frame went out recently, or during the first seconds.
     fn healthy(&self) -> bool {
         let now = stream_common::unix_now_ns();
-        let last = self.last_publish_ns.load(Ordering::Relaxed).max(self.started_ns);
+        let last = self
+            .last_publish_ns
+            .load(Ordering::Relaxed)
+            .max(self.started_ns);
         now.saturating_sub(last) < HEALTHY_WITHIN_NS
     }
 }
@@ -88,7 +102,10 @@ pub async fn serve(
         if m.healthy() {
             warp::reply::with_status(String::from("ok\n"), warp::http::StatusCode::OK)
         } else {
-            warp::reply::with_status(String::from("no frame published recently\n"), warp::http::StatusCode::SERVICE_UNAVAILABLE)
+            warp::reply::with_status(
+                String::from("no frame published recently\n"),
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+            )
         }
     });
     let prom = warp::path!("metrics").map(move || {
@@ -100,6 +117,10 @@ pub async fn serve(
     });
     let routes = warp::get().and(health.or(prom));
     Ok(tokio::spawn(async move {
-        warp::serve(routes).incoming(listener).graceful(async move { shutdown.cancelled().await }).run().await;
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { shutdown.cancelled().await })
+            .run()
+            .await;
     }))
 }

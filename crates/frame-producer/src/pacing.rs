@@ -13,7 +13,11 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(start: Instant, fps: f64) -> Self {
-        Pacer { start, fps, next: 0 }
+        Pacer {
+            start,
+            fps,
+            next: 0,
+        }
     }
 
     /// When the next frame is due.

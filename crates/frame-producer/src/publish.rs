@@ -45,7 +45,13 @@ impl Publisher {
 
     /// Publishes one JPEG. zmq.rs never blocks here: it queues per subscriber
     /// (and drops when there is none).
-    pub async fn publish(&mut self, jpeg: Bytes, width: u32, height: u32, capture_ts_ns: u64) -> Result<u64, PublishError> {
+    pub async fn publish(
+        &mut self,
+        jpeg: Bytes,
+        width: u32,
+        height: u32,
+        capture_ts_ns: u64,
+    ) -> Result<u64, PublishError> {
         let header = FrameHeader {
             version: VERSION,
             seq: self.seq,
@@ -56,7 +62,8 @@ impl Publisher {
             stream: self.stream.clone(),
         };
         let parts = frame_wire::encode(&header, jpeg, &self.limits)?;
-        let message = ZmqMessage::try_from(parts.to_vec()).map_err(|_| zeromq::ZmqError::Other("empty message"))?;
+        let message = ZmqMessage::try_from(parts.to_vec())
+            .map_err(|_| zeromq::ZmqError::Other("empty message"))?;
         self.socket.send(message).await?;
         self.seq += 1;
         Ok(header.seq)

@@ -17,17 +17,31 @@ fn start_producer(extra: &[&str]) -> Producer {
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
     let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let metrics_s = metrics.to_string();
-    let mut args = vec!["--bind", endpoint.as_str(), "--metrics-listen", metrics_s.as_str()];
+    let mut args = vec![
+        "--bind",
+        endpoint.as_str(),
+        "--metrics-listen",
+        metrics_s.as_str(),
+    ];
     args.extend_from_slice(extra);
-    Producer { proc: Proc::start("frame-producer", &args, &[]), endpoint, metrics }
+    Producer {
+        proc: Proc::start("frame-producer", &args, &[]),
+        endpoint,
+        metrics,
+    }
 }
 
 #[tokio::test]
 async fn publishes_decodable_frames_at_the_requested_rate() {
     let p = start_producer(&["--fps", "20", "--size", "320x240", "--stream", "lab"]);
-    let mut sub = Subscriber::connect(&p.endpoint, "").await.expect("subscribe");
+    let mut sub = Subscriber::connect(&p.endpoint, "")
+        .await
+        .expect("subscribe");
     // Skip the first frames: the subscription takes a moment to reach the PUB.
-    let first = sub.next_frame(Duration::from_secs(10)).await.expect("first frame");
+    let first = sub
+        .next_frame(Duration::from_secs(10))
+        .await
+        .expect("first frame");
     let start = Instant::now();
     let mut frames = vec![first];
     while start.elapsed() < Duration::from_secs(3) {
@@ -35,11 +49,18 @@ async fn publishes_decodable_frames_at_the_requested_rate() {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let rate = (frames.len() - 1) as f64 / elapsed;
-    assert!((17.0..=23.0).contains(&rate), "rate {rate:.1} fps, expected about 20");
+    assert!(
+        (17.0..=23.0).contains(&rate),
+        "rate {rate:.1} fps, expected about 20"
+    );
 
     let producer_id = frames[0].header.producer_id;
     for pair in frames.windows(2) {
-        assert_eq!(pair[1].header.seq, pair[0].header.seq + 1, "sequence must increase by one");
+        assert_eq!(
+            pair[1].header.seq,
+            pair[0].header.seq + 1,
+            "sequence must increase by one"
+        );
         assert!(pair[1].header.capture_ts_ns > pair[0].header.capture_ts_ns);
     }
     let now = stream_common::unix_now_ns();
@@ -56,17 +77,29 @@ async fn publishes_decodable_frames_at_the_requested_rate() {
     // Capture times are close to now: the newest is well under a second old.
     assert!(now - last.header.capture_ts_ns < 1_000_000_000);
 
-    let metrics = test_support::http::get(p.metrics, "/metrics").await.expect("metrics").text();
-    assert!(metrics.contains("producer_frames_published_total"), "{metrics}");
-    let health = test_support::http::get(p.metrics, "/healthz").await.expect("healthz");
+    let metrics = test_support::http::get(p.metrics, "/metrics")
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("producer_frames_published_total"),
+        "{metrics}"
+    );
+    let health = test_support::http::get(p.metrics, "/healthz")
+        .await
+        .expect("healthz");
     assert_eq!(health.head.status, 200);
 }
 
 #[tokio::test]
 async fn sigterm_stops_it_within_a_second() {
     let mut p = start_producer(&[]);
-    let mut sub = Subscriber::connect(&p.endpoint, "").await.expect("subscribe");
-    sub.next_frame(Duration::from_secs(10)).await.expect("running");
+    let mut sub = Subscriber::connect(&p.endpoint, "")
+        .await
+        .expect("subscribe");
+    sub.next_frame(Duration::from_secs(10))
+        .await
+        .expect("running");
     p.proc.signal(15);
     let t = Instant::now();
     let status = wait_for("exit after SIGTERM", Duration::from_secs(5), || {
@@ -75,7 +108,11 @@ async fn sigterm_stops_it_within_a_second() {
     })
     .await;
     assert!(status.success(), "exit status {status:?}");
-    assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -95,21 +132,34 @@ async fn image_directory_passes_jpegs_through_and_skips_corrupt_files() {
     std::fs::create_dir_all(&dir).expect("dir");
     let mut canvas = stream_common::canvas::Canvas::new(96, 64);
     canvas.fill([10, 200, 30]);
-    let jpeg = stream_common::jpeg::JpegEncoder::new(90).expect("enc").encode(&canvas).expect("jpeg");
+    let jpeg = stream_common::jpeg::JpegEncoder::new(90)
+        .expect("enc")
+        .encode(&canvas)
+        .expect("jpeg");
     std::fs::write(dir.join("1.jpg"), &jpeg).expect("write");
     std::fs::write(dir.join("2.jpg"), b"\xFF\xD8 truncated").expect("write");
 
     let dir_s = dir.to_string_lossy().into_owned();
     let p = start_producer(&["--source", dir_s.as_str(), "--fps", "20"]);
-    let mut sub = Subscriber::connect(&p.endpoint, "").await.expect("subscribe");
+    let mut sub = Subscriber::connect(&p.endpoint, "")
+        .await
+        .expect("subscribe");
     for _ in 0..5 {
-        let f = sub.next_frame(Duration::from_secs(10)).await.expect("frame");
+        let f = sub
+            .next_frame(Duration::from_secs(10))
+            .await
+            .expect("frame");
         assert_eq!(f.jpeg, jpeg, "JPEG input is passed through byte for byte");
         assert_eq!((f.header.width, f.header.height), (96, 64));
     }
     let metrics = wait_for("bad frame counted", Duration::from_secs(5), || async {
-        let m = test_support::http::get(p.metrics, "/metrics").await.ok()?.text();
-        m.lines().any(|l| l.starts_with("producer_bad_frames_total") && !l.ends_with(" 0")).then_some(m)
+        let m = test_support::http::get(p.metrics, "/metrics")
+            .await
+            .ok()?
+            .text();
+        m.lines()
+            .any(|l| l.starts_with("producer_bad_frames_total") && !l.ends_with(" 0"))
+            .then_some(m)
     })
     .await;
     assert!(metrics.contains("producer_frames_published_total"));
@@ -128,17 +178,37 @@ async fn frames_from_the_python_publisher_decode() {
     std::fs::create_dir_all(&dir).expect("dir");
     let mut canvas = stream_common::canvas::Canvas::new(64, 32);
     canvas.fill([200, 0, 0]);
-    let jpeg = stream_common::jpeg::JpegEncoder::new(80).expect("enc").encode(&canvas).expect("jpeg");
+    let jpeg = stream_common::jpeg::JpegEncoder::new(80)
+        .expect("enc")
+        .encode(&canvas)
+        .expect("jpeg");
     std::fs::write(dir.join("red.jpg"), &jpeg).expect("write");
     let mut child = std::process::Command::new("python3")
         .arg(&script)
-        .args(["--bind", endpoint.as_str(), "--stream", "py0", "--fps", "20", "--count", "400"])
+        .args([
+            "--bind",
+            endpoint.as_str(),
+            "--stream",
+            "py0",
+            "--fps",
+            "20",
+            "--count",
+            "400",
+        ])
         .arg(&dir)
         .spawn()
         .expect("python3 scripts/publish_frames.py (run scripts/setup.sh for pyzmq)");
-    let mut sub = Subscriber::connect(&endpoint, "py0").await.expect("subscribe");
-    let a = sub.next_frame(Duration::from_secs(15)).await.expect("frame from python");
-    let b = sub.next_frame(Duration::from_secs(5)).await.expect("second frame");
+    let mut sub = Subscriber::connect(&endpoint, "py0")
+        .await
+        .expect("subscribe");
+    let a = sub
+        .next_frame(Duration::from_secs(15))
+        .await
+        .expect("frame from python");
+    let b = sub
+        .next_frame(Duration::from_secs(5))
+        .await
+        .expect("second frame");
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(a.header.stream, "py0");

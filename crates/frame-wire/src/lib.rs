@@ -61,7 +61,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_jpeg_bytes: DEFAULT_MAX_JPEG_BYTES }
+        Limits {
+            max_jpeg_bytes: DEFAULT_MAX_JPEG_BYTES,
+        }
     }
 }
 
@@ -97,7 +99,9 @@ impl WireError {
     pub fn kind(&self) -> &'static str {
         match self {
             WireError::PartCount(_) => "part_count",
-            WireError::EmptyHeader | WireError::MalformedHeader(_) | WireError::TrailingHeaderBytes(_) => "bad_header",
+            WireError::EmptyHeader
+            | WireError::MalformedHeader(_)
+            | WireError::TrailingHeaderBytes(_) => "bad_header",
             WireError::HeaderTooLarge(_) => "header_too_large",
             WireError::UnsupportedVersion(_) => "version",
             WireError::InvalidStreamName(_) => "stream_name",
@@ -124,7 +128,9 @@ pub fn validate_stream_name(name: &str) -> Result<(), WireError> {
     if ok {
         Ok(())
     } else {
-        Err(WireError::InvalidStreamName(name.chars().take(80).collect()))
+        Err(WireError::InvalidStreamName(
+            name.chars().take(80).collect(),
+        ))
     }
 }
 
@@ -137,10 +143,16 @@ fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), Wi
     validate_stream_name(&header.stream)?;
     let dims_ok = |d: u32| (1..=MAX_DIMENSION).contains(&d);
     if !dims_ok(header.width) || !dims_ok(header.height) {
-        return Err(WireError::InvalidSize { width: header.width, height: header.height });
+        return Err(WireError::InvalidSize {
+            width: header.width,
+            height: header.height,
+        });
     }
     if jpeg.len() > limits.max_jpeg_bytes {
-        return Err(WireError::JpegTooLarge { size: jpeg.len(), max: limits.max_jpeg_bytes });
+        return Err(WireError::JpegTooLarge {
+            size: jpeg.len(),
+            max: limits.max_jpeg_bytes,
+        });
     }
     if !looks_like_jpeg(jpeg) {
         return Err(WireError::NotJpeg);
@@ -166,8 +178,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, WireError> {
     if bytes.len() > MAX_HEADER_BYTES {
         return Err(WireError::HeaderTooLarge(bytes.len()));
     }
-    let (header, used): (FrameHeader, usize) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| WireError::MalformedHeader(e.to_string()))?;
+    let (header, used): (FrameHeader, usize) =
+        bincode::serde::decode_from_slice(bytes, config())
+            .map_err(|e| WireError::MalformedHeader(e.to_string()))?;
     if used != bytes.len() {
         return Err(WireError::TrailingHeaderBytes(bytes.len() - used));
     }
@@ -179,7 +192,11 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, WireError> {
 pub fn encode(header: &FrameHeader, jpeg: Bytes, limits: &Limits) -> Result<[Bytes; 3], WireError> {
     validate(header, &jpeg, limits)?;
     let head = encode_header(header)?;
-    Ok([Bytes::copy_from_slice(header.stream.as_bytes()), Bytes::from(head), jpeg])
+    Ok([
+        Bytes::copy_from_slice(header.stream.as_bytes()),
+        Bytes::from(head),
+        jpeg,
+    ])
 }
 
 /// Decodes one message from its parts, validating every field.
@@ -195,7 +212,10 @@ pub fn decode(parts: &[Bytes], limits: &Limits) -> Result<Frame, WireError> {
             stream: header.stream,
         });
     }
-    Ok(Frame { header, jpeg: jpeg.clone() })
+    Ok(Frame {
+        header,
+        jpeg: jpeg.clone(),
+    })
 }
 
 #[cfg(test)]

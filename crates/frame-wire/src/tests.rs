@@ -19,7 +19,9 @@ fn jpeg() -> Bytes {
 }
 
 fn parts() -> Vec<Bytes> {
-    encode(&header(), jpeg(), &Limits::default()).expect("valid frame").to_vec()
+    encode(&header(), jpeg(), &Limits::default())
+        .expect("valid frame")
+        .to_vec()
 }
 
 #[test]
@@ -69,7 +71,10 @@ fn other_versions_are_rejected_before_parsing() {
     let mut h = p[1].to_vec();
     h[0] = 2;
     p[1] = h.into();
-    assert_eq!(decode(&p, &Limits::default()), Err(WireError::UnsupportedVersion(2)));
+    assert_eq!(
+        decode(&p, &Limits::default()),
+        Err(WireError::UnsupportedVersion(2))
+    );
     let mut bad = header();
     bad.version = 9;
     assert_eq!(encode_header(&bad), Err(WireError::UnsupportedVersion(9)));
@@ -81,15 +86,24 @@ fn empty_truncated_and_padded_headers_are_rejected() {
     assert_eq!(decode_header(&[]), Err(WireError::EmptyHeader));
     for cut in 1..full.len() {
         assert!(
-            matches!(decode_header(&full[..cut]), Err(WireError::MalformedHeader(_))),
+            matches!(
+                decode_header(&full[..cut]),
+                Err(WireError::MalformedHeader(_))
+            ),
             "cut at {cut}"
         );
     }
     let mut padded = full.clone();
     padded.push(0);
-    assert_eq!(decode_header(&padded), Err(WireError::TrailingHeaderBytes(1)));
+    assert_eq!(
+        decode_header(&padded),
+        Err(WireError::TrailingHeaderBytes(1))
+    );
     let huge = vec![1u8; MAX_HEADER_BYTES + 1];
-    assert_eq!(decode_header(&huge), Err(WireError::HeaderTooLarge(MAX_HEADER_BYTES + 1)));
+    assert_eq!(
+        decode_header(&huge),
+        Err(WireError::HeaderTooLarge(MAX_HEADER_BYTES + 1))
+    );
 }
 
 #[test]
@@ -97,7 +111,10 @@ fn huge_string_length_does_not_allocate() {
     let mut h = encode_header(&header()).expect("encodes");
     let len_at = h.len() - 4 - 8;
     h[len_at..len_at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(matches!(decode_header(&h), Err(WireError::MalformedHeader(_))));
+    assert!(matches!(
+        decode_header(&h),
+        Err(WireError::MalformedHeader(_))
+    ));
 }
 
 #[test]
@@ -105,14 +122,29 @@ fn bad_fields_are_rejected() {
     let lim = Limits::default();
     let mut h = header();
     h.width = 0;
-    assert_eq!(encode(&h, jpeg(), &lim), Err(WireError::InvalidSize { width: 0, height: 720 }));
+    assert_eq!(
+        encode(&h, jpeg(), &lim),
+        Err(WireError::InvalidSize {
+            width: 0,
+            height: 720
+        })
+    );
     let mut h = header();
     h.height = MAX_DIMENSION + 1;
-    assert!(matches!(encode(&h, jpeg(), &lim), Err(WireError::InvalidSize { .. })));
+    assert!(matches!(
+        encode(&h, jpeg(), &lim),
+        Err(WireError::InvalidSize { .. })
+    ));
     for name in ["", "has space", "sl/ash", "ü", &"x".repeat(65)] {
         let mut h = header();
         h.stream = name.into();
-        assert!(matches!(encode(&h, jpeg(), &lim), Err(WireError::InvalidStreamName(_))), "{name:?}");
+        assert!(
+            matches!(
+                encode(&h, jpeg(), &lim),
+                Err(WireError::InvalidStreamName(_))
+            ),
+            "{name:?}"
+        );
     }
 }
 
@@ -120,7 +152,13 @@ fn bad_fields_are_rejected() {
 fn non_jpeg_and_oversized_payloads_are_rejected() {
     let lim = Limits { max_jpeg_bytes: 16 };
     let mut p = parts();
-    for bad in [&b""[..], b"\xFF\xD8", b"GIF89a....", b"\xFF\xD8 no end", b"no start \xFF\xD9"] {
+    for bad in [
+        &b""[..],
+        b"\xFF\xD8",
+        b"GIF89a....",
+        b"\xFF\xD8 no end",
+        b"no start \xFF\xD9",
+    ] {
         p[2] = Bytes::copy_from_slice(bad);
         assert_eq!(decode(&p, &lim), Err(WireError::NotJpeg), "{bad:?}");
     }
@@ -128,14 +166,20 @@ fn non_jpeg_and_oversized_payloads_are_rejected() {
     big.resize(17, 0);
     big.extend_from_slice(&[0xFF, 0xD9]);
     p[2] = big.into();
-    assert_eq!(decode(&p, &lim), Err(WireError::JpegTooLarge { size: 19, max: 16 }));
+    assert_eq!(
+        decode(&p, &lim),
+        Err(WireError::JpegTooLarge { size: 19, max: 16 })
+    );
 }
 
 #[test]
 fn topic_must_match_stream() {
     let mut p = parts();
     p[0] = Bytes::from_static(b"cam1");
-    assert!(matches!(decode(&p, &Limits::default()), Err(WireError::TopicMismatch { .. })));
+    assert!(matches!(
+        decode(&p, &Limits::default()),
+        Err(WireError::TopicMismatch { .. })
+    ));
 }
 
 /// A small deterministic generator, so the garbage test needs no dependency

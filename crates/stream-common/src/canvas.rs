@@ -16,7 +16,11 @@ pub struct Canvas {
 impl Canvas {
     pub fn new(width: u32, height: u32) -> Self {
         let (width, height) = (width as usize, height as usize);
-        Canvas { width, height, pixels: vec![0; width * height * 3] }
+        Canvas {
+            width,
+            height,
+            pixels: vec![0; width * height * 3],
+        }
     }
 
     pub fn width(&self) -> u32 {

@@ -25,18 +25,36 @@ impl JpegEncoder {
         let mut compressor = Compressor::new()?;
         compressor.set_quality(i32::from(quality.clamp(1, 100)))?;
         compressor.set_subsamp(Subsamp::Sub2x2)?;
-        Ok(JpegEncoder { compressor, out: OutputBuf::new_owned() })
+        Ok(JpegEncoder {
+            compressor,
+            out: OutputBuf::new_owned(),
+        })
     }
 
     /// Encodes a canvas; the returned bytes are an owned copy that can be
     /// shared, while the encoder keeps its scratch buffer for the next frame.
     pub fn encode(&mut self, canvas: &Canvas) -> Result<Bytes, JpegError> {
-        self.encode_rgb(canvas.pixels(), canvas.width() as usize, canvas.height() as usize)
+        self.encode_rgb(
+            canvas.pixels(),
+            canvas.width() as usize,
+            canvas.height() as usize,
+        )
     }
 
     /// Encodes packed RGB24 pixels.
-    pub fn encode_rgb(&mut self, pixels: &[u8], width: usize, height: usize) -> Result<Bytes, JpegError> {
-        let image = Image { pixels, width, pitch: width * 3, height, format: PixelFormat::RGB };
+    pub fn encode_rgb(
+        &mut self,
+        pixels: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<Bytes, JpegError> {
+        let image = Image {
+            pixels,
+            width,
+            pitch: width * 3,
+            height,
+            format: PixelFormat::RGB,
+        };
         self.compressor.compress(image, &mut self.out)?;
         Ok(Bytes::copy_from_slice(&self.out))
     }
@@ -98,7 +116,8 @@ pub fn split_concatenated(data: &[u8]) -> Vec<std::ops::Range<usize>> {
 }
 
 fn find_soi(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len().saturating_sub(2)).find(|&i| data[i] == 0xFF && data[i + 1] == 0xD8 && data[i + 2] == 0xFF)
+    (from..data.len().saturating_sub(2))
+        .find(|&i| data[i] == 0xFF && data[i + 1] == 0xD8 && data[i + 2] == 0xFF)
 }
 
 /// Index just past the EOI of the JPEG starting at `start`, if it is complete.
@@ -106,7 +125,7 @@ fn jpeg_end(data: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 2;
     loop {
         // Next marker: FF followed by a non-FF byte (FF FF is fill).
-        while *data.get(i)? != 0xFF {
+        if *data.get(i)? != 0xFF {
             return None;
         }
         while *data.get(i + 1)? == 0xFF {

@@ -23,7 +23,12 @@ pub fn clock_text(unix_ns: u64) -> String {
     let ms = unix_ns / 1_000_000;
     let (secs, millis) = (ms / 1000, ms % 1000);
     let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}.{millis:03} UTC", day / 3600, day / 60 % 60, day % 60)
+    format!(
+        "{:02}:{:02}:{:02}.{millis:03} UTC",
+        day / 3600,
+        day / 60 % 60,
+        day % 60
+    )
 }
 
 #[cfg(test)]

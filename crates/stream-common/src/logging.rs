@@ -23,9 +23,14 @@ pub struct LogArgs {
 /// Installs the global subscriber. hyper's per-connection errors are quietened:
 /// a viewer closing its tab is not an error worth a line.
 pub fn init(args: &LogArgs) {
-    let filter = EnvFilter::try_new(format!("{},warp::server=off,hyper=warn,zeromq=warn", args.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info,warp::server=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(format!(
+        "{},warp::server=off,hyper=warn,zeromq=warn",
+        args.log_level
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info,warp::server=off"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match args.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -20,7 +20,10 @@ pub struct Part {
 
 impl Part {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -127,7 +130,9 @@ impl MultipartParser {
             // Skip a preamble (lenient) or blank lines before the first boundary.
             match find(&self.buf, &self.delimiter) {
                 Some(0) => {}
-                Some(at) if !self.strict || self.buf[..at].iter().all(|b| b.is_ascii_whitespace()) => {
+                Some(at)
+                    if !self.strict || self.buf[..at].iter().all(|b| b.is_ascii_whitespace()) =>
+                {
                     self.buf.advance(at)
                 }
                 Some(_) => return Err(self.boundary_error()),
@@ -146,7 +151,11 @@ impl MultipartParser {
         }
         let need = self.delimiter.len() + 2;
         if self.buf.len() < need {
-            if self.strict && !self.delimiter.starts_with(&self.buf[..self.buf.len().min(self.delimiter.len())]) {
+            if self.strict
+                && !self
+                    .delimiter
+                    .starts_with(&self.buf[..self.buf.len().min(self.delimiter.len())])
+            {
                 return Err(self.boundary_error());
             }
             return Ok(false);
@@ -171,7 +180,11 @@ impl MultipartParser {
 
     fn take_headers(&mut self) -> Result<bool, MultipartError> {
         let crlf = find(&self.buf, b"\r\n\r\n").map(|at| (at, 4));
-        let lf = if self.strict { None } else { find(&self.buf, b"\n\n").map(|at| (at, 2)) };
+        let lf = if self.strict {
+            None
+        } else {
+            find(&self.buf, b"\n\n").map(|at| (at, 2))
+        };
         let (end, sep) = match (crlf, lf) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
@@ -183,21 +196,32 @@ impl MultipartParser {
         let block = self.buf.split_to(end + sep);
         let text = String::from_utf8_lossy(&block[..end]);
         self.headers.clear();
-        for line in text.split('\n').map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
+        for line in text
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
+        {
             let (k, v) = line
                 .split_once(':')
                 .ok_or_else(|| MultipartError::HeaderLine(line.chars().take(100).collect()))?;
-            self.headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            self.headers
+                .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
         let len = match self.headers.iter().find(|(k, _)| k == "content-length") {
-            Some((_, v)) => Some(v.parse::<usize>().map_err(|_| MultipartError::BadLength(v.clone()))?),
+            Some((_, v)) => Some(
+                v.parse::<usize>()
+                    .map_err(|_| MultipartError::BadLength(v.clone()))?,
+            ),
             None if self.strict => return Err(MultipartError::MissingLength),
             None => None,
         };
         if let Some(len) = len
             && len > self.max_part
         {
-            return Err(MultipartError::TooLarge { size: len, max: self.max_part });
+            return Err(MultipartError::TooLarge {
+                size: len,
+                max: self.max_part,
+            });
         }
         self.state = State::Body { len };
         Ok(true)
@@ -237,14 +261,20 @@ impl MultipartParser {
                         body
                     }
                     None if self.buf.len() > self.max_part => {
-                        return Err(MultipartError::TooLarge { size: self.buf.len(), max: self.max_part });
+                        return Err(MultipartError::TooLarge {
+                            size: self.buf.len(),
+                            max: self.max_part,
+                        });
                     }
                     None => return Ok(None),
                 }
             }
         };
         self.state = State::Boundary;
-        Ok(Some(Part { headers: std::mem::take(&mut self.headers), body }))
+        Ok(Some(Part {
+            headers: std::mem::take(&mut self.headers),
+            body,
+        }))
     }
 
     fn boundary_error(&self) -> MultipartError {
@@ -269,7 +299,10 @@ mod tests {
     const JPEG: &[u8] = b"\xFF\xD8abc\xFF\xD9";
 
     fn part(len: usize) -> Vec<u8> {
-        let mut v = format!("Content-Type: image/jpeg\r\nContent-Length: {len}\r\nX-Timestamp: 1.5\r\n\r\n").into_bytes();
+        let mut v = format!(
+            "Content-Type: image/jpeg\r\nContent-Length: {len}\r\nX-Timestamp: 1.5\r\n\r\n"
+        )
+        .into_bytes();
         v.extend_from_slice(JPEG);
         v.extend_from_slice(b"\r\n--frame\r\n");
         v
@@ -285,8 +318,14 @@ mod tests {
 
     #[test]
     fn boundary_parsing() {
-        assert_eq!(boundary_from_content_type("multipart/x-mixed-replace; boundary=frame").as_deref(), Some("frame"));
-        assert_eq!(boundary_from_content_type("multipart/x-mixed-replace;boundary=\"a b\"").as_deref(), Some("a b"));
+        assert_eq!(
+            boundary_from_content_type("multipart/x-mixed-replace; boundary=frame").as_deref(),
+            Some("frame")
+        );
+        assert_eq!(
+            boundary_from_content_type("multipart/x-mixed-replace;boundary=\"a b\"").as_deref(),
+            Some("a b")
+        );
         assert_eq!(boundary_from_content_type("image/jpeg"), None);
     }
 
@@ -302,7 +341,11 @@ mod tests {
             }
         }
         assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|p| p.body == JPEG && p.header("x-timestamp") == Some("1.5")));
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.body == JPEG && p.header("x-timestamp") == Some("1.5"))
+        );
     }
 
     #[test]
@@ -319,11 +362,17 @@ mod tests {
 
         let mut p = MultipartParser::new("frame", true, 4);
         p.push(&stream(1));
-        assert!(matches!(p.next_part(), Err(MultipartError::TooLarge { .. })));
+        assert!(matches!(
+            p.next_part(),
+            Err(MultipartError::TooLarge { .. })
+        ));
 
         let mut p = MultipartParser::new("frame", true, 1 << 20);
         p.push(b"--other\r\n");
-        assert!(matches!(p.next_part(), Err(MultipartError::Boundary { .. })));
+        assert!(matches!(
+            p.next_part(),
+            Err(MultipartError::Boundary { .. })
+        ));
     }
 
     #[test]

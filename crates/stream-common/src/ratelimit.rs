@@ -12,7 +12,11 @@ pub struct LogEvery {
 
 impl LogEvery {
     pub fn new(period: Duration) -> Self {
-        LogEvery { period, last: None, suppressed: 0 }
+        LogEvery {
+            period,
+            last: None,
+            suppressed: 0,
+        }
     }
 
     /// `Some(n)` when a line should be logged now, `n` being how many

@@ -8,10 +8,19 @@ use clap::Parser;
 use stream_common::logging::LogArgs;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "stream-gateway", version, about = "Fans ZeroMQ frames out to browsers as MJPEG")]
+#[command(
+    name = "stream-gateway",
+    version,
+    about = "Fans ZeroMQ frames out to browsers as MJPEG"
+)]
 pub struct Config {
     /// Producer endpoint to subscribe to; repeat the flag, or give a comma list in the variable.
-    #[arg(long = "producer", env = "GATEWAY_PRODUCERS", value_delimiter = ',', default_value = "tcp://127.0.0.1:5555")]
+    #[arg(
+        long = "producer",
+        env = "GATEWAY_PRODUCERS",
+        value_delimiter = ',',
+        default_value = "tcp://127.0.0.1:5555"
+    )]
     pub producers: Vec<String>,
     /// Only these streams (comma list); all streams when empty.
     #[arg(long = "streams", env = "GATEWAY_STREAMS", value_delimiter = ',')]
@@ -54,8 +63,14 @@ pub struct Config {
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
-    if (0.05..=86_400.0).contains(&v) { Ok(Duration::from_secs_f64(v)) } else { Err(format!("{v} s is out of range")) }
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if (0.05..=86_400.0).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{v} s is out of range"))
+    }
 }
 
 fn default_instance() -> String {
@@ -80,7 +95,8 @@ mod tests {
 
     #[test]
     fn producers_repeat_and_bad_values_fail() {
-        let c = Config::try_parse_from(["g", "--producer", "tcp://a:1", "--producer", "tcp://b:2"]).expect("ok");
+        let c = Config::try_parse_from(["g", "--producer", "tcp://a:1", "--producer", "tcp://b:2"])
+            .expect("ok");
         assert_eq!(c.producers.len(), 2);
         assert!(Config::try_parse_from(["g", "--stale-after", "-1"]).is_err());
         assert!(Config::try_parse_from(["g", "--listen", "nowhere"]).is_err());

@@ -20,7 +20,10 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(c: &Config) -> Self {
-        Settings { stale_after: c.stale_after, idle_resend: c.idle_resend }
+        Settings {
+            stale_after: c.stale_after,
+            idle_resend: c.idle_resend,
+        }
     }
 }
 
@@ -38,18 +41,23 @@ pub async fn run(streams: Arc<Streams>, settings: Settings, shutdown: Cancellati
                 continue;
             };
             let st = stream.state();
-            if st.last_publish.elapsed() < settings.idle_resend && stream.latest().is_some_and(|p| !p.live) {
+            if st.last_publish.elapsed() < settings.idle_resend
+                && stream.latest().is_some_and(|p| !p.live)
+            {
                 continue;
             }
             let (name, w, h) = (stream.name.clone(), st.width, st.height);
-            match tokio::task::spawn_blocking(move || placeholder::render(&name, w, h, since)).await {
+            match tokio::task::spawn_blocking(move || placeholder::render(&name, w, h, since)).await
+            {
                 Ok(Ok(jpeg)) => {
                     // The producer may have come back while we rendered.
                     if stream.check_stale(settings.stale_after).is_some() {
                         stream.publish_placeholder(&jpeg);
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(stream = %stream.name, error = %e, "rendering the placeholder failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %stream.name, error = %e, "rendering the placeholder failed")
+                }
                 Err(e) => tracing::warn!(error = %e, "placeholder task failed"),
             }
         }

@@ -51,7 +51,8 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = Arc::new(metrics::GatewayMetrics::new().context("registering metrics")?);
     let streams = Arc::new(streams::Streams::new(metrics.clone()));
-    let listener = serve::server::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = serve::server::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
         listen = %config.listen,
         producers = ?config.producers,
@@ -70,10 +71,20 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
-    tasks.push(tokio::spawn(keeper::run(streams.clone(), keeper::Settings::from_config(&config), shutdown.clone())));
+    tasks.push(tokio::spawn(keeper::run(
+        streams.clone(),
+        keeper::Settings::from_config(&config),
+        shutdown.clone(),
+    )));
 
     let app = serve::routes::App::new(&config, streams, metrics, shutdown.clone());
-    serve::server::run(listener, app, serve::server::Settings::from_config(&config), shutdown.clone()).await;
+    serve::server::run(
+        listener,
+        app,
+        serve::server::Settings::from_config(&config),
+        shutdown.clone(),
+    )
+    .await;
 
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
@@ -84,5 +95,9 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
 
 /// The address to print for people: a wildcard bind is reachable as localhost.
 fn display_addr(addr: std::net::SocketAddr) -> String {
-    if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }

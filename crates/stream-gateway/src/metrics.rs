@@ -2,7 +2,8 @@
 //! when a stream appears, so the per-viewer hot path only touches atomics.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub struct GatewayMetrics {
@@ -45,31 +46,66 @@ impl GatewayMetrics {
         }
         let s = &["stream"];
         Ok(GatewayMetrics {
-            viewers: reg!(IntGaugeVec::new(Opts::new("viewers", "Open stream responses"), s)?),
-            online: reg!(IntGaugeVec::new(Opts::new("stream_online", "1 while a stream receives frames"), s)?),
-            frames_in: reg!(IntCounterVec::new(Opts::new("frames_in_total", "Frames received from producers"), s)?),
-            parts_out: reg!(IntCounterVec::new(Opts::new("parts_out_total", "Multipart parts handed to viewers"), s)?),
-            bytes_out: reg!(IntCounterVec::new(Opts::new("bytes_out_total", "Bytes handed to viewers"), s)?),
+            viewers: reg!(IntGaugeVec::new(
+                Opts::new("viewers", "Open stream responses"),
+                s
+            )?),
+            online: reg!(IntGaugeVec::new(
+                Opts::new("stream_online", "1 while a stream receives frames"),
+                s
+            )?),
+            frames_in: reg!(IntCounterVec::new(
+                Opts::new("frames_in_total", "Frames received from producers"),
+                s
+            )?),
+            parts_out: reg!(IntCounterVec::new(
+                Opts::new("parts_out_total", "Multipart parts handed to viewers"),
+                s
+            )?),
+            bytes_out: reg!(IntCounterVec::new(
+                Opts::new("bytes_out_total", "Bytes handed to viewers"),
+                s
+            )?),
             skipped: reg!(IntCounterVec::new(
-                Opts::new("frames_skipped_total", "Frames a slow viewer skipped to stay current"),
+                Opts::new(
+                    "frames_skipped_total",
+                    "Frames a slow viewer skipped to stay current"
+                ),
                 s
             )?),
             latency: reg!(HistogramVec::new(
-                HistogramOpts::new("capture_to_send_seconds", "From capture to handing the part to a viewer's socket")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                HistogramOpts::new(
+                    "capture_to_send_seconds",
+                    "From capture to handing the part to a viewer's socket"
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
+                ]),
                 s
             )?),
             invalid: reg!(IntCounterVec::new(
-                Opts::new("invalid_messages_total", "Messages from producers that failed to decode"),
+                Opts::new(
+                    "invalid_messages_total",
+                    "Messages from producers that failed to decode"
+                ),
                 &["producer", "reason"]
             )?),
             resubscribes: reg!(IntCounterVec::new(
-                Opts::new("resubscribes_total", "SUB sockets recreated after a silent period"),
+                Opts::new(
+                    "resubscribes_total",
+                    "SUB sockets recreated after a silent period"
+                ),
                 &["producer"]
             )?),
-            rejected_clients: reg!(IntCounter::new("rejected_clients_total", "Viewers refused at --max-clients")?),
+            rejected_clients: reg!(IntCounter::new(
+                "rejected_clients_total",
+                "Viewers refused at --max-clients"
+            )?),
             connections: reg!(IntGauge::new("connections", "Open HTTP connections")?),
-            viewers_total: reg!(IntGauge::new("viewers_total", "Open stream responses, all streams")?),
+            viewers_total: reg!(IntGauge::new(
+                "viewers_total",
+                "Open stream responses, all streams"
+            )?),
             registry,
         })
     }

@@ -29,7 +29,11 @@ pub struct Part {
 
 /// `X-Timestamp` value: Unix seconds with microseconds.
 pub fn timestamp_text(unix_ns: u64) -> String {
-    format!("{}.{:06}", unix_ns / 1_000_000_000, (unix_ns % 1_000_000_000) / 1000)
+    format!(
+        "{}.{:06}",
+        unix_ns / 1_000_000_000,
+        (unix_ns % 1_000_000_000) / 1000
+    )
 }
 
 impl Part {
@@ -48,7 +52,13 @@ impl Part {
         buf.put_slice(TRAILER);
         let bytes = buf.freeze();
         let jpeg = bytes.slice(head.len()..head.len() + jpeg.len());
-        Part { bytes, jpeg, seq, capture_ts_ns, live }
+        Part {
+            bytes,
+            jpeg,
+            seq,
+            capture_ts_ns,
+            live,
+        }
     }
 }
 
@@ -69,7 +79,9 @@ mod tests {
     fn a_stream_of_parts_parses_strictly() {
         let mut data = PREAMBLE.to_vec();
         for i in 0..3u8 {
-            data.extend_from_slice(&Part::build(&[0xFF, 0xD8, i, 0xFF, 0xD9], u64::from(i), 0, true).bytes);
+            data.extend_from_slice(
+                &Part::build(&[0xFF, 0xD8, i, 0xFF, 0xD9], u64::from(i), 0, true).bytes,
+            );
         }
         let mut parser = MultipartParser::new("frame", true, 1024);
         parser.push(&data);

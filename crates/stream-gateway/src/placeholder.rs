@@ -12,8 +12,17 @@ const TITLE: [u8; 3] = [255, 80, 80];
 const TEXT: [u8; 3] = [230, 230, 230];
 
 /// Renders the placeholder at the stream's last known size.
-pub fn render(stream: &str, width: u32, height: u32, since: SystemTime) -> Result<Bytes, JpegError> {
-    let (w, h) = if width >= 16 && height >= 16 { (width, height) } else { (640, 480) };
+pub fn render(
+    stream: &str,
+    width: u32,
+    height: u32,
+    since: SystemTime,
+) -> Result<Bytes, JpegError> {
+    let (w, h) = if width >= 16 && height >= 16 {
+        (width, height)
+    } else {
+        (640, 480)
+    };
     let mut c = Canvas::new(w, h);
     c.fill(BACKGROUND);
     let big = (w / 160).max(1);
@@ -25,7 +34,10 @@ pub fn render(stream: &str, width: u32, height: u32, since: SystemTime) -> Resul
     y += i64::from(big) * 8 + 16;
     c.draw_text(center(stream, small), y, small, TEXT, stream);
     y += i64::from(small) * 8 + 10;
-    let since_ns = since.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let since_ns = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let line = format!("since {}", stream_common::clock_text(since_ns));
     c.draw_text(center(&line, small), y, small, TEXT, &line);
     JpegEncoder::new(70)?.encode(&c)

@@ -101,7 +101,11 @@ impl Stream {
                 st.interval_ewma = 0.0;
             } else if st.next_seq > 0 {
                 let dt = now.duration_since(st.last_live).as_secs_f64();
-                st.interval_ewma = if st.interval_ewma == 0.0 { dt } else { 0.8 * st.interval_ewma + 0.2 * dt };
+                st.interval_ewma = if st.interval_ewma == 0.0 {
+                    dt
+                } else {
+                    0.8 * st.interval_ewma + 0.2 * dt
+                };
             }
             st.width = frame.header.width;
             st.height = frame.header.height;
@@ -164,7 +168,10 @@ pub struct Streams {
 
 impl Streams {
     pub fn new(metrics: Arc<GatewayMetrics>) -> Self {
-        Streams { list: RwLock::new(Vec::new()), metrics }
+        Streams {
+            list: RwLock::new(Vec::new()),
+            metrics,
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Stream>> {

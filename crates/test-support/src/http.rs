@@ -20,7 +20,10 @@ pub struct Head {
 
 impl Head {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -54,7 +57,12 @@ pub struct Connection {
 
 impl Connection {
     /// Sends `GET path` (or another method) and reads the response head.
-    pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub async fn request(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         Self::request_with_body(addr, method, path, extra, b"").await
     }
 
@@ -66,8 +74,11 @@ impl Connection {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> anyhow::Result<Self> {
-        let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test-support\r\n");
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test-support\r\n");
         for (k, v) in extra {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -84,7 +95,10 @@ impl Connection {
                 bail!("response head too long");
             }
             if stream.read_buf(&mut buf).await? == 0 {
-                bail!("connection closed before the response head ({} bytes)", buf.len());
+                bail!(
+                    "connection closed before the response head ({} bytes)",
+                    buf.len()
+                );
             }
         };
         let head_bytes = buf.split_to(end + 4);
@@ -103,14 +117,26 @@ impl Connection {
         let head = Head { status, headers };
         let framing = if method == "HEAD" || status == 204 || status == 304 {
             Framing::Length(0)
-        } else if head.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            Framing::Chunked { remaining: 0, done: false }
+        } else if head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            Framing::Chunked {
+                remaining: 0,
+                done: false,
+            }
         } else if let Some(len) = head.header("content-length") {
             Framing::Length(len.parse().context("bad Content-Length")?)
         } else {
             Framing::Close
         };
-        Ok(Connection { stream, buf, framing, head, eof: false })
+        Ok(Connection {
+            stream,
+            buf,
+            framing,
+            head,
+            eof: false,
+        })
     }
 
     /// Up to `out`'s worth of decoded body bytes appended to `out`; 0 at the end.
@@ -145,7 +171,8 @@ impl Connection {
                         };
                         let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
                         let size_text = line.split(';').next().unwrap_or_default().trim();
-                        let size = usize::from_str_radix(size_text, 16).with_context(|| format!("bad chunk size {line:?}"))?;
+                        let size = usize::from_str_radix(size_text, 16)
+                            .with_context(|| format!("bad chunk size {line:?}"))?;
                         self.buf.advance(at + 2);
                         if size == 0 {
                             *done = true;
@@ -199,7 +226,10 @@ impl Connection {
     pub async fn body(mut self) -> anyhow::Result<Response> {
         let mut out = BytesMut::new();
         while self.read_body(&mut out).await? > 0 {}
-        Ok(Response { head: self.head, body: out.freeze() })
+        Ok(Response {
+            head: self.head,
+            body: out.freeze(),
+        })
     }
 }
 
@@ -208,11 +238,19 @@ pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
     request(addr, "GET", path, &[]).await
 }
 
-pub async fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> anyhow::Result<Response> {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Response> {
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut h: Vec<(&str, &str)> = vec![("Connection", "close")];
         h.extend_from_slice(extra);
-        Connection::request(addr, method, path, &h).await?.body().await
+        Connection::request(addr, method, path, &h)
+            .await?
+            .body()
+            .await
     })
     .await
     .with_context(|| format!("{method} {path} timed out"))?
@@ -227,7 +265,10 @@ pub struct ReceivedFrame {
 
 impl ReceivedFrame {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Capture time from `X-Timestamp`, in Unix seconds.
@@ -250,8 +291,13 @@ impl MjpegReader {
             bail!("GET {path}: status {}", conn.head.status);
         }
         let ct = conn.head.header("content-type").unwrap_or_default();
-        let boundary = boundary_from_content_type(ct).with_context(|| format!("not multipart: {ct:?}"))?;
-        Ok(MjpegReader { conn, parser: MultipartParser::new(&boundary, true, 64 << 20), scratch: BytesMut::new() })
+        let boundary =
+            boundary_from_content_type(ct).with_context(|| format!("not multipart: {ct:?}"))?;
+        Ok(MjpegReader {
+            conn,
+            parser: MultipartParser::new(&boundary, true, 64 << 20),
+            scratch: BytesMut::new(),
+        })
     }
 
     pub fn head(&self) -> &Head {
@@ -268,7 +314,10 @@ impl MjpegReader {
                 if !frame_wire::looks_like_jpeg(&part.body) {
                     bail!("part of {} bytes is not a whole JPEG", part.body.len());
                 }
-                return Ok(ReceivedFrame { jpeg: part.body, headers: part.headers });
+                return Ok(ReceivedFrame {
+                    jpeg: part.body,
+                    headers: part.headers,
+                });
             }
             self.scratch.clear();
             if self.conn.read_body(&mut self.scratch).await? == 0 {
@@ -280,6 +329,8 @@ impl MjpegReader {
 
     /// The next frame within `timeout`.
     pub async fn next_frame_within(&mut self, timeout: Duration) -> anyhow::Result<ReceivedFrame> {
-        tokio::time::timeout(timeout, self.next_frame()).await.context("no frame in time")?
+        tokio::time::timeout(timeout, self.next_frame())
+            .await
+            .context("no frame in time")?
     }
 }

@@ -30,7 +30,13 @@ impl Stack {
         let mut args = vec!["--producer", zmq.as_str(), "--listen", listen.as_str()];
         args.extend_from_slice(gateway_args);
         let gateway = Proc::start("stream-gateway", &args, &[]);
-        let stack = Stack { producer, gateway, zmq, http, producer_args };
+        let stack = Stack {
+            producer,
+            gateway,
+            zmq,
+            http,
+            producer_args,
+        };
         stack.wait_ready().await;
         stack
     }
@@ -59,7 +65,10 @@ impl Stack {
 
     /// The sum of a metric's samples whose line contains every `labels` part.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = http::get(self.http, "/metrics").await.expect("GET /metrics").text();
+        let text = http::get(self.http, "/metrics")
+            .await
+            .expect("GET /metrics")
+            .text();
         metric_value(&text, name, labels)
     }
 }

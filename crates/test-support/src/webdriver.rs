@@ -26,7 +26,9 @@ impl Browser {
     pub async fn launch() -> anyhow::Result<Browser> {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             if !std::path::Path::new(bin).exists() {
-                bail!("{bin} missing: run scripts/setup.sh (installs chromium and chromium-driver)");
+                bail!(
+                    "{bin} missing: run scripts/setup.sh (installs chromium and chromium-driver)"
+                );
             }
         }
         let port = free_port();
@@ -41,16 +43,25 @@ impl Browser {
             tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
         })
         .await;
-        let profile = std::env::temp_dir().join(format!("chromium-profile-{}-{port}", std::process::id()));
+        let profile =
+            std::env::temp_dir().join(format!("chromium-profile-{}-{port}", std::process::id()));
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": CHROMIUM,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      format!("--user-data-dir={}", profile.display()), "--window-size=1024,768"]
         }}}});
-        let mut b = Browser { driver, addr, session: String::new(), profile };
+        let mut b = Browser {
+            driver,
+            addr,
+            session: String::new(),
+            profile,
+        };
         let v = b.call("POST", "/session", Some(caps)).await?;
-        b.session = v["sessionId"].as_str().context("no session id")?.to_string();
+        b.session = v["sessionId"]
+            .as_str()
+            .context("no session id")?
+            .to_string();
         Ok(b)
     }
 
@@ -62,7 +73,11 @@ impl Browser {
                 self.addr,
                 method,
                 path,
-                &[("Content-Type", "application/json"), ("Content-Length", &len), ("Connection", "close")],
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", &len),
+                    ("Connection", "close"),
+                ],
                 body.as_bytes(),
             )
             .await?;
@@ -74,26 +89,47 @@ impl Browser {
         .context("webdriver call timed out")??;
         let v: Value = serde_json::from_slice(&resp.1).context("webdriver reply is not JSON")?;
         if resp.0 != 200 {
-            bail!("webdriver {method} {path}: {} {}", resp.0, v["value"]["message"]);
+            bail!(
+                "webdriver {method} {path}: {} {}",
+                resp.0,
+                v["value"]["message"]
+            );
         }
         Ok(v["value"].clone())
     }
 
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.call("POST", &format!("/session/{}/url", self.session), Some(json!({ "url": url }))).await.map(|_| ())
+        self.call(
+            "POST",
+            &format!("/session/{}/url", self.session),
+            Some(json!({ "url": url })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Runs `script` (a function body; `return` gives the result) in the page.
     pub async fn eval(&self, script: &str) -> anyhow::Result<Value> {
-        self.call("POST", &format!("/session/{}/execute/sync", self.session), Some(json!({"script": script, "args": []})))
-            .await
+        self.call(
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
     }
 
     /// A PNG screenshot of the page.
     pub async fn screenshot(&self) -> anyhow::Result<Vec<u8>> {
-        let v = self.call("GET", &format!("/session/{}/screenshot", self.session), None).await?;
+        let v = self
+            .call(
+                "GET",
+                &format!("/session/{}/screenshot", self.session),
+                None,
+            )
+            .await?;
         use base64::Engine;
-        Ok(base64::engine::general_purpose::STANDARD.decode(v.as_str().context("screenshot is not a string")?)?)
+        Ok(base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().context("screenshot is not a string")?)?)
     }
 }
 

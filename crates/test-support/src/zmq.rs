@@ -14,14 +14,22 @@ impl Subscriber {
     /// Connects and subscribes to `topic` ("" for every stream).
     pub async fn connect(endpoint: &str, topic: &str) -> anyhow::Result<Self> {
         let mut socket = zeromq::SubSocket::new();
-        socket.connect(endpoint).await.with_context(|| format!("connecting to {endpoint}"))?;
+        socket
+            .connect(endpoint)
+            .await
+            .with_context(|| format!("connecting to {endpoint}"))?;
         socket.subscribe(topic).await?;
         Ok(Subscriber { socket })
     }
 
     /// The next frame, decoded and validated, within `timeout`.
     pub async fn next_frame(&mut self, timeout: Duration) -> anyhow::Result<frame_wire::Frame> {
-        let msg = tokio::time::timeout(timeout, self.socket.recv()).await.context("no message in time")??;
-        Ok(frame_wire::decode(&msg.into_vec(), &frame_wire::Limits::default())?)
+        let msg = tokio::time::timeout(timeout, self.socket.recv())
+            .await
+            .context("no message in time")??;
+        Ok(frame_wire::decode(
+            &msg.into_vec(),
+            &frame_wire::Limits::default(),
+        )?)
     }
 }

@@ -29,11 +29,18 @@ enum Item {
 
 impl FileSource {
     pub fn new(path: PathBuf) -> Self {
-        FileSource { path, items: Vec::new(), next: 0, warned: HashSet::new(), canvas: Canvas::new(2, 2) }
+        FileSource {
+            path,
+            items: Vec::new(),
+            next: 0,
+            warned: HashSet::new(),
+            canvas: Canvas::new(2, 2),
+        }
     }
 
     fn reload(&mut self) -> Result<(), SourceError> {
-        let unavailable = |e: std::io::Error| SourceError::Unavailable(format!("{}: {e}", self.path.display()));
+        let unavailable =
+            |e: std::io::Error| SourceError::Unavailable(format!("{}: {e}", self.path.display()));
         let meta = std::fs::metadata(&self.path).map_err(unavailable)?;
         self.items = if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
@@ -45,11 +52,17 @@ impl FileSource {
             files.into_iter().map(Item::File).collect()
         } else {
             let data = Bytes::from(std::fs::read(&self.path).map_err(unavailable)?);
-            stream_common::jpeg::split_concatenated(&data).into_iter().map(|r| Item::Jpeg(data.slice(r))).collect()
+            stream_common::jpeg::split_concatenated(&data)
+                .into_iter()
+                .map(|r| Item::Jpeg(data.slice(r)))
+                .collect()
         };
         self.next = 0;
         if self.items.is_empty() {
-            return Err(SourceError::Unavailable(format!("no images in {}", self.path.display())));
+            return Err(SourceError::Unavailable(format!(
+                "no images in {}",
+                self.path.display()
+            )));
         }
         Ok(())
     }
@@ -59,25 +72,36 @@ impl FileSource {
             Item::Jpeg(data) => (self.path.display().to_string(), data),
             Item::File(path) => {
                 let what = path.display().to_string();
-                let data = std::fs::read(&path).map_err(|e| SourceError::BadFrame { what: what.clone(), why: e.to_string() })?;
+                let data = std::fs::read(&path).map_err(|e| SourceError::BadFrame {
+                    what: what.clone(),
+                    why: e.to_string(),
+                })?;
                 if extension(&path) == "png" {
-                    decode_png(&data, &mut self.canvas).map_err(|why| SourceError::BadFrame { what, why })?;
+                    decode_png(&data, &mut self.canvas)
+                        .map_err(|why| SourceError::BadFrame { what, why })?;
                     return Ok(None);
                 }
                 (what, Bytes::from(data))
             }
         };
-        let bad = |why: &str| SourceError::BadFrame { what: what.clone(), why: why.to_string() };
+        let bad = |why: &str| SourceError::BadFrame {
+            what: what.clone(),
+            why: why.to_string(),
+        };
         if !frame_wire::looks_like_jpeg(&data) {
             return Err(bad("not a complete JPEG (SOI/EOI missing)"));
         }
-        let (width, height) = stream_common::jpeg::dimensions(&data).ok_or_else(|| bad("unreadable JPEG header"))?;
+        let (width, height) =
+            stream_common::jpeg::dimensions(&data).ok_or_else(|| bad("unreadable JPEG header"))?;
         Ok(Some((data, width, height)))
     }
 }
 
 fn extension(p: &Path) -> String {
-    p.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase()
+    p.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 /// Decodes a PNG of any colour type into the canvas as RGB.
@@ -123,15 +147,25 @@ impl Source for FileSource {
         match self.load(item) {
             Ok(loaded) => {
                 let picture = match loaded {
-                    Some((data, width, height)) => Picture::Jpeg { data, width, height },
+                    Some((data, width, height)) => Picture::Jpeg {
+                        data,
+                        width,
+                        height,
+                    },
                     None => Picture::Rgb(&self.canvas),
                 };
-                Ok(Some(Captured { picture, capture_ts_ns }))
+                Ok(Some(Captured {
+                    picture,
+                    capture_ts_ns,
+                }))
             }
             Err(SourceError::BadFrame { what, why }) => {
                 // One warning per bad file, not one per loop.
                 let first = self.warned.insert(what.clone());
-                Err(SourceError::BadFrame { what: if first { what } else { String::new() }, why })
+                Err(SourceError::BadFrame {
+                    what: if first { what } else { String::new() },
+                    why,
+                })
             }
             Err(e) => Err(e),
         }
@@ -158,7 +192,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("tmp dir");
         let mut c = Canvas::new(32, 16);
         c.fill([1, 2, 3]);
-        let jpeg = stream_common::jpeg::JpegEncoder::new(80).expect("enc").encode(&c).expect("jpeg");
+        let jpeg = stream_common::jpeg::JpegEncoder::new(80)
+            .expect("enc")
+            .encode(&c)
+            .expect("jpeg");
         std::fs::write(dir.join("a.jpg"), &jpeg).expect("write");
         std::fs::write(dir.join("b.jpg"), b"not a jpeg").expect("write");
         write_png(&dir.join("c.png"), 8, 6);
@@ -167,20 +204,34 @@ mod tests {
         let mut src = FileSource::new(dir.clone());
         let t = Duration::ZERO;
         match src.next_frame(t).expect("a.jpg").expect("frame").picture {
-            Picture::Jpeg { data, width, height } => assert_eq!((&data[..], width, height), (&jpeg[..], 32, 16)),
+            Picture::Jpeg {
+                data,
+                width,
+                height,
+            } => assert_eq!((&data[..], width, height), (&jpeg[..], 32, 16)),
             Picture::Rgb(_) => panic!("jpeg must pass through"),
         }
-        assert!(matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.ends_with("b.jpg")));
+        assert!(
+            matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.ends_with("b.jpg"))
+        );
         match src.next_frame(t).expect("c.png").expect("frame").picture {
-            Picture::Rgb(canvas) => assert_eq!((canvas.width(), canvas.pixel(0, 0)), (8, Some([200, 10, 10]))),
+            Picture::Rgb(canvas) => assert_eq!(
+                (canvas.width(), canvas.pixel(0, 0)),
+                (8, Some([200, 10, 10]))
+            ),
             Picture::Jpeg { .. } => panic!("png must be decoded"),
         }
         // Looped; the second warning for b.jpg is suppressed (empty `what`).
         assert!(src.next_frame(t).is_ok());
-        assert!(matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.is_empty()));
+        assert!(
+            matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.is_empty())
+        );
 
         std::fs::remove_dir_all(&dir).expect("cleanup");
         let _ = src.next_frame(t);
-        assert!(matches!(src.next_frame(t), Err(SourceError::Unavailable(_))));
+        assert!(matches!(
+            src.next_frame(t),
+            Err(SourceError::Unavailable(_))
+        ));
     }
 }

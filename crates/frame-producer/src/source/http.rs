@@ -24,8 +24,13 @@ impl HttpRelay {
     pub fn start(url: &str) -> anyhow::Result<Self> {
         let slot = Arc::new((Mutex::new(Latest { frame: None }), Condvar::new()));
         let (u, s) = (url.to_string(), slot.clone());
-        std::thread::Builder::new().name("http-relay".into()).spawn(move || reader_loop(&u, &s))?;
-        Ok(HttpRelay { url: url.to_string(), slot })
+        std::thread::Builder::new()
+            .name("http-relay".into())
+            .spawn(move || reader_loop(&u, &s))?;
+        Ok(HttpRelay {
+            url: url.to_string(),
+            slot,
+        })
     }
 }
 
@@ -40,7 +45,9 @@ fn reader_loop(url: &str, slot: &(Mutex<Latest>, Condvar)) {
         let started = Instant::now();
         match relay_once(&agent, url, slot) {
             Ok(()) => tracing::warn!(url, "MJPEG source ended; reconnecting"),
-            Err(e) => tracing::warn!(url, error = %e, retry_in_ms = backoff.as_millis() as u64, "MJPEG source failed"),
+            Err(e) => {
+                tracing::warn!(url, error = %e, retry_in_ms = backoff.as_millis() as u64, "MJPEG source failed")
+            }
         }
         if started.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(250);
@@ -50,9 +57,18 @@ fn reader_loop(url: &str, slot: &(Mutex<Latest>, Condvar)) {
     }
 }
 
-fn relay_once(agent: &ureq::Agent, url: &str, slot: &(Mutex<Latest>, Condvar)) -> anyhow::Result<()> {
+fn relay_once(
+    agent: &ureq::Agent,
+    url: &str,
+    slot: &(Mutex<Latest>, Condvar),
+) -> anyhow::Result<()> {
     let response = agent.get(url).call()?;
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let boundary = boundary_from_content_type(&content_type)
         .ok_or_else(|| anyhow::anyhow!("not a multipart stream: Content-Type {content_type:?}"))?;
     tracing::info!(url, boundary, "relaying MJPEG stream");
@@ -67,7 +83,10 @@ fn relay_once(agent: &ureq::Agent, url: &str, slot: &(Mutex<Latest>, Condvar)) -
         parser.push(&buf[..n]);
         while let Some(part) = parser.next_part()? {
             let jpeg = trim_jpeg(part.body);
-            let Some((w, h)) = frame_wire::looks_like_jpeg(&jpeg).then(|| stream_common::jpeg::dimensions(&jpeg)).flatten() else {
+            let Some((w, h)) = frame_wire::looks_like_jpeg(&jpeg)
+                .then(|| stream_common::jpeg::dimensions(&jpeg))
+                .flatten()
+            else {
                 tracing::debug!("skipping a part that is not a complete JPEG");
                 continue;
             };
@@ -82,7 +101,10 @@ fn relay_once(agent: &ureq::Agent, url: &str, slot: &(Mutex<Latest>, Condvar)) -
 
 /// Some cameras pad parts after the EOI marker; cut the padding off.
 fn trim_jpeg(body: Bytes) -> Bytes {
-    let end = body.windows(2).rposition(|w| w == [0xFF, 0xD9]).map_or(body.len(), |i| i + 2);
+    let end = body
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xD9])
+        .map_or(body.len(), |i| i + 2);
     body.slice(..end)
 }
 
@@ -97,13 +119,22 @@ impl Source for HttpRelay {
 
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {
         let (lock, cv) = &*self.slot;
-        let guard = lock.lock().map_err(|_| SourceError::Unavailable("relay thread panicked".into()))?;
+        let guard = lock
+            .lock()
+            .map_err(|_| SourceError::Unavailable("relay thread panicked".into()))?;
         let (mut guard, _) = cv
             .wait_timeout_while(guard, timeout, |l| l.frame.is_none())
             .map_err(|_| SourceError::Unavailable("relay thread panicked".into()))?;
-        Ok(guard.frame.take().map(|(data, width, height, capture_ts_ns)| Captured {
-            picture: Picture::Jpeg { data, width, height },
-            capture_ts_ns,
-        }))
+        Ok(guard
+            .frame
+            .take()
+            .map(|(data, width, height, capture_ts_ns)| Captured {
+                picture: Picture::Jpeg {
+                    data,
+                    width,
+                    height,
+                },
+                capture_ts_ns,
+            }))
     }
 }

@@ -18,7 +18,11 @@ use crate::config::Config;
 
 /// A captured picture: JPEG bytes to pass through, or pixels to encode.
 pub enum Picture<'a> {
-    Jpeg { data: Bytes, width: u32, height: u32 },
+    Jpeg {
+        data: Bytes,
+        width: u32,
+        height: u32,
+    },
     Rgb(&'a Canvas),
 }
 
@@ -56,7 +60,10 @@ pub trait Source: Send {
 pub fn open(config: &Config) -> anyhow::Result<Box<dyn Source>> {
     let spec = config.source.as_str();
     if spec == "test-pattern" {
-        return Ok(Box::new(pattern::TestPattern::new(config.size, &config.stream)));
+        return Ok(Box::new(pattern::TestPattern::new(
+            config.size,
+            &config.stream,
+        )));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         return Ok(Box::new(http::HttpRelay::start(spec)?));

@@ -21,12 +21,19 @@ pub struct TestPattern {
 
 impl TestPattern {
     pub fn new(size: Size, stream: &str) -> Self {
-        TestPattern { canvas: Canvas::new(size.width, size.height), stream: stream.to_string(), frame: 0 }
+        TestPattern {
+            canvas: Canvas::new(size.width, size.height),
+            stream: stream.to_string(),
+            frame: 0,
+        }
     }
 
     /// Draws frame `frame` for time `now_ns` into the canvas.
     pub fn draw(&mut self, now_ns: u64) {
-        let (w, h) = (i64::from(self.canvas.width()), i64::from(self.canvas.height()));
+        let (w, h) = (
+            i64::from(self.canvas.width()),
+            i64::from(self.canvas.height()),
+        );
         let scale = (self.canvas.width() / 160).max(1);
         let small = (scale / 2).max(1);
         let c = &mut self.canvas;
@@ -34,8 +41,20 @@ impl TestPattern {
 
         let line = 8 * i64::from(scale) + 8;
         c.draw_text(16, 16, scale, TEXT, &stream_common::clock_text(now_ns));
-        c.draw_text(16, 16 + line, small, [255, 255, 255], &format!("{}  frame {}", self.stream, self.frame));
-        c.draw_text(16, 16 + line + 12 * i64::from(small), small, [220, 220, 220], &format!("{w}x{h}"));
+        c.draw_text(
+            16,
+            16 + line,
+            small,
+            [255, 255, 255],
+            &format!("{}  frame {}", self.stream, self.frame),
+        );
+        c.draw_text(
+            16,
+            16 + line + 12 * i64::from(small),
+            small,
+            [220, 220, 220],
+            &format!("{w}x{h}"),
+        );
 
         // A bar sweeping left to right once every 64 frames.
         let bar_w = (w / 16).max(4);
@@ -52,13 +71,20 @@ impl TestPattern {
 
 impl Source for TestPattern {
     fn describe(&self) -> String {
-        format!("test-pattern {}x{}", self.canvas.width(), self.canvas.height())
+        format!(
+            "test-pattern {}x{}",
+            self.canvas.width(),
+            self.canvas.height()
+        )
     }
 
     fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {
         let now = stream_common::unix_now_ns();
         self.draw(now);
-        Ok(Some(Captured { picture: Picture::Rgb(&self.canvas), capture_ts_ns: now }))
+        Ok(Some(Captured {
+            picture: Picture::Rgb(&self.canvas),
+            capture_ts_ns: now,
+        }))
     }
 }
 
@@ -68,7 +94,13 @@ mod tests {
 
     #[test]
     fn frames_differ_and_the_bar_moves() {
-        let mut p = TestPattern::new(Size { width: 320, height: 240 }, "cam0");
+        let mut p = TestPattern::new(
+            Size {
+                width: 320,
+                height: 240,
+            },
+            "cam0",
+        );
         p.draw(1_000_000_000);
         let a = p.canvas().clone();
         p.draw(1_000_000_000); // same time: only the frame number and bar differ

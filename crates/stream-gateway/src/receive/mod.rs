@@ -30,7 +30,9 @@ impl Settings {
     pub fn from_config(c: &Config) -> Self {
         Settings {
             resubscribe_after: c.resubscribe_after,
-            limits: Limits { max_jpeg_bytes: c.max_frame_bytes },
+            limits: Limits {
+                max_jpeg_bytes: c.max_frame_bytes,
+            },
             only: c.only_streams.clone(),
         }
     }
@@ -85,7 +87,9 @@ pub async fn run(
 
         let mut last = Instant::now();
         loop {
-            let watchdog = settings.resubscribe_after.max(Duration::from_secs_f64(gap_ewma * 3.0));
+            let watchdog = settings
+                .resubscribe_after
+                .max(Duration::from_secs_f64(gap_ewma * 3.0));
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = tokio::time::timeout(watchdog, socket.recv()) => r,
@@ -106,7 +110,11 @@ pub async fn run(
             };
             let now = Instant::now();
             let gap = now.duration_since(last).as_secs_f64().min(60.0);
-            gap_ewma = if ever_received { 0.9 * gap_ewma + 0.1 * gap } else { 0.0 };
+            gap_ewma = if ever_received {
+                0.9 * gap_ewma + 0.1 * gap
+            } else {
+                0.0
+            };
             last = now;
             ever_received = true;
             match frame_wire::decode(&msg.into_vec(), &settings.limits) {
@@ -114,7 +122,9 @@ pub async fn run(
                     if !settings.only.is_empty() && !settings.only.contains(&frame.header.stream) {
                         continue;
                     }
-                    streams.get_or_create(&frame.header.stream).publish_live(&frame, &endpoint);
+                    streams
+                        .get_or_create(&frame.header.stream)
+                        .publish_live(&frame, &endpoint);
                 }
                 Err(e) => {
                     metrics.invalid(&endpoint, e.kind());

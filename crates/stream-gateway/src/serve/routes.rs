@@ -42,52 +42,86 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: &Config, streams: Arc<Streams>, metrics: Arc<GatewayMetrics>, stop: CancellationToken) -> Self {
+    pub fn new(
+        config: &Config,
+        streams: Arc<Streams>,
+        metrics: Arc<GatewayMetrics>,
+        stop: CancellationToken,
+    ) -> Self {
         App {
             streams,
             metrics,
             stop,
             max_clients: config.max_clients,
-            instance: HeaderValue::from_str(&config.instance_id).unwrap_or(HeaderValue::from_static("gateway")),
+            instance: HeaderValue::from_str(&config.instance_id)
+                .unwrap_or(HeaderValue::from_static("gateway")),
             instance_id: config.instance_id.clone(),
             stale_after: config.stale_after,
         }
     }
 
-    pub fn routes(&self) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static {
+    pub fn routes(
+        &self,
+    ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
         let app = self.clone();
         let with_app = warp::any().map(move || app.clone());
-        let query = warp::query::raw().or(warp::any().map(String::new)).unify().map(|q: String| parse_query(&q));
+        let query = warp::query::raw()
+            .or(warp::any().map(String::new))
+            .unify()
+            .map(|q: String| parse_query(&q));
         let method = warp::get().or(warp::head()).unify();
 
-        let root = warp::path::end().and(with_app.clone()).and(query.clone()).map(|app: App, q: Query| {
-            match q.get("action").map(String::as_str) {
-                None => html(PAGE),
-                Some("stream") => app.stream(app.streams.first(), None, &q),
-                Some("snapshot") => app.snapshot(app.streams.first(), None),
-                Some(other) => text(StatusCode::BAD_REQUEST, &format!("unknown action {other:?}; use stream or snapshot")),
-            }
-        });
+        let root = warp::path::end()
+            .and(with_app.clone())
+            .and(query)
+            .map(
+                |app: App, q: Query| match q.get("action").map(String::as_str) {
+                    None => html(PAGE),
+                    Some("stream") => app.stream(app.streams.first(), None, &q),
+                    Some("snapshot") => app.snapshot(app.streams.first(), None),
+                    Some(other) => text(
+                        StatusCode::BAD_REQUEST,
+                        &format!("unknown action {other:?}; use stream or snapshot"),
+                    ),
+                },
+            );
         let video_feed = warp::path!("video_feed")
             .and(with_app.clone())
-            .and(query.clone())
+            .and(query)
             .map(|app: App, q: Query| app.stream(app.streams.first(), None, &q));
         let stream = warp::path!("stream" / String)
             .and(with_app.clone())
-            .and(query.clone())
-            .map(|name: String, app: App, q: Query| app.stream(app.streams.get(&name), Some(&name), &q));
-        let snapshot_first = warp::path!("snapshot").and(with_app.clone()).map(|app: App| app.snapshot(app.streams.first(), None));
+            .and(query)
+            .map(|name: String, app: App, q: Query| {
+                app.stream(app.streams.get(&name), Some(&name), &q)
+            });
+        let snapshot_first = warp::path!("snapshot")
+            .and(with_app.clone())
+            .map(|app: App| app.snapshot(app.streams.first(), None));
         let snapshot = warp::path!("snapshot" / String)
             .and(with_app.clone())
             .map(|name: String, app: App| app.snapshot(app.streams.get(&name), Some(&name)));
-        let api = warp::path!("api" / "streams").and(with_app.clone()).map(|app: App| app.api_streams());
+        let api = warp::path!("api" / "streams")
+            .and(with_app.clone())
+            .map(|app: App| app.api_streams());
         let healthz = warp::path!("healthz").map(|| text(StatusCode::OK, "ok"));
-        let readyz = warp::path!("readyz").and(with_app.clone()).map(|app: App| app.readyz());
-        let metrics = warp::path!("metrics").and(with_app.clone()).map(|app: App| {
-            let mut r = Response::new(app.metrics.render().into());
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(stream_common::metrics::CONTENT_TYPE));
-            r
-        });
+        let readyz = warp::path!("readyz")
+            .and(with_app.clone())
+            .map(|app: App| app.readyz());
+        let metrics = warp::path!("metrics")
+            .and(with_app.clone())
+            .map(|app: App| {
+                let mut r = Response::new(app.metrics.render().into());
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(stream_common::metrics::CONTENT_TYPE),
+                );
+                r
+            });
 
         let instance = self.instance.clone();
         method
@@ -112,7 +146,8 @@ impl App {
             .recover(handle_rejection)
             .unify()
             .map(move |mut r: Response| {
-                r.headers_mut().insert("x-gateway-instance", instance.clone());
+                r.headers_mut()
+                    .insert("x-gateway-instance", instance.clone());
                 r
             })
     }
@@ -121,43 +156,69 @@ impl App {
         let fps = match q.get("fps").map(|v| v.parse::<f64>()) {
             None => None,
             Some(Ok(f)) if (0.1..=240.0).contains(&f) => Some(f),
-            Some(_) => return text(StatusCode::BAD_REQUEST, "fps must be a number between 0.1 and 240"),
+            Some(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "fps must be a number between 0.1 and 240",
+                );
+            }
         };
-        let Some(stream) = stream else { return self.no_stream(name) };
+        let Some(stream) = stream else {
+            return self.no_stream(name);
+        };
         if self.metrics.viewers_total.get() as usize >= self.max_clients {
             self.metrics.rejected_clients.inc();
-            tracing::warn!(max_clients = self.max_clients, "viewer refused: too many clients");
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "too many viewers; try again shortly");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            tracing::warn!(
+                max_clients = self.max_clients,
+                "viewer refused: too many clients"
+            );
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many viewers; try again shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             return r;
         }
         let body = viewer::body(stream, self.metrics.clone(), self.stop.clone(), fps);
         let mut r = warp::reply::stream(body).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         no_cache(&mut r);
         r
     }
 
     fn snapshot(&self, stream: Option<Arc<Stream>>, name: Option<&str>) -> Response {
-        let Some(stream) = stream else { return self.no_stream(name) };
-        let Some(part) = stream.latest() else { return self.no_stream(name) };
+        let Some(stream) = stream else {
+            return self.no_stream(name);
+        };
+        let Some(part) = stream.latest() else {
+            return self.no_stream(name);
+        };
         let mut r = Response::new(part.jpeg.clone().into());
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
         if let Ok(v) = HeaderValue::from_str(&timestamp_text(part.capture_ts_ns)) {
             h.insert("x-timestamp", v);
         }
-        h.insert("x-source-online", HeaderValue::from_static(if part.live { "true" } else { "false" }));
+        h.insert(
+            "x-source-online",
+            HeaderValue::from_static(if part.live { "true" } else { "false" }),
+        );
         no_cache(&mut r);
         r
     }
 
     fn no_stream(&self, name: Option<&str>) -> Response {
         match name {
-            Some(name) => text(StatusCode::NOT_FOUND, &format!("no stream named {name:?}; see /api/streams")),
+            Some(name) => text(
+                StatusCode::NOT_FOUND,
+                &format!("no stream named {name:?}; see /api/streams"),
+            ),
             None => {
                 let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "no stream has arrived yet");
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
         }
@@ -190,7 +251,11 @@ impl App {
                 let st = s.state();
                 let age = st.last_live.elapsed();
                 let online = age < self.stale_after;
-                let fps = if online && st.interval_ewma > 0.0 { 1.0 / st.interval_ewma } else { 0.0 };
+                let fps = if online && st.interval_ewma > 0.0 {
+                    1.0 / st.interval_ewma
+                } else {
+                    0.0
+                };
                 StreamInfo {
                     name: s.name.clone(),
                     width: st.width,
@@ -205,15 +270,27 @@ impl App {
                 }
             })
             .collect();
-        let body = serde_json::to_string(&Api { instance: self.instance_id.clone(), streams }).unwrap_or_default();
+        let body = serde_json::to_string(&Api {
+            instance: self.instance_id.clone(),
+            streams,
+        })
+        .unwrap_or_default();
         let mut r = Response::new(body.into());
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     }
 
     fn readyz(&self) -> Response {
-        let ready = self.streams.all().iter().any(|s| s.state().last_live.elapsed() < self.stale_after);
+        let ready = self
+            .streams
+            .all()
+            .iter()
+            .any(|s| s.state().last_live.elapsed() < self.stale_after);
         if ready {
             text(StatusCode::OK, "ready")
         } else {
@@ -237,23 +314,36 @@ fn parse_query(q: &str) -> Query {
 fn text(status: StatusCode, msg: &str) -> Response {
     let mut r = Response::new(Bytes::from(format!("{msg}\n")).into());
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn html(page: &'static str) -> Response {
     let mut r = Response::new(page.into());
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
 /// Headers that keep browsers and proxies from caching or buffering video.
 fn no_cache(r: &mut Response) {
     let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(header::EXPIRES, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+    h.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
@@ -261,8 +351,12 @@ async fn handle_rejection(err: Rejection) -> Result<Response, std::convert::Infa
     let r = if err.is_not_found() {
         text(StatusCode::NOT_FOUND, "not found")
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; use GET or HEAD");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed; use GET or HEAD",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
     } else {
         tracing::debug!(rejection = ?err, "request rejected");

@@ -25,7 +25,10 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(c: &Config) -> Self {
-        Settings { send_buffer: c.send_buffer, header_timeout: c.header_timeout }
+        Settings {
+            send_buffer: c.send_buffer,
+            header_timeout: c.header_timeout,
+        }
     }
 }
 
@@ -92,7 +95,9 @@ pub async fn run(listener: TcpListener, app: App, settings: Settings, shutdown: 
         };
         tune(&stream, &settings);
         let svc = TowerToHyperService::new(warp::service(routes.clone()));
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         let metrics = metrics.clone();
         metrics.connections.inc();
@@ -104,9 +109,15 @@ pub async fn run(listener: TcpListener, app: App, settings: Settings, shutdown: 
         });
     }
     drop(listener);
-    tracing::info!(connections = graceful.count(), "no longer accepting; closing connections");
+    tracing::info!(
+        connections = graceful.count(),
+        "no longer accepting; closing connections"
+    );
     // Viewer streams end on the same token, so this is quick; bound it anyway.
-    if tokio::time::timeout(Duration::from_millis(1500), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_millis(1500), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not close in time");
     }
 }

@@ -29,7 +29,11 @@ impl ViewerGuard {
         stream.metrics.viewers.inc();
         metrics.viewers_total.inc();
         tracing::debug!(stream = %stream.name, "viewer connected");
-        ViewerGuard { stream, metrics, opened: Instant::now() }
+        ViewerGuard {
+            stream,
+            metrics,
+            opened: Instant::now(),
+        }
     }
 }
 
@@ -94,7 +98,9 @@ impl Viewer {
                 r = self.rx.changed() => r.ok()?,
                 _ = self.stop.cancelled() => return None,
             }
-            let Some(part) = self.rx.borrow_and_update().clone() else { continue };
+            let Some(part) = self.rx.borrow_and_update().clone() else {
+                continue;
+            };
             let m = &self.guard.stream.metrics;
             if let Some(last) = self.last_seq {
                 m.skipped.inc_by(part.seq.saturating_sub(last + 1));

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, unit tests and the
+# end-to-end tests that start the real binaries on loopback.
+# Installs what it needs first (scripts/setup.sh), so it works on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== build binaries (the end-to-end tests run them)"
+cargo build --workspace --bins --quiet
+echo "== cargo test"
+cargo test --workspace --quiet -- --test-threads=2
