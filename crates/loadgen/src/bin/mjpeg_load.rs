@@ -1,0 +1,204 @@
+//! `mjpeg-load`: N concurrent HTTP/1.1 MJPEG clients on one thread. Every
+//! part is parsed strictly (Content-Length, SOI/EOI); it prints per-client
+//! frame rates, bytes, parse errors and capture-to-receive latency from
+//! `X-Timestamp`, as text and as one JSON line.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use loadgen::percentile;
+use serde::Serialize;
+use test_support::http::MjpegReader;
+
+#[derive(Parser)]
+#[command(about = "MJPEG load generator")]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Request path.
+    #[arg(long, default_value = "/video_feed")]
+    path: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Seconds to ignore after all clients are connected.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Process id of the server, to measure its CPU and memory over the window.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Default)]
+struct ClientStats {
+    frames: u64,
+    bytes: u64,
+    errors: u64,
+    latencies_ms: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    clients: usize,
+    connected: usize,
+    seconds: f64,
+    frames: u64,
+    bytes: u64,
+    parse_errors: u64,
+    fps_p50: f64,
+    fps_min: f64,
+    throughput_mb_s: f64,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+    latency_ms_max: f64,
+    server_cpu_percent: f64,
+    server_cpu_us_per_frame: f64,
+    server_rss_mb: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(&args))?;
+    println!(
+        "clients={} connected={} fps p50={:.2} min={:.2} throughput={:.1} MB/s errors={} latency ms p50={:.2} p99={:.2} max={:.2} server cpu={:.1}% {:.1} us/frame rss={:.1} MB",
+        report.clients,
+        report.connected,
+        report.fps_p50,
+        report.fps_min,
+        report.throughput_mb_s,
+        report.parse_errors,
+        report.latency_ms_p50,
+        report.latency_ms_p99,
+        report.latency_ms_max,
+        report.server_cpu_percent,
+        report.server_cpu_us_per_frame,
+        report.server_rss_mb
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<Report> {
+    let mut readers = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        let r = MjpegReader::open(args.addr, &args.path)
+            .await
+            .with_context(|| format!("client {i}"))?;
+        readers.push(r);
+    }
+    let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let end = start + Duration::from_secs_f64(args.duration);
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|r| tokio::spawn(client(r, start, end)))
+        .collect();
+    let cpu = match args.pid {
+        Some(pid) => {
+            tokio::time::sleep_until(start.into()).await;
+            let before = cpu_seconds(pid);
+            tokio::time::sleep_until(end.into()).await;
+            let after = cpu_seconds(pid);
+            Some((after - before, rss_mb(pid)))
+        }
+        None => None,
+    };
+    let mut stats = Vec::new();
+    for t in tasks {
+        stats.push(t.await?);
+    }
+    let seconds = args.duration;
+    let mut fps: Vec<f64> = stats.iter().map(|s| s.frames as f64 / seconds).collect();
+    fps.sort_by(f64::total_cmp);
+    let mut lat: Vec<f64> = stats
+        .iter()
+        .flat_map(|s| s.latencies_ms.iter().copied())
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let bytes: u64 = stats.iter().map(|s| s.bytes).sum();
+    let frames: u64 = stats.iter().map(|s| s.frames).sum();
+    let (cpu_s, rss) = cpu.unwrap_or((0.0, 0.0));
+    Ok(Report {
+        clients: args.clients,
+        connected: stats.iter().filter(|s| s.frames > 0).count(),
+        seconds,
+        frames,
+        bytes,
+        parse_errors: stats.iter().map(|s| s.errors).sum(),
+        fps_p50: percentile(&fps, 0.5),
+        fps_min: fps.first().copied().unwrap_or(0.0),
+        throughput_mb_s: bytes as f64 / seconds / 1e6,
+        latency_ms_p50: percentile(&lat, 0.5),
+        latency_ms_p99: percentile(&lat, 0.99),
+        latency_ms_max: lat.last().copied().unwrap_or(0.0),
+        server_cpu_percent: cpu_s / seconds * 100.0,
+        server_cpu_us_per_frame: if frames > 0 {
+            cpu_s * 1e6 / frames as f64
+        } else {
+            0.0
+        },
+        server_rss_mb: rss,
+    })
+}
+
+async fn client(mut reader: MjpegReader, start: Instant, end: Instant) -> ClientStats {
+    let mut s = ClientStats::default();
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return s;
+        }
+        match tokio::time::timeout(end - now, reader.next_frame()).await {
+            Err(_) => return s,
+            Ok(Err(_)) => {
+                s.errors += 1;
+                return s;
+            }
+            Ok(Ok(frame)) => {
+                if Instant::now() < start {
+                    continue;
+                }
+                s.frames += 1;
+                s.bytes += frame.jpeg.len() as u64;
+                if let Some(ts) = frame.timestamp() {
+                    let age = stream_now() - ts;
+                    s.latencies_ms.push(age * 1000.0);
+                }
+            }
+        }
+    }
+}
+
+/// utime + stime of a process, in seconds (Linux /proc; ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn stream_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
