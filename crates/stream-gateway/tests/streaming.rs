@@ -383,15 +383,19 @@ async fn producer_death_shows_a_placeholder_and_recovery_resumes_on_the_same_con
 async fn sigterm_ends_streams_and_exits_quickly() {
     let mut stack = Stack::start(&["--fps", "20", "--size", "320x240"], &[]).await;
     let mut readers = Vec::new();
-    for _ in 0..100 {
-        let mut r = MjpegReader::open(stack.http, "/video_feed")
-            .await
-            .expect("open");
+    for _ in 0..1000 {
+        readers.push(
+            MjpegReader::open(stack.http, "/video_feed")
+                .await
+                .expect("open"),
+        );
+    }
+    for r in readers.iter_mut().step_by(50) {
         r.next_frame_within(Duration::from_secs(5))
             .await
             .expect("frame");
-        readers.push(r);
     }
+    assert_eq!(stack.metric("gateway_viewers_total", &[]).await, 1000.0);
     stack.gateway.signal(15);
     let t = Instant::now();
     let status = test_support::wait_for("gateway exit", Duration::from_secs(5), || {
