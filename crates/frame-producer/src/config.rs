@@ -40,6 +40,9 @@ pub struct Config {
     /// Largest JPEG published; bigger frames are skipped and counted.
     #[arg(long, env = "PRODUCER_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
     pub max_frame_bytes: usize,
+    /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
+    #[arg(long)]
+    pub healthcheck: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -19,6 +19,9 @@ use crate::config::Config;
 fn main() -> std::process::ExitCode {
     // clap exits with code 2 and a clear message on a bad flag value.
     let config = Config::parse();
+    if config.healthcheck {
+        return stream_common::health::exit_code(config.metrics_listen);
+    }
     stream_common::logging::init(&config.log);
     match run(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! logging set-up and shutdown signals. One definition of each, used everywhere.
 
 pub mod canvas;
+pub mod health;
 pub mod jpeg;
 pub mod logging;
 pub mod metrics;

@@ -58,6 +58,9 @@ pub struct Config {
     /// Worker threads for the async runtime.
     #[arg(long, env = "GATEWAY_THREADS", default_value_t = 2)]
     pub threads: usize,
+    /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
+    #[arg(long)]
+    pub healthcheck: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -27,6 +27,9 @@ use crate::config::Config;
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    if config.healthcheck {
+        return stream_common::health::exit_code(config.listen);
+    }
     stream_common::logging::init(&config.log);
     match run(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,

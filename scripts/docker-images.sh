@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the project's Docker images on a machine whose engine cannot pull
+# from a registry (like the CI machines): the base image is a Debian root
+# filesystem made with debootstrap from the configured apt mirror and turned
+# into an image with `docker import`; the project image is the real
+# deploy/Dockerfile's runtime stage, fed with release binaries built by cargo
+# on this host instead of its Rust build stage.
+#
+# Where a registry is reachable none of this is needed: `docker compose up --build`.
+# Cached: the base image is made once per machine; rerunning only rebuilds
+# the project image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_IMAGE=${BASE_IMAGE:-mjpeg-fanout/debian-base:bookworm}
+APP_IMAGE=${APP_IMAGE:-mjpeg-fanout:local}
+# The mirror apt uses here (deb822 "URIs:" or one-line "deb" entries).
+configured_mirror() {
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | grep -v '^[[:space:]]*#' | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ' || true
+}
+MIRROR=${DEBIAN_MIRROR:-$(configured_mirror)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null || {
+    echo "docker-images: installing debootstrap"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  }
+  rootfs=$(mktemp -d /tmp/mjpeg-rootfs.XXXXXX)
+  trap 'rm -rf "$rootfs"' EXIT
+  echo "docker-images: debootstrap bookworm from $MIRROR (once per machine, a few minutes)"
+  debootstrap --variant=minbase --include=nginx-light,ca-certificates bookworm "$rootfs" "$MIRROR" >/tmp/debootstrap.log 2>&1 \
+    || { tail -20 /tmp/debootstrap.log; exit 1; }
+  # nginx is only for the load balancer image; the app image uses the same base.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
+  echo "docker-images: base image $BASE_IMAGE ready"
+fi
+
+echo "docker-images: building release binaries on the host"
+cargo build --release --quiet -p frame-producer -p stream-gateway
+mkdir -p target/docker-bin
+cp target/release/frame-producer target/release/stream-gateway target/docker-bin/
+
+echo "docker-images: building $APP_IMAGE from deploy/Dockerfile (runtime stage, host binaries)"
+# The classic builder stops at the target stage, so the toolchain image is
+# never needed; BuildKit (where installed) skips it as well.
+buildkit=0
+docker buildx version >/dev/null 2>&1 && buildkit=1
+DOCKER_BUILDKIT=$buildkit docker build -q -f deploy/Dockerfile \
+  --build-arg RUNTIME_IMAGE="$BASE_IMAGE" \
+  --target runtime-host-binaries -t "$APP_IMAGE" . >/dev/null
+echo "docker-images: $APP_IMAGE ready"
