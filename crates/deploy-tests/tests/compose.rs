@@ -75,13 +75,13 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Ok(out) = self.cmd(&["logs", "--tail", "40"]).output() {
-                eprintln!(
-                    "----- compose logs -----\n{}",
-                    String::from_utf8_lossy(&out.stdout)
-                );
-            }
+        if std::thread::panicking()
+            && let Ok(out) = self.cmd(&["logs", "--tail", "40"]).output()
+        {
+            eprintln!(
+                "----- compose logs -----\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         let _ = self
             .cmd(&["down", "-v", "--remove-orphans", "-t", "2"])
