@@ -8,6 +8,34 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+/// The boundary the gateway (and the benchmark's floor server) uses.
+pub const BOUNDARY: &str = "frame";
+/// Written once at the start of a stream; every part then ends with the next boundary.
+pub const PREAMBLE: &[u8] = b"--frame\r\n";
+const TRAILER: &[u8] = b"\r\n--frame\r\n";
+
+/// Builds one whole part: headers, the JPEG, then CRLF and the *next*
+/// boundary at once, so a browser shows the frame as soon as it arrives
+/// instead of waiting for the following one. Returns the bytes and where the
+/// JPEG sits in them.
+pub fn build_part(jpeg: &[u8], capture_ts_ns: u64, online: bool) -> (Bytes, std::ops::Range<usize>) {
+    let head = format!(
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\nX-Source-Online: {online}\r\n\r\n",
+        jpeg.len(),
+        timestamp_text(capture_ts_ns),
+    );
+    let mut buf = BytesMut::with_capacity(head.len() + jpeg.len() + TRAILER.len());
+    buf.extend_from_slice(head.as_bytes());
+    buf.extend_from_slice(jpeg);
+    buf.extend_from_slice(TRAILER);
+    (buf.freeze(), head.len()..head.len() + jpeg.len())
+}
+
+/// `X-Timestamp` value: Unix seconds with microseconds.
+pub fn timestamp_text(unix_ns: u64) -> String {
+    format!("{}.{:06}", unix_ns / 1_000_000_000, (unix_ns % 1_000_000_000) / 1000)
+}
+
 /// Headers of one part larger than this are an error, not a reason to buffer.
 pub const MAX_PART_HEADERS: usize = 8 * 1024;
 

@@ -5,14 +5,10 @@
 //! soon as it arrives instead of waiting for the following one. A stream
 //! therefore starts with [`PREAMBLE`] and every part ends with a boundary.
 
-use std::fmt::Write;
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+pub use stream_common::multipart::{PREAMBLE, timestamp_text};
 
 pub const CONTENT_TYPE: &str = "multipart/x-mixed-replace; boundary=frame";
-/// Sent once at the start of every stream.
-pub const PREAMBLE: &[u8] = b"--frame\r\n";
-const TRAILER: &[u8] = b"\r\n--frame\r\n";
 
 #[derive(Debug)]
 pub struct Part {
@@ -27,38 +23,11 @@ pub struct Part {
     pub live: bool,
 }
 
-/// `X-Timestamp` value: Unix seconds with microseconds.
-pub fn timestamp_text(unix_ns: u64) -> String {
-    format!(
-        "{}.{:06}",
-        unix_ns / 1_000_000_000,
-        (unix_ns % 1_000_000_000) / 1000
-    )
-}
-
 impl Part {
     pub fn build(jpeg: &[u8], seq: u64, capture_ts_ns: u64, live: bool) -> Part {
-        let mut head = String::with_capacity(128);
-        let _ = write!(
-            head,
-            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\nX-Source-Online: {}\r\n\r\n",
-            jpeg.len(),
-            timestamp_text(capture_ts_ns),
-            live
-        );
-        let mut buf = BytesMut::with_capacity(head.len() + jpeg.len() + TRAILER.len());
-        buf.put_slice(head.as_bytes());
-        buf.put_slice(jpeg);
-        buf.put_slice(TRAILER);
-        let bytes = buf.freeze();
-        let jpeg = bytes.slice(head.len()..head.len() + jpeg.len());
-        Part {
-            bytes,
-            jpeg,
-            seq,
-            capture_ts_ns,
-            live,
-        }
+        let (bytes, range) = stream_common::multipart::build_part(jpeg, capture_ts_ns, live);
+        let jpeg = bytes.slice(range);
+        Part { bytes, jpeg, seq, capture_ts_ns, live }
     }
 }
 

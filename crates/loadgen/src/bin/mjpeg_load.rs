@@ -4,6 +4,7 @@
 //! `X-Timestamp`, as text and as one JSON line.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -88,19 +89,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args) -> anyhow::Result<Report> {
-    let mut readers = Vec::with_capacity(args.clients);
+    // Each client starts reading as soon as it is connected, so nothing
+    // queues up while the others connect; the window opens once all are in.
+    let window: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
+    let mut tasks = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
-        let r = MjpegReader::open(args.addr, &args.path)
-            .await
-            .with_context(|| format!("client {i}"))?;
-        readers.push(r);
+        let r = MjpegReader::open(args.addr, &args.path).await.with_context(|| format!("client {i}"))?;
+        tasks.push(tokio::spawn(client(r, window.clone())));
     }
     let start = Instant::now() + Duration::from_secs_f64(args.warmup);
     let end = start + Duration::from_secs_f64(args.duration);
-    let tasks: Vec<_> = readers
-        .into_iter()
-        .map(|r| tokio::spawn(client(r, start, end)))
-        .collect();
+    let _ = window.set((start, end));
     let cpu = match args.pid {
         Some(pid) => {
             tokio::time::sleep_until(start.into()).await;
@@ -149,15 +148,16 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     })
 }
 
-async fn client(mut reader: MjpegReader, start: Instant, end: Instant) -> ClientStats {
+async fn client(mut reader: MjpegReader, window: Arc<OnceLock<(Instant, Instant)>>) -> ClientStats {
     let mut s = ClientStats::default();
     loop {
         let now = Instant::now();
+        let (start, end) = window.get().copied().unwrap_or((now + Duration::from_secs(3600), now + Duration::from_secs(3600)));
         if now >= end {
             return s;
         }
-        match tokio::time::timeout(end - now, reader.next_frame()).await {
-            Err(_) => return s,
+        match tokio::time::timeout((end - now).min(Duration::from_secs(1)), reader.next_frame()).await {
+            Err(_) => continue,
             Ok(Err(_)) => {
                 s.errors += 1;
                 return s;
