@@ -14,3 +14,5 @@ echo "== build binaries (the end-to-end tests run them)"
 cargo build --workspace --bins --quiet
 echo "== cargo test"
 cargo test --workspace --quiet -- --test-threads=2
+echo "== benchmark smoke run (scripts/bench.sh --smoke)"
+scripts/bench.sh --smoke

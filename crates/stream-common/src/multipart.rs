@@ -18,7 +18,11 @@ const TRAILER: &[u8] = b"\r\n--frame\r\n";
 /// boundary at once, so a browser shows the frame as soon as it arrives
 /// instead of waiting for the following one. Returns the bytes and where the
 /// JPEG sits in them.
-pub fn build_part(jpeg: &[u8], capture_ts_ns: u64, online: bool) -> (Bytes, std::ops::Range<usize>) {
+pub fn build_part(
+    jpeg: &[u8],
+    capture_ts_ns: u64,
+    online: bool,
+) -> (Bytes, std::ops::Range<usize>) {
     let head = format!(
         "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\nX-Source-Online: {online}\r\n\r\n",
         jpeg.len(),
@@ -33,7 +37,11 @@ pub fn build_part(jpeg: &[u8], capture_ts_ns: u64, online: bool) -> (Bytes, std:
 
 /// `X-Timestamp` value: Unix seconds with microseconds.
 pub fn timestamp_text(unix_ns: u64) -> String {
-    format!("{}.{:06}", unix_ns / 1_000_000_000, (unix_ns % 1_000_000_000) / 1000)
+    format!(
+        "{}.{:06}",
+        unix_ns / 1_000_000_000,
+        (unix_ns % 1_000_000_000) / 1000
+    )
 }
 
 /// Headers of one part larger than this are an error, not a reason to buffer.

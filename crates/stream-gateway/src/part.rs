@@ -27,7 +27,13 @@ impl Part {
     pub fn build(jpeg: &[u8], seq: u64, capture_ts_ns: u64, live: bool) -> Part {
         let (bytes, range) = stream_common::multipart::build_part(jpeg, capture_ts_ns, live);
         let jpeg = bytes.slice(range);
-        Part { bytes, jpeg, seq, capture_ts_ns, live }
+        Part {
+            bytes,
+            jpeg,
+            seq,
+            capture_ts_ns,
+            live,
+        }
     }
 }
 

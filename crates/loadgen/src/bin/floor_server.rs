@@ -53,7 +53,9 @@ fn main() -> anyhow::Result<()> {
         let part = {
             let guard = lock.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             let (guard, _) = cv
-                .wait_timeout_while(guard, Duration::from_millis(100), |l| l.as_ref().is_none_or(|(s, _)| *s == last_seq))
+                .wait_timeout_while(guard, Duration::from_millis(100), |l| {
+                    l.as_ref().is_none_or(|(s, _)| *s == last_seq)
+                })
                 .map_err(|_| anyhow::anyhow!("poisoned"))?;
             guard.clone()
         };
@@ -76,7 +78,10 @@ fn accept_all(listener: &TcpListener, clients: &mut Vec<Client>, send_buffer: us
         let mut buf = [0u8; 2048];
         let _ = sock.read(&mut buf);
         if sock.write_all(RESPONSE_HEAD).is_ok() && sock.set_nonblocking(true).is_ok() {
-            clients.push(Client { sock, pending: None });
+            clients.push(Client {
+                sock,
+                pending: None,
+            });
         }
     }
 }
@@ -101,7 +106,12 @@ fn write_part(c: &mut Client, part: &Bytes) -> bool {
 
 /// Receives frames from the producer and prepares each part once.
 fn receive(endpoint: &str, latest: &Latest) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     rt.block_on(async {
         let mut sock = zeromq::SubSocket::new();
         if sock.connect(endpoint).await.is_err() || sock.subscribe("").await.is_err() {
@@ -110,8 +120,12 @@ fn receive(endpoint: &str, latest: &Latest) {
         }
         let mut seq = 0;
         while let Ok(msg) = sock.recv().await {
-            let Ok(frame) = frame_wire::decode(&msg.into_vec(), &frame_wire::Limits::default()) else { continue };
-            let (part, _) = stream_common::multipart::build_part(&frame.jpeg, frame.header.capture_ts_ns, true);
+            let Ok(frame) = frame_wire::decode(&msg.into_vec(), &frame_wire::Limits::default())
+            else {
+                continue;
+            };
+            let (part, _) =
+                stream_common::multipart::build_part(&frame.jpeg, frame.header.capture_ts_ns, true);
             seq += 1;
             let (lock, cv) = &**latest;
             if let Ok(mut l) = lock.lock() {

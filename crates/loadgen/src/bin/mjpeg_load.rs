@@ -94,7 +94,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     let window: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
     let mut tasks = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
-        let r = MjpegReader::open(args.addr, &args.path).await.with_context(|| format!("client {i}"))?;
+        let r = MjpegReader::open(args.addr, &args.path)
+            .await
+            .with_context(|| format!("client {i}"))?;
         tasks.push(tokio::spawn(client(r, window.clone())));
     }
     let start = Instant::now() + Duration::from_secs_f64(args.warmup);
@@ -152,11 +154,16 @@ async fn client(mut reader: MjpegReader, window: Arc<OnceLock<(Instant, Instant)
     let mut s = ClientStats::default();
     loop {
         let now = Instant::now();
-        let (start, end) = window.get().copied().unwrap_or((now + Duration::from_secs(3600), now + Duration::from_secs(3600)));
+        let (start, end) = window.get().copied().unwrap_or((
+            now + Duration::from_secs(3600),
+            now + Duration::from_secs(3600),
+        ));
         if now >= end {
             return s;
         }
-        match tokio::time::timeout((end - now).min(Duration::from_secs(1)), reader.next_frame()).await {
+        match tokio::time::timeout((end - now).min(Duration::from_secs(1)), reader.next_frame())
+            .await
+        {
             Err(_) => continue,
             Ok(Err(_)) => {
                 s.errors += 1;
@@ -177,14 +184,19 @@ async fn client(mut reader: MjpegReader, window: Arc<OnceLock<(Instant, Instant)
     }
 }
 
-/// utime + stime of a process, in seconds (Linux /proc; ticks of 1/100 s).
+/// CPU time of a process in seconds: the sum over its threads of the
+/// nanosecond run time in /proc/PID/task/*/schedstat (utime+stime in /proc
+/// stat only has 10 ms resolution).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e9
 }
 
 fn rss_mb(pid: u32) -> f64 {
