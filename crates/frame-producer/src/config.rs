@@ -40,6 +40,13 @@ pub struct Config {
     /// Largest JPEG published; bigger frames are skipped and counted.
     #[arg(long, env = "PRODUCER_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
     pub max_frame_bytes: usize,
+    /// Seconds a subscriber may leave published data unacknowledged before
+    /// its connection is dropped (TCP_USER_TIMEOUT). zmq.rs queues without
+    /// limit for a subscriber that is connected but not reading, such as a
+    /// frozen gateway; this bounds that queue to about fps x frame size x
+    /// this many seconds. 0 leaves the system default.
+    #[arg(long, env = "PRODUCER_SUBSCRIBER_TIMEOUT", default_value_t = 10)]
+    pub subscriber_timeout: u64,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,

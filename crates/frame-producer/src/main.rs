@@ -47,7 +47,8 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     let metrics = metrics::ProducerMetrics::new(&config.stream).context("registering metrics")?;
     let source =
         source::open(&config).with_context(|| format!("opening source {:?}", config.source))?;
-    let publisher = publish::Publisher::bind(&config.bind, &config.stream)
+    let subscriber_timeout = std::time::Duration::from_secs(config.subscriber_timeout);
+    let publisher = publish::Publisher::bind(&config.bind, &config.stream, subscriber_timeout)
         .await
         .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
     let metrics_server = metrics::serve(config.metrics_listen, metrics.clone(), shutdown.clone())

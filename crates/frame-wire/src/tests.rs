@@ -217,3 +217,45 @@ fn arbitrary_bytes_never_panic() {
         let _ = decode(&msg, &Limits::default());
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any message, of any shape, decodes or fails with an error: no panic.
+        #[test]
+        fn arbitrary_messages_never_panic(parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..5)) {
+            let parts: Vec<Bytes> = parts.into_iter().map(Bytes::from).collect();
+            let _ = decode(&parts, &Limits::default());
+        }
+
+        /// Headers that start right but go wrong anywhere are refused cleanly,
+        /// and a length field never makes the decoder allocate past the limit.
+        #[test]
+        fn corrupted_headers_are_refused(tail in prop::collection::vec(any::<u8>(), 0..120)) {
+            let mut head = vec![VERSION];
+            head.extend_from_slice(&tail);
+            let _ = decode_header(&head);
+        }
+
+        #[test]
+        fn valid_frames_round_trip(
+            seq: u64, ts: u64, producer_id: u64,
+            width in 1u32..=MAX_DIMENSION, height in 1u32..=MAX_DIMENSION,
+            stream in "[A-Za-z0-9_.-]{1,64}",
+            body in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let header = FrameHeader { version: VERSION, seq, capture_ts_ns: ts, width, height, producer_id, stream };
+            let mut jpeg = vec![0xFF, 0xD8];
+            jpeg.extend_from_slice(&body);
+            jpeg.extend_from_slice(&[0xFF, 0xD9]);
+            let parts = encode(&header, Bytes::from(jpeg.clone()), &Limits::default()).expect("valid frame encodes");
+            let frame = decode(&parts, &Limits::default()).expect("and decodes");
+            prop_assert_eq!(frame.header, header);
+            prop_assert_eq!(&frame.jpeg[..], &jpeg[..]);
+        }
+    }
+}

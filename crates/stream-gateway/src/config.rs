@@ -49,6 +49,10 @@ pub struct Config {
     /// video a slow viewer can have queued (0 keeps the system default).
     #[arg(long, env = "GATEWAY_SEND_BUFFER", default_value_t = 256 * 1024)]
     pub send_buffer: usize,
+    /// Seconds a viewer may leave sent data unacknowledged (a stalled or
+    /// vanished client) before its connection is dropped (TCP_USER_TIMEOUT).
+    #[arg(long, env = "GATEWAY_VIEWER_TIMEOUT", default_value = "30", value_parser = parse_secs)]
+    pub viewer_timeout: Duration,
     /// Seconds a client may take to send its request headers.
     #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
     pub header_timeout: Duration,
@@ -58,6 +62,28 @@ pub struct Config {
     /// Worker threads for the async runtime.
     #[arg(long, env = "GATEWAY_THREADS", default_value_t = 2)]
     pub threads: usize,
+    /// User name for HTTP Basic authentication (off unless set).
+    #[arg(long, env = "GATEWAY_AUTH_USER")]
+    pub auth_user: Option<String>,
+    /// Password for HTTP Basic authentication.
+    #[arg(long, env = "GATEWAY_AUTH_PASSWORD", hide_env_values = true)]
+    pub auth_password: Option<String>,
+    /// File holding the Basic password (e.g. a Docker secret).
+    #[arg(long, env = "GATEWAY_AUTH_PASSWORD_FILE")]
+    pub auth_password_file: Option<String>,
+    /// Token accepted as `Authorization: Bearer TOKEN` or `?token=TOKEN`, for embedding streams.
+    #[arg(long, env = "GATEWAY_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Serve /metrics without authentication even when authentication is on.
+    #[arg(long, env = "GATEWAY_PUBLIC_METRICS")]
+    pub public_metrics: bool,
+    /// Origins allowed to read responses cross-origin (CORS); comma list, `*` for any. Off by default.
+    #[arg(
+        long = "allow-origin",
+        env = "GATEWAY_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origins: Vec<String>,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,

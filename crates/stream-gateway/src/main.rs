@@ -80,7 +80,21 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )));
 
-    let app = serve::routes::App::new(&config, streams, metrics, shutdown.clone());
+    let auth = serve::auth::Auth::new(
+        config.auth_user.clone(),
+        config.auth_password.clone(),
+        config.auth_password_file.clone(),
+        config.auth_token.clone(),
+    )
+    .context("authentication settings")?;
+    if !auth.enabled() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.listen,
+            "no authentication: anyone who can reach this address can watch every stream \
+             (set GATEWAY_AUTH_USER/GATEWAY_AUTH_PASSWORD or GATEWAY_AUTH_TOKEN)"
+        );
+    }
+    let app = serve::routes::App::new(&config, auth, streams, metrics, shutdown.clone());
     serve::server::run(
         listener,
         app,

@@ -18,6 +18,7 @@ pub struct GatewayMetrics {
     invalid: IntCounterVec,
     resubscribes: IntCounterVec,
     pub rejected_clients: IntCounter,
+    pub auth_failures: IntCounter,
     pub connections: IntGauge,
     pub viewers_total: IntGauge,
 }
@@ -100,6 +101,10 @@ impl GatewayMetrics {
             rejected_clients: reg!(IntCounter::new(
                 "rejected_clients_total",
                 "Viewers refused at --max-clients"
+            )?),
+            auth_failures: reg!(IntCounter::new(
+                "auth_failures_total",
+                "Requests refused for missing or wrong credentials"
             )?),
             connections: reg!(IntGauge::new("connections", "Open HTTP connections")?),
             viewers_total: reg!(IntGauge::new(

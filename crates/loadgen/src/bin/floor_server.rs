@@ -44,8 +44,13 @@ fn main() -> anyhow::Result<()> {
     let producer = args.producer.clone();
     std::thread::spawn(move || receive(&producer, &rx_latest));
 
+    // Connections are accepted and answered on their own thread, so joining
+    // is quick; the writing thread only picks new clients up.
     let listener = TcpListener::bind(args.listen)?;
-    listener.set_nonblocking(true)?;
+    let joined: Arc<Mutex<Vec<Client>>> = Arc::new(Mutex::new(Vec::new()));
+    let acceptor_joined = joined.clone();
+    let send_buffer = args.send_buffer;
+    std::thread::spawn(move || accept_loop(&listener, &acceptor_joined, send_buffer));
     let mut clients: Vec<Client> = Vec::new();
     let mut last_seq = 0u64;
     let (lock, cv) = &*latest;
@@ -59,7 +64,9 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("poisoned"))?;
             guard.clone()
         };
-        accept_all(&listener, &mut clients, args.send_buffer);
+        if let Ok(mut new) = joined.lock() {
+            clients.append(&mut new);
+        }
         let Some((seq, part)) = part else { continue };
         if seq == last_seq {
             continue;
@@ -69,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn accept_all(listener: &TcpListener, clients: &mut Vec<Client>, send_buffer: usize) {
+fn accept_loop(listener: &TcpListener, joined: &Mutex<Vec<Client>>, send_buffer: usize) {
     while let Ok((mut sock, _)) = listener.accept() {
         let _ = sock.set_nodelay(true);
         let _ = socket2::SockRef::from(&sock).set_send_buffer_size(send_buffer);
@@ -77,8 +84,11 @@ fn accept_all(listener: &TcpListener, clients: &mut Vec<Client>, send_buffer: us
         let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
         let mut buf = [0u8; 2048];
         let _ = sock.read(&mut buf);
-        if sock.write_all(RESPONSE_HEAD).is_ok() && sock.set_nonblocking(true).is_ok() {
-            clients.push(Client {
+        if sock.write_all(RESPONSE_HEAD).is_ok()
+            && sock.set_nonblocking(true).is_ok()
+            && let Ok(mut j) = joined.lock()
+        {
+            j.push(Client {
                 sock,
                 pending: None,
             });

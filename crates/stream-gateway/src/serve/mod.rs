@@ -1,6 +1,7 @@
 //! The HTTP side: `server` accepts connections, `routes` maps URLs to
 //! replies, `viewer` is one client's MJPEG response, `page.html` the viewer page.
 
+pub mod auth;
 pub mod routes;
 pub mod server;
 pub mod viewer;

@@ -11,19 +11,22 @@
 //! | `/healthz`, `/readyz`, `/metrics` | process health, readiness, Prometheus |
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
+use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::part::{CONTENT_TYPE, timestamp_text};
+use crate::serve::auth::Auth;
 use crate::serve::viewer;
 use crate::streams::{Stream, Streams};
 
@@ -39,11 +42,21 @@ pub struct App {
     instance: HeaderValue,
     instance_id: String,
     stale_after: Duration,
+    auth: Arc<Auth>,
+    auth_log: Arc<Mutex<LogEvery>>,
+    public_metrics: bool,
+    allow_origins: Arc<Vec<String>>,
 }
+
+/// A request without valid credentials.
+#[derive(Debug)]
+struct Unauthorized;
+impl warp::reject::Reject for Unauthorized {}
 
 impl App {
     pub fn new(
         config: &Config,
+        auth: Auth,
         streams: Arc<Streams>,
         metrics: Arc<GatewayMetrics>,
         stop: CancellationToken,
@@ -57,6 +70,10 @@ impl App {
                 .unwrap_or(HeaderValue::from_static("gateway")),
             instance_id: config.instance_id.clone(),
             stale_after: config.stale_after,
+            auth: Arc::new(auth),
+            auth_log: Arc::new(Mutex::new(LogEvery::new(Duration::from_secs(1)))),
+            public_metrics: config.public_metrics,
+            allow_origins: Arc::new(config.allow_origins.clone()),
         }
     }
 
@@ -123,8 +140,52 @@ impl App {
                 r
             });
 
+        let app_g = self.clone();
+        let guard = warp::path::full()
+            .and(warp::header::optional::<String>("authorization"))
+            .and(query)
+            .and_then(
+                move |path: FullPath, authorization: Option<String>, q: Query| {
+                    let app = app_g.clone();
+                    async move {
+                        let token = q.get("token").map(String::as_str);
+                        if app.is_open(path.as_str())
+                            || app.auth.allows(authorization.as_deref(), token)
+                        {
+                            Ok(())
+                        } else {
+                            app.auth_failed(path.as_str());
+                            Err(warp::reject::custom(Unauthorized))
+                        }
+                    }
+                },
+            )
+            .untuple_one();
+        let app_c = self.clone();
+        let preflight = warp::options()
+            .and(warp::header::optional::<String>("origin"))
+            .map(move |origin: Option<String>| {
+                let mut r = Response::new(Bytes::new().into());
+                *r.status_mut() = if app_c.origin_allowed(origin.as_deref()) {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                r.headers_mut().insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
+                r.headers_mut().insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("authorization"),
+                );
+                r
+            });
+
         let instance = self.instance.clone();
-        method
+        let app_o = self.clone();
+        let routes = method
+            .and(guard)
             .and(
                 root.or(video_feed)
                     .unify()
@@ -143,13 +204,52 @@ impl App {
                     .or(metrics)
                     .unify(),
             )
-            .recover(handle_rejection)
+            .or(preflight)
             .unify()
-            .map(move |mut r: Response| {
-                r.headers_mut()
-                    .insert("x-gateway-instance", instance.clone());
+            .recover(handle_rejection)
+            .unify();
+        warp::header::optional::<String>("origin")
+            .and(routes)
+            .map(move |origin: Option<String>, mut r: Response| {
+                let h = r.headers_mut();
+                h.insert("x-gateway-instance", instance.clone());
+                if let Some(origin) = origin.filter(|o| app_o.origin_allowed(Some(o)))
+                    && let Ok(v) = HeaderValue::from_str(&origin)
+                {
+                    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+                    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+                    if app_o.auth.enabled() {
+                        h.insert(
+                            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                            HeaderValue::from_static("true"),
+                        );
+                    }
+                }
                 r
             })
+            .recover(handle_rejection)
+            .unify()
+    }
+
+    /// Routes anyone may call: health checks, and metrics if made public.
+    fn is_open(&self, path: &str) -> bool {
+        matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && self.public_metrics)
+    }
+
+    fn auth_failed(&self, path: &str) {
+        self.metrics.auth_failures.inc();
+        let mut log = self.auth_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(folded) = log.check(std::time::Instant::now()) {
+            tracing::warn!(
+                path,
+                repeats = folded,
+                "request refused: missing or wrong credentials"
+            );
+        }
+    }
+
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        origin.is_some_and(|o| self.allow_origins.iter().any(|a| a == "*" || a == o))
     }
 
     fn stream(&self, stream: Option<Arc<Stream>>, name: Option<&str>, q: &Query) -> Response {
@@ -348,7 +448,14 @@ fn no_cache(r: &mut Response) {
 }
 
 async fn handle_rejection(err: Rejection) -> Result<Response, std::convert::Infallible> {
-    let r = if err.is_not_found() {
+    let r = if err.find::<Unauthorized>().is_some() {
+        let mut r = text(StatusCode::UNAUTHORIZED, "authentication required");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"stream-gateway\", charset=\"UTF-8\""),
+        );
+        r
+    } else if err.is_not_found() {
         text(StatusCode::NOT_FOUND, "not found")
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
         let mut r = text(

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::serve::routes::App;
 
 pub struct Settings {
+    pub viewer_timeout: Duration,
     pub send_buffer: usize,
     pub header_timeout: Duration,
 }
@@ -26,6 +27,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(c: &Config) -> Self {
         Settings {
+            viewer_timeout: c.viewer_timeout,
             send_buffer: c.send_buffer,
             header_timeout: c.header_timeout,
         }
@@ -57,7 +59,7 @@ fn tune(stream: &TcpStream, settings: &Settings) {
         .with_retries(3);
     let _ = sock.set_tcp_keepalive(&keepalive);
     #[cfg(target_os = "linux")]
-    let _ = sock.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+    let _ = sock.set_tcp_user_timeout(Some(settings.viewer_timeout));
 }
 
 /// Serves until `shutdown`, then gives open connections a bounded time to end.

@@ -1,0 +1,263 @@
+//! Faults a camera system meets when it runs for months: a frozen gateway,
+//! viewers that stop reading or vanish, frames near the size limit.
+//! Short versions run here; scripts/soak.sh runs the long ones.
+
+use std::time::{Duration, Instant};
+
+use test_support::http::{self, MjpegReader};
+use test_support::process::Proc;
+use test_support::stack::Stack;
+use test_support::{free_port, wait_for};
+
+/// Seconds a fault lasts; scripts/soak.sh sets FAULT_SECONDS higher.
+fn fault_seconds(default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var("FAULT_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// A directory with one noisy JPEG of about `target` bytes, like a camera's.
+fn noisy_jpeg_dir(
+    name: &str,
+    width: u32,
+    height: u32,
+    quality: u8,
+) -> (std::path::PathBuf, bytes::Bytes) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut c = stream_common::canvas::Canvas::new(width, height);
+    let mut x: u32 = 0x1234_5678;
+    let mut px = Vec::with_capacity((width * height * 3) as usize);
+    for _ in 0..width * height * 3 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        px.push(x as u8);
+    }
+    c.set_pixels(&px);
+    let jpeg = stream_common::jpeg::JpegEncoder::new(quality)
+        .expect("encoder")
+        .encode(&c)
+        .expect("jpeg");
+    std::fs::write(dir.join("frame.jpg"), &jpeg).expect("write");
+    (dir, jpeg)
+}
+
+#[tokio::test]
+async fn a_frozen_gateway_costs_the_producer_a_bounded_amount() {
+    // Camera-sized frames (about 400 KB) at 30 fps: 12 MB/s queue for a
+    // subscriber that does not read, if nothing bounds it.
+    let (dir, jpeg) = noisy_jpeg_dir("frozen", 1280, 720, 90);
+    let dir_s = dir.to_string_lossy().into_owned();
+    let stack = Stack::start(
+        &[
+            "--source",
+            &dir_s,
+            "--fps",
+            "30",
+            "--subscriber-timeout",
+            "3",
+        ],
+        &[],
+    )
+    .await;
+    let second_http = format!("127.0.0.1:{}", free_port());
+    let _second = Proc::start(
+        "stream-gateway",
+        &["--producer", &stack.zmq, "--listen", &second_http],
+        &[],
+    );
+    let second_addr: std::net::SocketAddr = second_http.parse().expect("addr");
+    wait_for(
+        "second gateway ready",
+        Duration::from_secs(20),
+        || async move {
+            (http::get(second_addr, "/readyz").await.ok()?.head.status == 200).then_some(())
+        },
+    )
+    .await;
+    let mut viewer = MjpegReader::open(second_addr, "/video_feed")
+        .await
+        .expect("viewer");
+    let f = viewer
+        .next_frame_within(Duration::from_secs(5))
+        .await
+        .expect("frame");
+    assert_eq!(f.jpeg.len(), jpeg.len());
+
+    let producer_pid = stack.producer.as_ref().expect("producer").pid();
+    let rss = move || -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{producer_pid}/status")).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let baseline = rss();
+    stack.gateway.signal(19); // SIGSTOP: connected, not reading
+    let stall = fault_seconds(20);
+    let t = Instant::now();
+    let (mut max_rss, mut max_gap, mut last) = (baseline, Duration::ZERO, Instant::now());
+    while t.elapsed() < stall {
+        viewer
+            .next_frame_within(Duration::from_secs(5))
+            .await
+            .expect("the other gateway keeps streaming");
+        max_gap = max_gap.max(last.elapsed());
+        last = Instant::now();
+        max_rss = max_rss.max(rss());
+    }
+    stack.gateway.signal(18); // SIGCONT
+    let unbounded_mb = stall.as_secs_f64() * 30.0 * jpeg.len() as f64 / 1e6;
+    eprintln!(
+        "producer RSS {} -> max {} MB while one gateway was frozen {stall:?} (unbounded it would queue {unbounded_mb:.0} MB); other viewers' longest gap {max_gap:?}",
+        baseline / 1024,
+        max_rss / 1024
+    );
+    // Bound: about 3 s of frames queued plus the kernel's socket buffers.
+    let bound_kib = baseline + (3.0 * 30.0 * jpeg.len() as f64 / 1024.0) as u64 + 48 * 1024;
+    assert!(
+        max_rss < bound_kib,
+        "producer RSS {max_rss} KiB above the bound {bound_kib} KiB"
+    );
+    assert!(
+        max_gap < Duration::from_secs(2),
+        "the healthy gateway's viewer waited {max_gap:?}"
+    );
+    // The frozen gateway recovers on its own.
+    stack.wait_ready().await;
+    let mut again = MjpegReader::open(stack.http, "/video_feed")
+        .await
+        .expect("thawed gateway");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = again
+            .next_frame_within(Duration::from_secs(5))
+            .await
+            .expect("frame");
+        let age = stream_common::unix_now_ns() as f64 / 1e9 - f.timestamp().expect("ts");
+        if f.header("x-source-online") == Some("true") && age < 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "thawed gateway never caught up");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_two_megabyte_frame_arrives_intact_and_larger_ones_are_refused() {
+    let (dir, jpeg) = noisy_jpeg_dir("bigframe", 1800, 1200, 97);
+    assert!(
+        jpeg.len() > 1_500_000,
+        "test frame is only {} bytes",
+        jpeg.len()
+    );
+    let dir_s = dir.to_string_lossy().into_owned();
+    let stack = Stack::start(
+        &["--source", &dir_s, "--fps", "5"],
+        &["--max-frame-bytes", "4000000"],
+    )
+    .await;
+    let mut r = MjpegReader::open(stack.http, "/video_feed")
+        .await
+        .expect("open");
+    let f = r
+        .next_frame_within(Duration::from_secs(10))
+        .await
+        .expect("big frame");
+    assert_eq!(f.jpeg, jpeg, "the frame arrives byte for byte");
+    let snap = http::get(stack.http, "/snapshot").await.expect("snapshot");
+    assert_eq!(snap.body, jpeg);
+
+    // A gateway with a lower limit refuses it, counts it, and serves nothing stale.
+    let small_http = format!("127.0.0.1:{}", free_port());
+    let small = Proc::start(
+        "stream-gateway",
+        &[
+            "--producer",
+            &stack.zmq,
+            "--listen",
+            &small_http,
+            "--max-frame-bytes",
+            "1000000",
+        ],
+        &[],
+    );
+    let small_addr: std::net::SocketAddr = small_http.parse().expect("addr");
+    wait_for(
+        "oversized frames counted",
+        Duration::from_secs(15),
+        || async move {
+            let text = http::get(small_addr, "/metrics").await.ok()?.text();
+            (test_support::stack::metric_value(
+                &text,
+                "gateway_invalid_messages_total",
+                &["reason=\"too_large\""],
+            ) >= 2.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        http::get(small_addr, "/snapshot")
+            .await
+            .expect("snapshot")
+            .head
+            .status,
+        503
+    );
+    drop(small);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_viewer_that_stops_reading_is_released_by_the_timeout() {
+    let stack = Stack::start(
+        &["--fps", "30", "--size", "640x480"],
+        &["--viewer-timeout", "3"],
+    )
+    .await;
+    let addr = stack.http;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A client that reads the start of the stream, then never reads or closes.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(8 * 1024).expect("rcvbuf");
+    let mut silent = sock.connect(addr).await.expect("connect");
+    silent
+        .write_all(b"GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = [0u8; 1024];
+    let _ = silent.read(&mut buf).await.expect("response starts");
+    let mut normal = MjpegReader::open(addr, "/video_feed")
+        .await
+        .expect("normal viewer");
+    wait_for("two viewers", Duration::from_secs(5), || async move {
+        let t = http::get(addr, "/metrics").await.ok()?.text();
+        (test_support::stack::metric_value(&t, "gateway_viewers_total", &[]) == 2.0).then_some(())
+    })
+    .await;
+    let t = Instant::now();
+    wait_for(
+        "silent viewer released",
+        Duration::from_secs(20),
+        || async move {
+            let t = http::get(addr, "/metrics").await.ok()?.text();
+            (test_support::stack::metric_value(&t, "gateway_viewers_total", &[]) == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!("silent viewer released after {:?}", t.elapsed());
+    for _ in 0..10 {
+        normal
+            .next_frame_within(Duration::from_secs(2))
+            .await
+            .expect("the normal viewer streams on");
+    }
+    drop(silent);
+}
