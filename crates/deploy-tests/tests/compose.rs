@@ -220,7 +220,10 @@ async fn compose_with_three_gateways_behind_nginx() {
     r.next_frame_within(Duration::from_secs(2))
         .await
         .expect("new connection streams");
-    eprintln!("new connection streaming {:?} after a gateway was killed", t.elapsed());
+    eprintln!(
+        "new connection streaming {:?} after a gateway was killed",
+        t.elapsed()
+    );
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "took {:?}",
