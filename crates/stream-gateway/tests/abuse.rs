@@ -229,6 +229,19 @@ async fn authentication_and_cors() {
         ok.head.header("access-control-allow-origin"),
         Some("http://ok.example")
     );
+    let preflight = http::request(
+        addr,
+        "OPTIONS",
+        "/snapshot",
+        &[("Origin", "http://ok.example")],
+    )
+    .await
+    .expect("preflight");
+    assert_eq!(preflight.head.status, 204);
+    assert_eq!(
+        preflight.head.header("access-control-allow-origin"),
+        Some("http://ok.example")
+    );
     let other = http::request(
         addr,
         "GET",

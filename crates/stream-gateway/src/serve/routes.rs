@@ -162,7 +162,17 @@ impl App {
             )
             .untuple_one();
         let app_c = self.clone();
-        let preflight = warp::options()
+        // Not `warp::options()`: its rejection would turn every unknown
+        // path's 404 into a 405.
+        let preflight = warp::method()
+            .and_then(|m: http::Method| async move {
+                if m == http::Method::OPTIONS {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            })
+            .untuple_one()
             .and(warp::header::optional::<String>("origin"))
             .map(move |origin: Option<String>| {
                 let mut r = Response::new(Bytes::new().into());
