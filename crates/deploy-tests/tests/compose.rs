@@ -164,6 +164,15 @@ async fn compose_with_three_gateways_behind_nginx() {
             ("PRODUCER_FPS".into(), FPS.to_string()),
         ],
     };
+    // The several-cameras override is valid compose on top of the main file.
+    project.run(&[
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        "deploy/compose.cameras.yml",
+        "config",
+        "-q",
+    ]);
     project.run(&["up", "-d", "--no-build", "--scale", "stream-gateway=3"]);
     let lb: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     wait_for(
@@ -244,39 +253,15 @@ async fn compose_with_three_gateways_behind_nginx() {
 
     // Stop the producer: viewers get the placeholder; start it: live again.
     project.run(&["stop", "-t", "1", "frame-producer"]);
-    let stopped = Instant::now();
-    loop {
-        let f = r
-            .next_frame_within(Duration::from_secs(5))
-            .await
-            .expect("connection stays open");
-        if f.header("x-source-online") == Some("false") {
-            break;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(6),
-            "no placeholder after the producer stopped"
-        );
-    }
+    r.wait_online(false, Duration::from_secs(6), Duration::from_secs(5))
+        .await
+        .expect("placeholder after the producer stopped");
     project.run(&["start", "frame-producer"]);
-    let started = Instant::now();
-    loop {
-        let f = r
-            .next_frame_within(Duration::from_secs(5))
-            .await
-            .expect("connection stays open");
-        if f.header("x-source-online") == Some("true") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "live frames did not resume"
-        );
-    }
-    eprintln!(
-        "live again {:?} after `start frame-producer`",
-        started.elapsed()
-    );
+    let took = r
+        .wait_online(true, Duration::from_secs(8), Duration::from_secs(5))
+        .await
+        .expect("live frames resume");
+    eprintln!("live again {took:?} after `start frame-producer`");
 
     let name = project.name.clone();
     drop(project);

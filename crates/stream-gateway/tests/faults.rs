@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use test_support::http::{self, MjpegReader};
 use test_support::process::Proc;
-use test_support::stack::Stack;
+use test_support::stack::{Stack, wait_viewers};
 use test_support::{free_port, wait_for};
 
 /// Seconds a fault lasts; scripts/soak.sh sets FAULT_SECONDS higher.
@@ -202,14 +202,7 @@ async fn a_two_megabyte_frame_arrives_intact_and_larger_ones_are_refused() {
         },
     )
     .await;
-    assert_eq!(
-        http::get(small_addr, "/snapshot")
-            .await
-            .expect("snapshot")
-            .head
-            .status,
-        503
-    );
+    assert_eq!(http::status(small_addr, "/snapshot").await, 503);
     drop(small);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -236,22 +229,9 @@ async fn a_viewer_that_stops_reading_is_released_by_the_timeout() {
     let mut normal = MjpegReader::open(addr, "/video_feed")
         .await
         .expect("normal viewer");
-    wait_for("two viewers", Duration::from_secs(5), || async move {
-        let t = http::get(addr, "/metrics").await.ok()?.text();
-        (test_support::stack::metric_value(&t, "gateway_viewers_total", &[]) == 2.0).then_some(())
-    })
-    .await;
+    wait_viewers(addr, 2, Duration::from_secs(5)).await;
     let t = Instant::now();
-    wait_for(
-        "silent viewer released",
-        Duration::from_secs(20),
-        || async move {
-            let t = http::get(addr, "/metrics").await.ok()?.text();
-            (test_support::stack::metric_value(&t, "gateway_viewers_total", &[]) == 1.0)
-                .then_some(())
-        },
-    )
-    .await;
+    wait_viewers(addr, 1, Duration::from_secs(20)).await;
     eprintln!("silent viewer released after {:?}", t.elapsed());
     for _ in 0..10 {
         normal

@@ -94,38 +94,10 @@ async fn streams_snapshots_page_and_api() {
     assert!((FPS * 0.8..FPS * 1.2).contains(&fps), "fps_in {fps}");
     assert!(v["instance"].as_str().is_some_and(|i| !i.is_empty()));
 
-    assert_eq!(
-        http::get(addr, "/healthz")
-            .await
-            .expect("healthz")
-            .head
-            .status,
-        200
-    );
-    assert_eq!(
-        http::get(addr, "/stream/nope")
-            .await
-            .expect("404")
-            .head
-            .status,
-        404
-    );
-    assert_eq!(
-        http::get(addr, "/snapshot/nope")
-            .await
-            .expect("404")
-            .head
-            .status,
-        404
-    );
-    assert_eq!(
-        http::get(addr, "/stream/cam0?fps=zero")
-            .await
-            .expect("400")
-            .head
-            .status,
-        400
-    );
+    assert_eq!(http::status(addr, "/healthz").await, 200);
+    assert_eq!(http::status(addr, "/stream/nope").await, 404);
+    assert_eq!(http::status(addr, "/snapshot/nope").await, 404);
+    assert_eq!(http::status(addr, "/stream/cam0?fps=zero").await, 400);
     assert_eq!(
         http::request(addr, "POST", "/video_feed", &[])
             .await
@@ -134,14 +106,7 @@ async fn streams_snapshots_page_and_api() {
             .status,
         405
     );
-    assert_eq!(
-        http::get(addr, "/no/such/path")
-            .await
-            .expect("404")
-            .head
-            .status,
-        404
-    );
+    assert_eq!(http::status(addr, "/no/such/path").await, 404);
 
     // ?fps=N caps one client's rate.
     let mut capped = MjpegReader::open(addr, "/stream/cam0?fps=5")
@@ -187,13 +152,7 @@ async fn two_hundred_clients_all_get_the_full_rate() {
         "slowest of 200 clients got {min:.1} fps (median {median:.1})"
     );
     // Every viewer is released when its client goes.
-    let addr = stack.http;
-    test_support::wait_for("viewers released", Duration::from_secs(5), || async move {
-        let text = http::get(addr, "/metrics").await.ok()?.text();
-        (test_support::stack::metric_value(&text, "gateway_viewers_total", &[]) == 0.0)
-            .then_some(())
-    })
-    .await;
+    test_support::stack::wait_viewers(stack.http, 0, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -312,21 +271,10 @@ async fn producer_death_shows_a_placeholder_and_recovery_resumes_on_the_same_con
     assert_eq!(f.header("x-source-online"), Some("true"));
 
     stack.kill_producer();
-    let killed = Instant::now();
-    loop {
-        let f = r
-            .next_frame_within(Duration::from_secs(4))
-            .await
-            .expect("the connection keeps delivering");
-        if f.header("x-source-online") == Some("false") {
-            break;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(3),
-            "no placeholder within stale-after + 1 s"
-        );
-    }
-    let placeholder_at = killed.elapsed();
+    let placeholder_at = r
+        .wait_online(false, Duration::from_secs(3), Duration::from_secs(4))
+        .await
+        .expect("placeholder within stale-after + 1 s on the same connection");
     // The placeholder repeats about once a second on the same connection.
     let f = r
         .next_frame_within(Duration::from_millis(2500))
@@ -343,35 +291,17 @@ async fn producer_death_shows_a_placeholder_and_recovery_resumes_on_the_same_con
     assert_eq!(api["streams"][0]["online"], false);
     let snap = http::get(stack.http, "/snapshot").await.expect("snapshot");
     assert_eq!(snap.head.header("x-source-online"), Some("false"));
-    assert_eq!(
-        http::get(stack.http, "/readyz")
-            .await
-            .expect("readyz")
-            .head
-            .status,
-        503
-    );
+    assert_eq!(http::status(stack.http, "/readyz").await, 503);
 
     // Let zmq.rs's own reconnect backoff grow, as in a real outage.
     tokio::time::sleep(Duration::from_secs(3)).await;
     stack.restart_producer();
-    let restarted = Instant::now();
-    loop {
-        let f = r
-            .next_frame_within(Duration::from_secs(3))
-            .await
-            .expect("still connected");
-        if f.header("x-source-online") == Some("true") {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(4),
-            "live frames did not resume"
-        );
-    }
     // The limit counts from when the new producer publishes; its start-up is
     // included here, so allow for it.
-    let resumed_in = restarted.elapsed();
+    let resumed_in = r
+        .wait_online(true, Duration::from_secs(4), Duration::from_secs(3))
+        .await
+        .expect("live frames resume on the same connection");
     assert!(
         resumed_in < Duration::from_secs(3),
         "resumed after {resumed_in:?}"

@@ -234,6 +234,15 @@ impl Connection {
 }
 
 /// A complete request: `GET path`, the whole body, within 10 s.
+/// Just the status of `GET path`.
+pub async fn status(addr: SocketAddr, path: &str) -> u16 {
+    get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e:#}"))
+        .head
+        .status
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
     request(addr, "GET", path, &[]).await
 }
@@ -324,6 +333,31 @@ impl MjpegReader {
                 bail!("stream ended");
             }
             self.parser.push(&self.scratch);
+        }
+    }
+
+    /// Reads until a part whose `X-Source-Online` is `online` arrives, each
+    /// part within `per_frame`; returns how long that took. Errors if it takes
+    /// longer than `within` or the stream breaks.
+    pub async fn wait_online(
+        &mut self,
+        online: bool,
+        within: Duration,
+        per_frame: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = std::time::Instant::now();
+        let want = if online { "true" } else { "false" };
+        loop {
+            let f = self
+                .next_frame_within(per_frame)
+                .await
+                .context("the connection stopped delivering")?;
+            if f.header("x-source-online") == Some(want) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > within {
+                bail!("no part with X-Source-Online: {want} within {within:?}");
+            }
         }
     }
 

@@ -15,6 +15,7 @@ pub struct Stack {
     /// The gateway's HTTP address.
     pub http: SocketAddr,
     producer_args: Vec<String>,
+    gateway_args: Vec<String>,
 }
 
 impl Stack {
@@ -30,12 +31,14 @@ impl Stack {
         let mut args = vec!["--producer", zmq.as_str(), "--listen", listen.as_str()];
         args.extend_from_slice(gateway_args);
         let gateway = Proc::start("stream-gateway", &args, &[]);
+        let gateway_args = args.iter().map(|s| s.to_string()).collect();
         let stack = Stack {
             producer,
             gateway,
             zmq,
             http,
             producer_args,
+            gateway_args,
         };
         stack.wait_ready().await;
         stack
@@ -49,6 +52,15 @@ impl Stack {
             (r.head.status == 200).then_some(())
         })
         .await;
+    }
+
+    /// Kills the gateway and starts a new one with the same arguments (same
+    /// port), then waits until it is ready.
+    pub async fn restart_gateway(&mut self) {
+        self.gateway.kill();
+        let args: Vec<&str> = self.gateway_args.iter().map(String::as_str).collect();
+        self.gateway = Proc::start("stream-gateway", &args, &[]);
+        self.wait_ready().await;
     }
 
     pub fn kill_producer(&mut self) {
@@ -71,6 +83,15 @@ impl Stack {
             .text();
         metric_value(&text, name, labels)
     }
+}
+
+/// Waits until the gateway at `addr` counts exactly `n` viewers.
+pub async fn wait_viewers(addr: SocketAddr, n: usize, timeout: Duration) {
+    wait_for(&format!("{n} viewers"), timeout, || async move {
+        let text = http::get(addr, "/metrics").await.ok()?.text();
+        (metric_value(&text, "gateway_viewers_total", &[]) == n as f64).then_some(())
+    })
+    .await;
 }
 
 fn start_producer(zmq: &str, extra: &[String]) -> Proc {
