@@ -53,6 +53,11 @@ pub struct Config {
     /// vanished client) before its connection is dropped (TCP_USER_TIMEOUT).
     #[arg(long, env = "GATEWAY_VIEWER_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub viewer_timeout: Duration,
+    /// Most bytes queued but not yet sent per viewer socket (TCP_NOTSENT_LOWAT):
+    /// a slow viewer's stale backlog in the kernel stays this small, so it
+    /// skips frames instead of lagging (0 leaves the system default).
+    #[arg(long, env = "GATEWAY_UNSENT_LIMIT", default_value_t = 64 * 1024)]
+    pub unsent_limit: u32,
     /// Seconds a client may take to send its request headers.
     #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
     pub header_timeout: Duration,

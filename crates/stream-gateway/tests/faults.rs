@@ -241,3 +241,117 @@ async fn a_viewer_that_stops_reading_is_released_by_the_timeout() {
     }
     drop(silent);
 }
+
+#[tokio::test]
+async fn a_slow_reader_gets_whole_parts_and_skips_instead_of_lagging() {
+    let stack = Stack::start(&["--fps", "30", "--size", "640x480"], &[]).await;
+    let addr = stack.http;
+    let mut normal = Vec::new();
+    for _ in 0..50 {
+        normal.push(
+            MjpegReader::open(addr, "/video_feed")
+                .await
+                .expect("viewer"),
+        );
+    }
+    // One that stops reading entirely.
+    let mut stopped = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    {
+        use tokio::io::AsyncWriteExt;
+        stopped
+            .write_all(b"GET /video_feed HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+    }
+    let duration = fault_seconds(30);
+    let rss0 = stack.gateway.rss_kib().expect("rss");
+    let normal_tasks: Vec<_> = normal
+        .into_iter()
+        .map(|mut r| {
+            tokio::spawn(async move {
+                let (start, mut n, mut worst_age) = (Instant::now(), 0u32, 0f64);
+                while start.elapsed() < duration {
+                    let f = r
+                        .next_frame_within(Duration::from_secs(3))
+                        .await
+                        .expect("frame");
+                    let age =
+                        stream_common::unix_now_ns() as f64 / 1e9 - f.timestamp().expect("ts");
+                    worst_age = worst_age.max(age);
+                    n += 1;
+                }
+                (f64::from(n) / start.elapsed().as_secs_f64(), worst_age)
+            })
+        })
+        .collect();
+
+    // The slow reader: 10 KB/s through a small receive buffer, parsed strictly.
+    let rate = 10_000.0;
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = sock.connect(addr).await.expect("connect");
+    let mut conn = http::Connection::request_on(stream, addr, "GET", "/video_feed", &[], b"")
+        .await
+        .expect("slow reader");
+    let mut parser = stream_common::multipart::MultipartParser::new("frame", true, 1 << 24);
+    let mut scratch = bytes::BytesMut::new();
+    let start = Instant::now();
+    let (mut read, mut ages) = (0usize, Vec::new());
+    while start.elapsed() < duration {
+        scratch.clear();
+        let n = conn.read_body(&mut scratch).await.expect("slow read");
+        assert!(n > 0, "stream ended");
+        parser.push(&scratch);
+        read += n;
+        while let Some(part) = parser.next_part().expect("never a torn or malformed part") {
+            assert!(frame_wire::looks_like_jpeg(&part.body), "whole JPEG");
+            let ts: f64 = part.header("x-timestamp").expect("ts").parse().expect("ts");
+            ages.push((
+                start.elapsed().as_secs_f64(),
+                stream_common::unix_now_ns() as f64 / 1e9 - ts,
+            ));
+        }
+        // Keep to the rate.
+        let due = Duration::from_secs_f64(read as f64 / rate);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    for t in normal_tasks {
+        let (fps, worst_age) = t.await.expect("normal viewer");
+        assert!(fps > 30.0 * 0.85, "a normal viewer got {fps:.1} fps");
+        assert!(
+            worst_age < 1.0,
+            "a normal viewer saw a frame {worst_age:.2} s old"
+        );
+    }
+    let rss1 = stack.gateway.rss_kib().expect("rss");
+    eprintln!(
+        "slow reader: {} parts, ages {:?}; gateway RSS {rss0} -> {rss1} KiB",
+        ages.len(),
+        ages.iter()
+            .map(|(_, a)| (a * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        ages.len() >= 5,
+        "the slow reader got only {} parts",
+        ages.len()
+    );
+    // It skips rather than lags: the age of what it gets does not keep growing.
+    let half = duration.as_secs_f64() / 2.0;
+    let late_max = ages
+        .iter()
+        .filter(|(t, _)| *t > half)
+        .map(|(_, a)| *a)
+        .fold(0.0, f64::max);
+    assert!(
+        late_max < 15.0,
+        "the slow reader's frames are {late_max:.1} s old: it lags"
+    );
+    assert!(
+        rss1 < rss0 + 16 * 1024,
+        "gateway RSS grew {rss0} -> {rss1} KiB"
+    );
+    drop(stopped);
+}

@@ -74,9 +74,22 @@ impl Connection {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> anyhow::Result<Self> {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
+        Self::request_on(stream, addr, method, path, extra, body).await
+    }
+
+    /// Sends the request on an already connected socket (for tests that tune
+    /// the socket first) and reads the response head.
+    pub async fn request_on(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Self> {
         let mut req =
             format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test-support\r\n");
         for (k, v) in extra {

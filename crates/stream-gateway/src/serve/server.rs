@@ -20,6 +20,7 @@ use crate::serve::routes::App;
 
 pub struct Settings {
     pub viewer_timeout: Duration,
+    pub unsent_limit: u32,
     pub send_buffer: usize,
     pub header_timeout: Duration,
 }
@@ -28,6 +29,7 @@ impl Settings {
     pub fn from_config(c: &Config) -> Self {
         Settings {
             viewer_timeout: c.viewer_timeout,
+            unsent_limit: c.unsent_limit,
             send_buffer: c.send_buffer,
             header_timeout: c.header_timeout,
         }
@@ -48,6 +50,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 fn tune(stream: &TcpStream, settings: &Settings) {
     let sock = socket2::SockRef::from(stream);
     let _ = sock.set_tcp_nodelay(true);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if settings.unsent_limit > 0 {
+        let _ = sock.set_tcp_notsent_lowat(settings.unsent_limit);
+    }
     if settings.send_buffer > 0 {
         let _ = sock.set_send_buffer_size(settings.send_buffer);
     }
