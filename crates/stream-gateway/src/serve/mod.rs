@@ -2,6 +2,7 @@
 //! replies, `viewer` is one client's MJPEG response, `page.html` the viewer page.
 
 pub mod auth;
+pub mod direct;
 pub mod routes;
 pub mod server;
 pub mod viewer;

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::part::{CONTENT_TYPE, timestamp_text};
 use crate::serve::auth::Auth;
+use crate::serve::direct::{self, DirectViewer, Fanout};
 use crate::serve::viewer;
 use crate::streams::{Stream, Streams};
 
@@ -46,6 +47,7 @@ pub struct App {
     auth_log: Arc<Mutex<LogEvery>>,
     public_metrics: bool,
     allow_origins: Arc<Vec<String>>,
+    fanout: Arc<Fanout>,
 }
 
 /// A request without valid credentials.
@@ -74,6 +76,7 @@ impl App {
             auth_log: Arc::new(Mutex::new(LogEvery::new(Duration::from_secs(1)))),
             public_metrics: config.public_metrics,
             allow_origins: Arc::new(config.allow_origins.clone()),
+            fanout: Arc::new(Fanout::default()),
         }
     }
 
@@ -241,6 +244,48 @@ impl App {
             .unify()
     }
 
+    /// Hands a stream request to the fast path (`direct.rs`) when it would
+    /// succeed; otherwise gives the socket back so warp answers it.
+    pub fn try_direct(
+        &self,
+        head: &direct::Head,
+        socket: tokio::net::TcpStream,
+    ) -> Option<tokio::net::TcpStream> {
+        let q = parse_query(&head.query);
+        let stream = match head.path.as_str() {
+            "/video_feed" => self.streams.first(),
+            "/" if q.get("action").map(String::as_str) == Some("stream") => self.streams.first(),
+            p => p
+                .strip_prefix("/stream/")
+                .filter(|n| !n.contains('/'))
+                .and_then(|n| self.streams.get(n)),
+        };
+        let token = q.get("token").map(String::as_str);
+        let (Some(stream), Ok(fps_cap)) = (stream, parse_fps(&q)) else {
+            return Some(socket);
+        };
+        if !self.auth.allows(head.authorization.as_deref(), token) || self.at_capacity() {
+            return Some(socket);
+        }
+        let cors = head
+            .origin
+            .as_deref()
+            .filter(|o| self.origin_allowed(Some(o)));
+        let head = direct::response_head(&self.instance_id, cors, self.auth.enabled());
+        let viewer = DirectViewer {
+            socket,
+            head,
+            fps_cap,
+        };
+        self.fanout
+            .add(stream, viewer, self.metrics.clone(), self.stop.clone());
+        None
+    }
+
+    fn at_capacity(&self) -> bool {
+        self.metrics.viewers_total.get() as usize >= self.max_clients
+    }
+
     /// Routes anyone may call: health checks, and metrics if made public.
     fn is_open(&self, path: &str) -> bool {
         matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && self.public_metrics)
@@ -263,20 +308,16 @@ impl App {
     }
 
     fn stream(&self, stream: Option<Arc<Stream>>, name: Option<&str>, q: &Query) -> Response {
-        let fps = match q.get("fps").map(|v| v.parse::<f64>()) {
-            None => None,
-            Some(Ok(f)) if (0.1..=240.0).contains(&f) => Some(f),
-            Some(_) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "fps must be a number between 0.1 and 240",
-                );
-            }
+        let Ok(fps) = parse_fps(q) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "fps must be a number between 0.1 and 240",
+            );
         };
         let Some(stream) = stream else {
             return self.no_stream(name);
         };
-        if self.metrics.viewers_total.get() as usize >= self.max_clients {
+        if self.at_capacity() {
             self.metrics.rejected_clients.inc();
             tracing::warn!(
                 max_clients = self.max_clients,
@@ -410,6 +451,15 @@ impl App {
 }
 
 type Query = HashMap<String, String>;
+
+/// `?fps=N` for one client's rate cap: absent, or a number in 0.1..=240.
+fn parse_fps(q: &Query) -> Result<Option<f64>, ()> {
+    match q.get("fps").map(|v| v.parse::<f64>()) {
+        None => Ok(None),
+        Some(Ok(f)) if (0.1..=240.0).contains(&f) => Ok(Some(f)),
+        Some(_) => Err(()),
+    }
+}
 
 fn parse_query(q: &str) -> Query {
     q.split('&')

@@ -16,7 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::serve::direct::{self, Rewind};
 use crate::serve::routes::App;
+use bytes::BytesMut;
 
 pub struct Settings {
     pub viewer_timeout: Duration,
@@ -102,15 +104,52 @@ pub async fn run(listener: TcpListener, app: App, settings: Settings, shutdown: 
             },
         };
         tune(&stream, &settings);
-        let svc = TowerToHyperService::new(warp::service(routes.clone()));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (app, routes, builder, watcher) = (
+            app.clone(),
+            routes.clone(),
+            builder.clone(),
+            graceful.watcher(),
+        );
+        let header_timeout = settings.header_timeout;
         let metrics = metrics.clone();
         metrics.connections.inc();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let mut stream = stream;
+            let mut head = BytesMut::with_capacity(2048);
+            // The request head decides the path: a stream goes to its
+            // fan-out writer, everything else to warp (with the bytes read).
+            match tokio::time::timeout(header_timeout, direct::read_head(&mut stream, &mut head))
+                .await
+            {
+                Err(_) => {
+                    tracing::debug!(%peer, "request headers too slow; closing");
+                    metrics.connections.dec();
+                    return;
+                }
+                Ok(Err(_)) => {
+                    metrics.connections.dec();
+                    return;
+                }
+                Ok(Ok(complete)) => {
+                    if complete && let Some(req) = direct::parse(&head) {
+                        match app.try_direct(&req, stream) {
+                            None => {
+                                metrics.connections.dec();
+                                return;
+                            }
+                            Some(s) => stream = s,
+                        }
+                    } else if head.is_empty() {
+                        metrics.connections.dec();
+                        return;
+                    }
+                }
+            }
+            let svc = TowerToHyperService::new(warp::service(routes));
+            let conn = builder
+                .serve_connection(TokioIo::new(Rewind::new(head, stream)), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             metrics.connections.dec();
