@@ -4,7 +4,9 @@
 //! A frame's path through this crate, by folder:
 //! `receive/` takes it off the ZeroMQ socket and puts it, as a ready-made
 //! multipart part, into its stream's latest-frame slot (`streams.rs`, `part.rs`);
-//! `serve/` writes the newest part to every viewer whose socket can take it.
+//! `serve/` writes the newest part to every viewer whose socket can take it:
+//! `serve/direct.rs` is the fan-out writer that stream requests are handed
+//! to, `serve/routes.rs` (warp) answers everything else.
 //! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
 //! "NO SIGNAL" placeholder when it goes stale.
 

@@ -1,5 +1,8 @@
-//! The HTTP side: `server` accepts connections, `routes` maps URLs to
-//! replies, `viewer` is one client's MJPEG response, `page.html` the viewer page.
+//! The HTTP side: `server` accepts connections and reads the request head;
+//! `direct` takes stream requests onto their stream's fan-out writer;
+//! `routes` (warp) answers everything else, `viewer` being its MJPEG body
+//! for the rare stream request that arrives on a kept-alive connection;
+//! `auth` checks credentials; `page.html` is the viewer page.
 
 pub mod auth;
 pub mod direct;
