@@ -46,24 +46,28 @@ impl Project {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Running containers of one service.
     fn containers(&self, service: &str) -> Vec<String> {
-        let out = Command::new("docker")
-            .args(["ps", "-q", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.name))
-            .args(["--filter"])
-            .arg(format!("label=com.docker.compose.service={service}"))
-            .output()
-            .expect("docker ps");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(String::from)
-            .collect()
+        self.ps(&[
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
     }
 
+    /// Every container of the project, running or not.
     fn all_containers(&self) -> Vec<String> {
+        self.ps(&["-aq"])
+    }
+
+    fn ps(&self, args: &[&str]) -> Vec<String> {
         let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.name))
+            .arg("ps")
+            .args(args)
+            .args([
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.name),
+            ])
             .output()
             .expect("docker ps");
         String::from_utf8_lossy(&out.stdout)

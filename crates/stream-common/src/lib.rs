@@ -9,6 +9,7 @@ pub mod logging;
 pub mod metrics;
 pub mod multipart;
 pub mod ratelimit;
+pub mod service;
 pub mod shutdown;
 
 /// Nanoseconds since the Unix epoch, the unit of `FrameHeader::capture_ts_ns`.

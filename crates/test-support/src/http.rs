@@ -20,10 +20,7 @@ pub struct Head {
 
 impl Head {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        stream_common::multipart::find_header(&self.headers, name)
     }
 }
 
@@ -287,10 +284,7 @@ pub struct ReceivedFrame {
 
 impl ReceivedFrame {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        stream_common::multipart::find_header(&self.headers, name)
     }
 
     /// Capture time from `X-Timestamp`, in Unix seconds.
