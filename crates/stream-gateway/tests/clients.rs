@@ -113,7 +113,7 @@ async fn ffmpeg_decodes_the_stream_without_errors() {
 
 #[tokio::test]
 async fn producer_relays_the_gateway_stream_without_reencoding() {
-    let stack = Stack::start(&["--fps", "20", "--size", "320x240"], &[]).await;
+    let mut stack = Stack::start(&["--fps", "20", "--size", "320x240"], &[]).await;
     let relay_zmq = format!("tcp://127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let source = format!("http://{}/stream/cam0", stack.http);
@@ -167,6 +167,31 @@ async fn producer_relays_the_gateway_stream_without_reencoding() {
     assert!(
         relayed.iter().any(|r| seen.contains(r)),
         "relayed frames must equal served frames byte for byte"
+    );
+
+    // The upstream drops (its server restarts): the relay reconnects on its own.
+    drop(direct);
+    let killed_at = stream_common::unix_now_ns();
+    stack.restart_gateway().await;
+    let t = Instant::now();
+    let mut resumed = false;
+    while t.elapsed() < Duration::from_secs(15) {
+        // Frames relayed before the upstream died may still be queued; only
+        // ones received from the new upstream count.
+        if let Ok(f) = sub.next_frame(Duration::from_secs(1)).await
+            && f.header.capture_ts_ns > killed_at
+        {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(
+        resumed,
+        "the relay did not reconnect after its upstream restarted"
+    );
+    eprintln!(
+        "relay resumed {:?} after the upstream restarted",
+        t.elapsed()
     );
 }
 
