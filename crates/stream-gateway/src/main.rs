@@ -28,28 +28,15 @@ use clap::Parser;
 use crate::config::Config;
 
 fn main() -> std::process::ExitCode {
+    // clap exits with code 2 and a clear message on a bad flag value.
     let config = Config::parse();
-    if config.healthcheck {
-        return stream_common::health::exit_code(config.listen);
-    }
-    stream_common::logging::init(&config.log);
-    match run(config) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("stream-gateway: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads.max(1))
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async_main(config))
+    let service = stream_common::service::Service {
+        name: "stream-gateway",
+        log: &config.log,
+        healthcheck: config.healthcheck.then_some(config.listen),
+        worker_threads: config.threads,
+    };
+    stream_common::service::main(service, || async_main(config.clone()))
 }
 
 async fn async_main(config: Config) -> anyhow::Result<()> {
