@@ -5,19 +5,22 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use stream_common::jpeg::JpegEncoder;
 use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Size};
+use crate::encode::FrameEncoder;
 use crate::metrics::ProducerMetrics;
-use crate::pacing::Pacer;
+use crate::pacing::{Pacer, RateCap};
 use crate::publish::{PublishError, Publisher};
-use crate::source::{Picture, Source, SourceError};
+use crate::source::{Source, SourceError};
 
 pub struct Settings {
+    /// The rate for on-demand sources.
     pub fps: f64,
+    /// The cap for live sources, if any.
+    pub live_cap: Option<f64>,
+    pub max_size: Option<Size>,
     pub quality: u8,
     pub max_frame_bytes: usize,
 }
@@ -25,7 +28,9 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(c: &Config) -> Self {
         Settings {
-            fps: c.fps,
+            fps: c.paced_fps(),
+            live_cap: c.fps,
+            max_size: c.size,
             quality: c.quality,
             max_frame_bytes: c.max_frame_bytes,
         }
@@ -41,7 +46,7 @@ pub fn run(
     runtime: tokio::runtime::Handle,
 ) {
     publisher.set_max_frame_bytes(settings.max_frame_bytes);
-    let mut encoder = match JpegEncoder::new(settings.quality) {
+    let mut encoder = match FrameEncoder::new(settings.quality, settings.max_size) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the JPEG encoder");
@@ -51,10 +56,11 @@ pub fn run(
     };
     let interval = Duration::from_secs_f64(1.0 / settings.fps);
     let mut pacer = Pacer::new(Instant::now(), settings.fps);
-    let mut last_live_publish: Option<Instant> = None;
+    let mut cap = settings.live_cap.map(RateCap::new);
     let mut backoff = Duration::from_millis(200);
     let mut source_log = LogEvery::new(Duration::from_secs(10));
     let mut publish_log = LogEvery::new(Duration::from_secs(5));
+    let mut bad_log = LogEvery::new(Duration::from_secs(5));
 
     while !shutdown.is_cancelled() {
         let live = source.is_live();
@@ -66,8 +72,8 @@ pub fn run(
             Ok(None) => continue,
             Err(SourceError::BadFrame { what, why }) => {
                 metrics.bad_frames.inc();
-                if !what.is_empty() {
-                    tracing::warn!(file = %what, reason = %why, "skipping unreadable frame");
+                if let Some(folded) = bad_log.check(Instant::now()) {
+                    tracing::warn!(from = %what, reason = %why, repeats = folded, "skipping unreadable frame");
                 }
                 if !live {
                     pacer.advance(Instant::now());
@@ -89,34 +95,23 @@ pub fn run(
         };
         backoff = Duration::from_millis(200);
 
-        if live {
-            // Live sources run at their own pace; `--fps` caps it.
-            let now = Instant::now();
-            if last_live_publish.is_some_and(|t| now.duration_since(t) < interval.mul_f64(0.9)) {
-                metrics.skipped_rate.inc();
-                continue;
-            }
-            last_live_publish = Some(now);
+        // Live sources run at their own pace; `--fps` thins them before any
+        // encoding work is spent on a frame that would be dropped.
+        if live && cap.as_mut().is_some_and(|c| !c.admit(Instant::now())) {
+            metrics.skipped_rate.inc();
+            continue;
         }
 
         let ts = captured.capture_ts_ns;
-        let encoded: Result<(Bytes, u32, u32), String> = match captured.picture {
-            Picture::Jpeg {
-                data,
-                width,
-                height,
-            } => Ok((data, width, height)),
-            Picture::Rgb(canvas) => {
-                let t = Instant::now();
-                let r = encoder.encode(canvas).map_err(|e| e.to_string());
-                metrics.encode_seconds.observe(t.elapsed().as_secs_f64());
-                r.map(|j| (j, canvas.width(), canvas.height()))
-            }
-        };
+        let t = Instant::now();
+        let encoded = encoder.encode(captured.picture);
         match encoded {
-            Ok((jpeg, w, h)) => {
-                let len = jpeg.len();
-                match runtime.block_on(publisher.publish(jpeg, w, h, ts)) {
+            Ok(out) => {
+                if out.encoded {
+                    metrics.encode_seconds.observe(t.elapsed().as_secs_f64());
+                }
+                let len = out.jpeg.len();
+                match runtime.block_on(publisher.publish(out.jpeg, out.width, out.height, ts)) {
                     Ok(_) => metrics.mark_published(len),
                     Err(PublishError::Wire(frame_wire::WireError::JpegTooLarge { size, max })) => {
                         metrics.skipped_oversize.inc();
@@ -138,7 +133,9 @@ pub fn run(
             }
             Err(e) => {
                 metrics.bad_frames.inc();
-                tracing::warn!(error = %e, "encoding a frame failed");
+                if publish_log.check(Instant::now()).is_some() {
+                    tracing::warn!(error = %e, "encoding a frame failed");
+                }
             }
         }
 

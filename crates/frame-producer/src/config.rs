@@ -15,19 +15,30 @@ use stream_common::logging::LogArgs;
     about = "Publishes JPEG frames on a ZeroMQ PUB socket"
 )]
 pub struct Config {
-    /// Where frames come from: `test-pattern`, a directory of .jpg/.png images,
-    /// a .mjpeg file (concatenated JPEGs), or an `http://` MJPEG stream to relay.
+    /// Where frames come from: `test-pattern`; a directory of .jpg/.png
+    /// images or a .mjpeg file (concatenated JPEGs); an `http://` MJPEG stream
+    /// to relay; `v4l2:/dev/videoN` for a USB webcam or capture card;
+    /// `rtsp://user:pass@host/path` for an IP camera; or a video file
+    /// (.mp4, .mkv, .avi, .mov, .webm, .ts), looped. Cameras and video files
+    /// need the `v4l2` / `ffmpeg` build features (on in the Docker image).
     #[arg(long, env = "PRODUCER_SOURCE", default_value = "test-pattern")]
     pub source: String,
     /// Stream name: the ZeroMQ topic and the name viewers see (A-Z a-z 0-9 _ - .).
     #[arg(long, env = "PRODUCER_STREAM", default_value = "cam0", value_parser = parse_stream)]
     pub stream: String,
-    /// Frame size for generated frames, WIDTHxHEIGHT.
-    #[arg(long, env = "PRODUCER_SIZE", default_value = "640x480")]
-    pub size: Size,
-    /// Frames per second (a cap for live sources).
-    #[arg(long, env = "PRODUCER_FPS", default_value_t = 15.0, value_parser = parse_fps)]
-    pub fps: f64,
+    /// WIDTHxHEIGHT. For the test pattern, its size (default 640x480). For
+    /// every other source, the largest size published: bigger pictures are
+    /// scaled down to fit, keeping their aspect ratio (a 4K camera with
+    /// `--size 1280x720` feeds browsers 720p); cameras are asked for it.
+    /// Unset, other sources keep their own size.
+    #[arg(long, env = "PRODUCER_SIZE")]
+    pub size: Option<Size>,
+    /// Frames per second. For the test pattern and image files, the rate
+    /// (default 15). For cameras, streams and video files, a cap below their
+    /// own rate (surplus frames are dropped before encoding); unset, they run
+    /// at their native rate, video files in real time.
+    #[arg(long, env = "PRODUCER_FPS", value_parser = parse_fps)]
+    pub fps: Option<f64>,
     /// JPEG quality, 1-100.
     #[arg(long, env = "PRODUCER_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
@@ -47,11 +58,29 @@ pub struct Config {
     /// this many seconds. 0 leaves the system default.
     #[arg(long, env = "PRODUCER_SUBSCRIBER_TIMEOUT", default_value_t = 10)]
     pub subscriber_timeout: u64,
+    /// RTSP transport: `tcp` (default: works through NAT, firewalls and
+    /// container networks, no loss) or `udp` (lower latency on a clean LAN).
+    #[arg(long, env = "PRODUCER_RTSP_TRANSPORT", default_value = "tcp", value_parser = ["tcp", "udp"])]
+    pub rtsp_transport: String,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The test pattern's size and the image directory's rate when unset.
+pub const DEFAULT_PATTERN_SIZE: Size = Size {
+    width: 640,
+    height: 480,
+};
+pub const DEFAULT_FPS: f64 = 15.0;
+
+impl Config {
+    /// The rate for sources that produce a frame whenever asked.
+    pub fn paced_fps(&self) -> f64 {
+        self.fps.unwrap_or(DEFAULT_FPS)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,14 +142,13 @@ mod tests {
     fn defaults_are_the_simulated_camera() {
         let c = Config::try_parse_from(["frame-producer"]).expect("no arguments needed");
         assert_eq!(c.source, "test-pattern");
+        assert_eq!(c.size, None);
+        assert_eq!(c.fps, None);
         assert_eq!(
-            c.size,
-            Size {
-                width: 640,
-                height: 480
-            }
+            (c.paced_fps(), c.quality, c.stream.as_str()),
+            (15.0, 80, "cam0")
         );
-        assert_eq!((c.fps, c.quality, c.stream.as_str()), (15.0, 80, "cam0"));
+        assert_eq!(c.rtsp_transport, "tcp");
         assert_eq!(c.bind, "tcp://0.0.0.0:5555");
     }
 
@@ -132,11 +160,21 @@ mod tests {
             &["p", "--fps", "0"],
             &["p", "--quality", "101"],
             &["p", "--stream", "bad name"],
+            &["p", "--rtsp-transport", "http"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");
         }
         let c = Config::try_parse_from(["p", "--size", "600x400", "--fps", "10"])
             .expect("seed settings");
-        assert_eq!((c.size.width, c.size.height, c.fps), (600, 400, 10.0));
+        assert_eq!(
+            (c.size, c.fps),
+            (
+                Some(Size {
+                    width: 600,
+                    height: 400
+                }),
+                Some(10.0)
+            )
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! buffer reused for every frame. Blocking: call it off the async runtime.
 
 use bytes::Bytes;
-use turbojpeg::{Compressor, Image, OutputBuf, PixelFormat, Subsamp};
+use turbojpeg::{Compressor, Image, OutputBuf, PixelFormat, Subsamp, YuvPlanesImage};
 
 use crate::canvas::Canvas;
 
@@ -11,6 +11,40 @@ use crate::canvas::Canvas;
 pub enum JpegError {
     #[error("jpeg encoder: {0}")]
     Turbo(#[from] turbojpeg::Error),
+    #[error("YUV planes too small for {width}x{height}")]
+    BadPlanes { width: u32, height: u32 },
+}
+
+/// A borrowed 4:2:0 picture in three planes (I420), as cameras and video
+/// decoders deliver it. Chroma planes are `ceil(width / 2) x ceil(height / 2)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Yuv420<'a> {
+    pub width: u32,
+    pub height: u32,
+    /// Y, U (Cb), V (Cr).
+    pub planes: [&'a [u8]; 3],
+    /// Bytes per row of each plane (at least the plane's width).
+    pub strides: [usize; 3],
+}
+
+impl<'a> Yuv420<'a> {
+    pub fn chroma_size(width: u32, height: u32) -> (u32, u32) {
+        (width.div_ceil(2), height.div_ceil(2))
+    }
+
+    /// Checks that every plane holds its rows at its stride.
+    pub fn is_valid(&self) -> bool {
+        let (cw, ch) = Self::chroma_size(self.width, self.height);
+        let dims = [(self.width, self.height), (cw, ch), (cw, ch)];
+        self.planes
+            .iter()
+            .zip(self.strides)
+            .zip(dims)
+            .all(|((p, stride), (w, h))| {
+                let (w, h) = (w as usize, h as usize);
+                stride >= w && h > 0 && p.len() >= stride * (h - 1) + w
+            })
+    }
 }
 
 /// A reusable encoder; `Send` but not `Sync`, so one per encoding thread.
@@ -60,6 +94,32 @@ impl JpegEncoder {
     }
 }
 
+impl JpegEncoder {
+    /// Encodes I420 planes straight from YUV: no RGB conversion on the way.
+    pub fn encode_yuv420(&mut self, image: &Yuv420<'_>) -> Result<Bytes, JpegError> {
+        if !image.is_valid() {
+            return Err(JpegError::BadPlanes {
+                width: image.width,
+                height: image.height,
+            });
+        }
+        let planes = YuvPlanesImage {
+            y_plane: image.planes[0],
+            u_plane: image.planes[1],
+            v_plane: image.planes[2],
+            width: image.width as usize,
+            height: image.height as usize,
+            y_stride: image.strides[0],
+            u_stride: image.strides[1],
+            v_stride: image.strides[2],
+            subsamp: Subsamp::Sub2x2,
+        };
+        self.compressor
+            .compress_yuv_planes(&planes, &mut self.out)?;
+        Ok(Bytes::copy_from_slice(&self.out))
+    }
+}
+
 /// Width and height from a JPEG's header, without decoding it.
 pub fn dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
     let h = turbojpeg::read_header(jpeg).ok()?;
@@ -92,6 +152,40 @@ mod tests {
         c.fill([0, 0, 0]);
         let b = enc.encode(&c).expect("encode");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn encodes_i420_planes_with_padded_strides() {
+        // 6x4 picture: Y ramps left to right, chroma says "red" (V high).
+        let (w, h, ys, cs) = (6u32, 4u32, 8usize, 4usize);
+        let mut y = vec![0u8; ys * 4];
+        for row in 0..4 {
+            for col in 0..6 {
+                y[row * ys + col] = 80;
+            }
+        }
+        let u = vec![90u8; cs * 2];
+        let v = vec![240u8; cs * 2];
+        let img = Yuv420 {
+            width: w,
+            height: h,
+            planes: [&y, &u, &v],
+            strides: [ys, cs, cs],
+        };
+        assert!(img.is_valid());
+        let mut enc = JpegEncoder::new(95).expect("encoder");
+        let j = enc.encode_yuv420(&img).expect("encode");
+        assert_eq!(dimensions(&j), Some((6, 4)));
+        let (px, _, _) = decode_rgb(&j).expect("decode");
+        assert!(px[0] > 150 && px[1] < 80, "reddish: {:?}", &px[..3]);
+        let short = Yuv420 {
+            planes: [&y[..10], &u, &v],
+            ..img
+        };
+        assert!(matches!(
+            enc.encode_yuv420(&short),
+            Err(JpegError::BadPlanes { .. })
+        ));
     }
 }
 

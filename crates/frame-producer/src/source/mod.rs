@@ -4,15 +4,24 @@
 //! - `pattern`: the simulated camera (default).
 //! - `files`: a directory of images or a `.mjpeg` file, looped.
 //! - `http`: another server's or an IP camera's MJPEG stream, relayed.
+//! - `v4l2`: USB webcams and capture cards (`v4l2:/dev/videoN`).
+//! - `ffmpeg`: RTSP cameras and video files, decoded with FFmpeg.
+//!
+//! A source is opened on the capture thread and stays there, so it need not
+//! be `Send` (FFmpeg's scaler is not).
 
+#[cfg(feature = "ffmpeg")]
+mod ffmpeg;
 mod files;
 mod http;
 mod pattern;
+pub mod v4l2;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use stream_common::canvas::Canvas;
+use stream_common::jpeg::Yuv420;
 
 use crate::config::Config;
 
@@ -24,6 +33,8 @@ pub enum Picture<'a> {
         height: u32,
     },
     Rgb(&'a Canvas),
+    /// Camera and decoder pictures, encoded from YUV without an RGB detour.
+    Yuv420(Yuv420<'a>),
 }
 
 pub struct Captured<'a> {
@@ -41,7 +52,7 @@ pub enum SourceError {
     Unavailable(String),
 }
 
-pub trait Source: Send {
+pub trait Source {
     /// A short description for logs.
     fn describe(&self) -> String;
 
@@ -56,20 +67,73 @@ pub trait Source: Send {
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<Captured<'_>>, SourceError>;
 }
 
-/// Opens the source named by `--source`.
+/// Opens the source named by `--source`. Cameras and files are opened
+/// lazily by their first `next_frame`, so a camera that is not there yet is a
+/// retried error rather than a failed start.
 pub fn open(config: &Config) -> anyhow::Result<Box<dyn Source>> {
     let spec = config.source.as_str();
     if spec == "test-pattern" {
-        return Ok(Box::new(pattern::TestPattern::new(
-            config.size,
-            &config.stream,
-        )));
+        let size = config.size.unwrap_or(crate::config::DEFAULT_PATTERN_SIZE);
+        return Ok(Box::new(pattern::TestPattern::new(size, &config.stream)));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         return Ok(Box::new(http::HttpRelay::start(spec)?));
     }
+    if let Some(device) = spec.strip_prefix("v4l2:") {
+        return open_v4l2(device, config);
+    }
+    if is_ffmpeg(spec) {
+        return open_ffmpeg(spec, config);
+    }
     if let Some(rest) = spec.split_once("://").map(|(scheme, _)| scheme) {
-        anyhow::bail!("unsupported source scheme {rest:?} (use test-pattern, a path, or http://)");
+        anyhow::bail!(
+            "unsupported source scheme {rest:?} (use test-pattern, a path, http://, rtsp:// or v4l2:/dev/videoN)"
+        );
     }
     Ok(Box::new(files::FileSource::new(spec.into())))
+}
+
+fn is_ffmpeg(spec: &str) -> bool {
+    #[cfg(feature = "ffmpeg")]
+    return ffmpeg::handles(spec);
+    #[cfg(not(feature = "ffmpeg"))]
+    {
+        let lower = spec.to_ascii_lowercase();
+        lower.starts_with("rtsp") || lower.starts_with("ffmpeg:") || {
+            [".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts"]
+                .iter()
+                .any(|e| lower.ends_with(e))
+        }
+    }
+}
+
+#[cfg(feature = "ffmpeg")]
+fn open_ffmpeg(spec: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
+    Ok(Box::new(ffmpeg::FfmpegSource::new(
+        spec,
+        &config.rtsp_transport,
+    )?))
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+fn open_ffmpeg(spec: &str, _config: &Config) -> anyhow::Result<Box<dyn Source>> {
+    anyhow::bail!(
+        "{spec:?} needs FFmpeg, and this build has no `ffmpeg` feature: use the Docker image or build with `--features frame-producer/ffmpeg`"
+    )
+}
+
+#[cfg(feature = "v4l2")]
+fn open_v4l2(device: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
+    let want = v4l2::negotiate::Want {
+        size: config.size.map(|s| (s.width, s.height)),
+        fps: config.fps,
+    };
+    Ok(Box::new(v4l2::V4l2Source::new(device, want)))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn open_v4l2(device: &str, _config: &Config) -> anyhow::Result<Box<dyn Source>> {
+    anyhow::bail!(
+        "v4l2:{device} needs the `v4l2` build feature: use the Docker image or build with `--features frame-producer/v4l2`"
+    )
 }

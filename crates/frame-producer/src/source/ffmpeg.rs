@@ -1,0 +1,450 @@
+//! IP cameras (`rtsp://`) and video files (`.mp4`, `.mkv`, ...), demuxed and
+//! decoded with FFmpeg's libraries (the `ffmpeg` build feature).
+//!
+//! Decoded pictures go to the encoder as I420 planes borrowed from the
+//! decoder (H.264/H.265 decode to 4:2:0 already; other layouts are converted
+//! by swscale). A stream that is MJPEG already is passed through untouched.
+//! Files play in real time by their timestamps and loop; a camera that drops
+//! or stalls (5 s without data) is reopened by the capture loop's backoff.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ff::format::Pixel;
+use ff::media::Type as Media;
+use ffmpeg_next as ff;
+use stream_common::jpeg::Yuv420;
+
+use super::{Captured, Picture, Source, SourceError};
+
+/// Socket timeout for network inputs: a camera silent this long is reopened.
+const NETWORK_TIMEOUT_US: &str = "5000000";
+
+pub struct FfmpegSource {
+    url: String,
+    network: bool,
+    rtsp_transport: String,
+    session: Option<Session>,
+    /// Where the next loop of a file starts on the wall clock.
+    loop_start: Option<Instant>,
+    opened_once: bool,
+}
+
+struct Session {
+    input: ff::format::context::Input,
+    index: usize,
+    /// `None` for MJPEG streams, whose packets are JPEGs already.
+    decoder: Option<ff::decoder::Video>,
+    size: (u32, u32),
+    time_base: f64,
+    frame_secs: f64,
+    frame: ff::frame::Video,
+    converted: ff::frame::Video,
+    scaler: Option<(Pixel, u32, u32, ff::software::scaling::Context)>,
+    /// Anchor of file playback: wall-clock instant of timestamp `.1`.
+    clock: Option<(Instant, f64)>,
+    last_due: Option<Instant>,
+    /// A decoded frame waiting for its time (files only).
+    pending: Option<Instant>,
+    jpeg: Option<Bytes>,
+}
+
+/// Whether `spec` names something for FFmpeg: a network camera or a video file.
+pub fn handles(spec: &str) -> bool {
+    const VIDEO: [&str; 11] = [
+        "mp4",
+        "mkv",
+        "avi",
+        "mov",
+        "webm",
+        "ts",
+        "m4v",
+        "flv",
+        "mpg",
+        "mpeg",
+        "mjpeg.avi",
+    ];
+    let lower = spec.to_ascii_lowercase();
+    ["rtsp://", "rtsps://", "rtmp://", "srt://", "ffmpeg:"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        || lower
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| VIDEO.contains(&ext))
+}
+
+impl FfmpegSource {
+    pub fn new(spec: &str, rtsp_transport: &str) -> anyhow::Result<Self> {
+        ff::init().map_err(|e| anyhow::anyhow!("initialising FFmpeg: {e}"))?;
+        // FFmpeg's own chatter (per-packet warnings) would flood the log;
+        // failures reach us as errors and are logged once with context.
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+        let url = spec.strip_prefix("ffmpeg:").unwrap_or(spec).to_string();
+        let network = url.contains("://") && !url.starts_with("file://");
+        Ok(FfmpegSource {
+            url,
+            network,
+            rtsp_transport: rtsp_transport.to_string(),
+            session: None,
+            loop_start: None,
+            opened_once: false,
+        })
+    }
+
+    fn open(&mut self) -> Result<Session, SourceError> {
+        let mut options = ff::Dictionary::new();
+        if self.network {
+            options.set("rtsp_transport", &self.rtsp_transport);
+            options.set("timeout", NETWORK_TIMEOUT_US);
+            options.set("rw_timeout", NETWORK_TIMEOUT_US);
+            // Live view: hand packets over as they come.
+            options.set("fflags", "nobuffer");
+            options.set("max_delay", "200000");
+        }
+        let input = ff::format::input_with_dictionary(&self.url, options)
+            .map_err(|e| SourceError::Unavailable(format!("opening {}: {e}", self.redacted())))?;
+        let stream = input.streams().best(Media::Video).ok_or_else(|| {
+            SourceError::Unavailable(format!("{} has no video stream", self.redacted()))
+        })?;
+        let index = stream.index();
+        let tb = stream.time_base();
+        let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
+        let rate = stream.avg_frame_rate();
+        let fps = if rate.numerator() > 0 && rate.denominator() > 0 {
+            f64::from(rate.numerator()) / f64::from(rate.denominator())
+        } else {
+            25.0
+        };
+        let context = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| SourceError::Unavailable(format!("reading codec parameters: {e}")))?;
+        let codec = context.id();
+        let passthrough = codec == ff::codec::Id::MJPEG;
+        let decoder = if passthrough {
+            None
+        } else {
+            Some(context.decoder().video().map_err(|e| {
+                SourceError::Unavailable(format!("no decoder for {codec:?} in this FFmpeg: {e}"))
+            })?)
+        };
+        let size = match &decoder {
+            Some(d) => (d.width(), d.height()),
+            None => {
+                let p = stream.parameters();
+                let ctx = ff::codec::context::Context::from_parameters(p)
+                    .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+                ctx.decoder()
+                    .video()
+                    .map(|v| (v.width(), v.height()))
+                    .unwrap_or((0, 0))
+            }
+        };
+        if !self.opened_once || self.network {
+            tracing::info!(
+                source = %self.redacted(),
+                codec = ?codec,
+                size = format_args!("{}x{}", size.0, size.1),
+                fps = format_args!("{fps:.2}"),
+                passthrough,
+                "video opened"
+            );
+        }
+        self.opened_once = true;
+        Ok(Session {
+            input,
+            index,
+            decoder,
+            size,
+            time_base,
+            frame_secs: 1.0 / fps.clamp(1.0, 240.0),
+            frame: ff::frame::Video::empty(),
+            converted: ff::frame::Video::empty(),
+            scaler: None,
+            clock: None,
+            last_due: None,
+            pending: None,
+            jpeg: None,
+        })
+    }
+
+    /// The URL without a password, for logs.
+    fn redacted(&self) -> String {
+        match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                format!("{}://***@{}", &self.url[..s], &self.url[at + 1..])
+            }
+            _ => self.url.clone(),
+        }
+    }
+
+    /// Reads packets until a picture is ready in the session (or `deadline`
+    /// passes for live inputs). Returns its timestamp in seconds, if known.
+    fn decode_next(&mut self, deadline: Instant) -> Result<Option<Option<f64>>, SourceError> {
+        let network = self.network;
+        let Some(s) = self.session.as_mut() else {
+            return Ok(None);
+        };
+        let mut packet = ff::Packet::empty();
+        loop {
+            if let Some(decoder) = s.decoder.as_mut() {
+                match decoder.receive_frame(&mut s.frame) {
+                    Ok(()) => {
+                        let ts = s.frame.timestamp().map(|t| t as f64 * s.time_base);
+                        return Ok(Some(ts));
+                    }
+                    Err(ff::Error::Eof) => return Err(ended(network)),
+                    Err(_) => {} // needs more input
+                }
+            }
+            if network && Instant::now() >= deadline {
+                return Ok(None);
+            }
+            match packet.read(&mut s.input) {
+                Ok(()) => {}
+                Err(ff::Error::Eof) => {
+                    // Drain the frames the decoder still holds.
+                    match s.decoder.as_mut().map(|d| d.send_eof()) {
+                        Some(Ok(())) => continue,
+                        _ => return Err(ended(network)),
+                    }
+                }
+                Err(e) => {
+                    return Err(SourceError::Unavailable(format!("reading: {e}")));
+                }
+            }
+            if packet.stream() != s.index {
+                continue;
+            }
+            match s.decoder.as_mut() {
+                None => {
+                    let Some(data) = packet.data() else { continue };
+                    s.jpeg = Some(Bytes::copy_from_slice(data));
+                    let ts = packet.pts().map(|t| t as f64 * s.time_base);
+                    return Ok(Some(ts));
+                }
+                Some(d) => {
+                    if let Err(e) = d.send_packet(&packet) {
+                        return Err(SourceError::BadFrame {
+                            what: String::new(),
+                            why: format!("decoder refused a packet: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ended(network: bool) -> SourceError {
+    SourceError::Unavailable(if network {
+        "the stream ended".into()
+    } else {
+        "end of file".into()
+    })
+}
+
+impl Source for FfmpegSource {
+    fn describe(&self) -> String {
+        self.redacted()
+    }
+
+    fn is_live(&self) -> bool {
+        true
+    }
+
+    fn next_frame(&mut self, timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        if self.session.is_none() {
+            let session = self.open()?;
+            self.session = Some(session);
+        }
+        // A file's frame decoded earlier may still be waiting for its time.
+        let waiting = self.session.as_ref().and_then(|s| s.pending);
+        let due = match waiting {
+            Some(due) => Some(due),
+            None => {
+                let ts = match self.decode_next(deadline) {
+                    Ok(Some(ts)) => ts,
+                    Ok(None) => return Ok(None),
+                    Err(SourceError::Unavailable(why)) if !self.network && why == "end of file" => {
+                        // Loop: the next pass starts one frame after the last.
+                        self.loop_start = self.session.as_ref().and_then(|s| {
+                            s.last_due
+                                .map(|d| d + Duration::from_secs_f64(s.frame_secs))
+                        });
+                        self.session = None;
+                        return Ok(None);
+                    }
+                    Err(e @ SourceError::Unavailable(_)) => {
+                        self.session = None;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                if self.network {
+                    None
+                } else {
+                    let loop_start = self.loop_start.take();
+                    self.session.as_mut().map(|s| s.due(ts, loop_start))
+                }
+            }
+        };
+        if let (Some(due), Some(s)) = (due, self.session.as_mut()) {
+            let now = Instant::now();
+            if due > now {
+                if due > deadline {
+                    s.pending = Some(due);
+                    std::thread::sleep(deadline.saturating_duration_since(now));
+                    return Ok(None);
+                }
+                std::thread::sleep(due - now);
+            }
+            s.pending = None;
+        }
+        let capture_ts_ns = stream_common::unix_now_ns();
+        let Some(s) = self.session.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(jpeg) = s.jpeg.take() {
+            let (w, h) = stream_common::jpeg::dimensions(&jpeg).unwrap_or(s.size);
+            return Ok(Some(Captured {
+                picture: Picture::Jpeg {
+                    data: jpeg,
+                    width: w,
+                    height: h,
+                },
+                capture_ts_ns,
+            }));
+        }
+        let picture = s.picture()?;
+        Ok(Some(Captured {
+            picture,
+            capture_ts_ns,
+        }))
+    }
+}
+
+impl Session {
+    /// When the picture with timestamp `ts` is due on the wall clock.
+    fn due(&mut self, ts: Option<f64>, loop_start: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        let previous = self.last_due;
+        let due = match (ts, self.clock) {
+            (Some(ts), Some((at, base))) => {
+                let due = at + Duration::from_secs_f64((ts - base).max(0.0));
+                // Timestamps jumped backwards or far ahead: re-anchor.
+                let sane = previous.is_none_or(|p| due + Duration::from_secs(1) >= p)
+                    && due <= now + Duration::from_secs(2);
+                if sane { Some(due) } else { None }
+            }
+            _ => None,
+        };
+        let due = due.unwrap_or_else(|| {
+            let at = loop_start
+                .or_else(|| previous.map(|p| p + Duration::from_secs_f64(self.frame_secs)))
+                .unwrap_or(now)
+                .max(now - Duration::from_millis(100));
+            if let Some(ts) = ts {
+                self.clock = Some((at, ts));
+            }
+            at
+        });
+        self.last_due = Some(due);
+        due
+    }
+
+    /// The decoded frame as I420 planes, converted by swscale if the decoder
+    /// produced another layout.
+    fn picture(&mut self) -> Result<Picture<'_>, SourceError> {
+        let (format, w, h) = (self.frame.format(), self.frame.width(), self.frame.height());
+        let frame = match format {
+            Pixel::YUV420P | Pixel::YUVJ420P => &self.frame,
+            _ => {
+                let fresh = !matches!(&self.scaler, Some((f, sw, sh, _)) if *f == format && *sw == w && *sh == h);
+                if fresh {
+                    let ctx = ff::software::scaling::Context::get(
+                        format,
+                        w,
+                        h,
+                        Pixel::YUV420P,
+                        w,
+                        h,
+                        ff::software::scaling::Flags::BILINEAR,
+                    )
+                    .map_err(|e| SourceError::BadFrame {
+                        what: String::new(),
+                        why: format!("no conversion from {format:?}: {e}"),
+                    })?;
+                    self.scaler = Some((format, w, h, ctx));
+                }
+                if let Some((_, _, _, scaler)) = self.scaler.as_mut() {
+                    scaler.run(&self.frame, &mut self.converted).map_err(|e| {
+                        SourceError::BadFrame {
+                            what: String::new(),
+                            why: format!("converting {format:?}: {e}"),
+                        }
+                    })?;
+                }
+                &self.converted
+            }
+        };
+        let image = Yuv420 {
+            width: w,
+            height: h,
+            planes: [frame.data(0), frame.data(1), frame.data(2)],
+            strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
+        };
+        if !image.is_valid() {
+            return Err(SourceError::BadFrame {
+                what: String::new(),
+                why: format!("decoder produced an unexpected {w}x{h} {format:?} picture"),
+            });
+        }
+        Ok(Picture::Yuv420(image))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_cameras_and_video_files() {
+        for yes in [
+            "rtsp://10.0.0.5:554/stream1",
+            "RTSP://cam/x",
+            "/footage/lobby.mp4",
+            "clip.MKV",
+            "ffmpeg:/dev/video0",
+        ] {
+            assert!(handles(yes), "{yes}");
+        }
+        for no in [
+            "test-pattern",
+            "/frames",
+            "clip.mjpeg",
+            "http://cam/video",
+            "v4l2:/dev/video0",
+        ] {
+            assert!(!handles(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        let s = FfmpegSource::new("rtsp://admin:secret@10.0.0.5/live", "tcp").expect("init");
+        assert_eq!(s.describe(), "rtsp://***@10.0.0.5/live");
+        assert!(!s.describe().contains("secret"));
+    }
+
+    #[test]
+    fn a_missing_file_is_unavailable_not_a_crash() {
+        let mut s = FfmpegSource::new("/nonexistent/clip.mp4", "tcp").expect("init");
+        let r = s.next_frame(Duration::from_millis(50));
+        assert!(
+            matches!(r, Err(SourceError::Unavailable(_))),
+            "{:?}",
+            r.err()
+        );
+    }
+}
