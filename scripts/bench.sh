@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --build-only
-cargo build --release --quiet -p frame-producer -p stream-gateway -p loadgen
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p loadgen
 exec python3 scripts/bench.py "$@"

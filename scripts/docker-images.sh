@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BASE_IMAGE=${BASE_IMAGE:-mjpeg-fanout/debian-base:bookworm}
+BASE_IMAGE=${BASE_IMAGE:-mjpeg-fanout/debian-base:bookworm-ffmpeg}
 APP_IMAGE=${APP_IMAGE:-mjpeg-fanout:local}
 # The mirror apt uses here (deb822 "URIs:" or one-line "deb" entries).
 configured_mirror() {
@@ -30,7 +30,8 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rootfs=$(mktemp -d /tmp/mjpeg-rootfs.XXXXXX)
   trap 'rm -rf "$rootfs"' EXIT
   echo "docker-images: debootstrap bookworm from $MIRROR (once per machine, a few minutes)"
-  debootstrap --variant=minbase --include=nginx-light,ca-certificates bookworm "$rootfs" "$MIRROR" >/tmp/debootstrap.log 2>&1 \
+  # FFmpeg's runtime libraries: the producer decodes RTSP cameras and video files.
+  debootstrap --variant=minbase --include=nginx-light,ca-certificates,libavformat59,libavcodec59,libswscale6 bookworm "$rootfs" "$MIRROR" >/tmp/debootstrap.log 2>&1 \
     || { tail -20 /tmp/debootstrap.log; exit 1; }
   # nginx is only for the load balancer image; the app image uses the same base.
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
@@ -39,7 +40,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 echo "docker-images: building release binaries on the host"
-cargo build --release --quiet -p frame-producer -p stream-gateway
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway
 mkdir -p target/docker-bin
 cp target/release/frame-producer target/release/stream-gateway target/docker-bin/
 

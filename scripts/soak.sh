@@ -11,6 +11,6 @@ scripts/setup.sh
 export FAULT_SECONDS=${FAULT_SECONDS:-300}
 # A 1 KB/s viewer needs minutes to show that its frame age levels off.
 export SLOW_READER_BPS=${SLOW_READER_BPS:-1000}
-cargo build --workspace --bins --quiet
-cargo test -p stream-gateway --test faults --test abuse --test streaming -- --test-threads=1 --nocapture 2>&1 \
+cargo build --workspace --bins --all-features --quiet
+cargo test --all-features -p stream-gateway --test faults --test abuse --test streaming -- --test-threads=1 --nocapture 2>&1 \
   | grep -E "^test |test result|producer RSS|released|cycles|catch|FAILED|panicked"

@@ -72,7 +72,10 @@ pub fn run(
             Ok(None) => continue,
             Err(SourceError::BadFrame { what, why }) => {
                 metrics.bad_frames.inc();
-                if let Some(folded) = bad_log.check(Instant::now()) {
+                // Sources leave `what` empty for a repeat they already reported.
+                if !what.is_empty()
+                    && let Some(folded) = bad_log.check(Instant::now())
+                {
                     tracing::warn!(from = %what, reason = %why, repeats = folded, "skipping unreadable frame");
                 }
                 if !live {

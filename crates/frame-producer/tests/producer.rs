@@ -3,32 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use test_support::process::Proc;
+use test_support::producer::Producer;
 use test_support::zmq::Subscriber;
 use test_support::{free_port, wait_for};
 
-struct Producer {
-    proc: Proc,
-    endpoint: String,
-    metrics: std::net::SocketAddr,
-}
-
 fn start_producer(extra: &[&str]) -> Producer {
-    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let metrics_s = metrics.to_string();
-    let mut args = vec![
-        "--bind",
-        endpoint.as_str(),
-        "--metrics-listen",
-        metrics_s.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    Producer {
-        proc: Proc::start("frame-producer", &args, &[]),
-        endpoint,
-        metrics,
-    }
+    Producer::start(extra)
 }
 
 #[tokio::test]
@@ -216,5 +196,34 @@ async fn frames_from_the_python_publisher_decode() {
     assert_eq!(a.jpeg, jpeg);
     assert_eq!(b.header.seq, a.header.seq + 1);
     assert_eq!(a.header.producer_id, b.header.producer_id);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn size_scales_down_any_source_keeping_its_aspect() {
+    let dir = std::env::temp_dir().join(format!("producer-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut canvas = stream_common::canvas::Canvas::new(1280, 720);
+    canvas.fill([10, 200, 30]);
+    let jpeg = stream_common::jpeg::JpegEncoder::new(90)
+        .expect("enc")
+        .encode(&canvas)
+        .expect("jpeg");
+    std::fs::write(dir.join("big.jpg"), &jpeg).expect("write");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let p = start_producer(&["--source", dir_s.as_str(), "--size", "640x480"]);
+    let mut sub = Subscriber::connect(&p.endpoint, "")
+        .await
+        .expect("subscribe");
+    let f = sub
+        .next_frame(Duration::from_secs(10))
+        .await
+        .expect("frame");
+    assert_eq!((f.header.width, f.header.height), (640, 360));
+    let (px, w, h) = stream_common::jpeg::decode_rgb(&f.jpeg).expect("decodable");
+    assert_eq!((w, h), (640, 360));
+    let mid = &px[(180 * 640 + 320) * 3..][..3];
+    assert!(mid[1] > 160 && mid[0] < 60, "still green: {mid:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod process;
+pub mod producer;
 pub mod stack;
 pub mod webdriver;
 pub mod zmq;

@@ -20,7 +20,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built; run `cargo build --workspace --bins` (scripts/test.sh does) first",
+        "{} is not built; run `cargo build --workspace --bins --all-features` (scripts/test.sh does) first",
         path.display()
     );
     path
@@ -36,13 +36,19 @@ pub struct Proc {
 impl Proc {
     /// Starts workspace binary `name` with `args` and extra environment.
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::start_program(name, &bin_path(name), args, env)
+    }
+
+    /// Starts any program (a peer such as a stand-in camera) the same way,
+    /// logged under `name`.
+    pub fn start_program(name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let log = std::env::temp_dir().join(format!(
             "{name}-{}-{}.log",
             std::process::id(),
             stream_common::unix_now_ns()
         ));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(bin_path(name));
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("LOG_LEVEL", "info")
             .env("NO_COLOR", "1")

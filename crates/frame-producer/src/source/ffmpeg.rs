@@ -224,7 +224,7 @@ impl FfmpegSource {
                 Some(d) => {
                     if let Err(e) = d.send_packet(&packet) {
                         return Err(SourceError::BadFrame {
-                            what: String::new(),
+                            what: "decoder".into(),
                             why: format!("decoder refused a packet: {e}"),
                         });
                     }
@@ -372,7 +372,7 @@ impl Session {
                         ff::software::scaling::Flags::BILINEAR,
                     )
                     .map_err(|e| SourceError::BadFrame {
-                        what: String::new(),
+                        what: "decoder".into(),
                         why: format!("no conversion from {format:?}: {e}"),
                     })?;
                     self.scaler = Some((format, w, h, ctx));
@@ -380,7 +380,7 @@ impl Session {
                 if let Some((_, _, _, scaler)) = self.scaler.as_mut() {
                     scaler.run(&self.frame, &mut self.converted).map_err(|e| {
                         SourceError::BadFrame {
-                            what: String::new(),
+                            what: "decoder".into(),
                             why: format!("converting {format:?}: {e}"),
                         }
                     })?;
@@ -396,7 +396,7 @@ impl Session {
         };
         if !image.is_valid() {
             return Err(SourceError::BadFrame {
-                what: String::new(),
+                what: "decoder".into(),
                 why: format!("decoder produced an unexpected {w}x{h} {format:?} picture"),
             });
         }

@@ -232,7 +232,7 @@ impl Source for V4l2Source {
         if kind == PixelKind::Mjpeg {
             if !frame_wire::looks_like_jpeg(data) {
                 return Err(SourceError::BadFrame {
-                    what: String::new(),
+                    what: self.path.clone(),
                     why: format!("camera delivered a broken JPEG ({} bytes)", data.len()),
                 });
             }
@@ -249,7 +249,7 @@ impl Source for V4l2Source {
         self.raw
             .convert(kind, data, width, height, stride)
             .map_err(|e| SourceError::BadFrame {
-                what: String::new(),
+                what: self.path.clone(),
                 why: e.to_string(),
             })?;
         Ok(Some(Captured {

@@ -1,0 +1,44 @@
+//! A real `frame-producer` on free loopback ports, for tests that read its
+//! frames with a ZeroMQ subscriber and its counters from /metrics.
+
+use std::net::SocketAddr;
+
+use crate::free_port;
+use crate::process::Proc;
+
+pub struct Producer {
+    pub proc: Proc,
+    /// `tcp://127.0.0.1:PORT` of its PUB socket.
+    pub endpoint: String,
+    pub metrics: SocketAddr,
+}
+
+impl Producer {
+    /// Starts the producer with `extra` flags after its bind and metrics flags.
+    pub fn start(extra: &[&str]) -> Producer {
+        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics_s = metrics.to_string();
+        let mut args = vec![
+            "--bind",
+            endpoint.as_str(),
+            "--metrics-listen",
+            metrics_s.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        Producer {
+            proc: Proc::start("frame-producer", &args, &[]),
+            endpoint,
+            metrics,
+        }
+    }
+
+    /// The sum of a metric's samples whose labels contain all of `labels`;
+    /// 0 while /metrics cannot be read.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        match crate::http::get(self.metrics, "/metrics").await {
+            Ok(r) => crate::stack::metric_value(&r.text(), name, labels),
+            Err(_) => 0.0,
+        }
+    }
+}
