@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Fan-out benchmark: builds release binaries and runs scripts/bench.py.
-#   scripts/bench.sh           full run (about 10 minutes), writes bench/report.md and bench/plot.svg
-#   scripts/bench.sh --smoke   a few seconds, for CI; writes bench/tmp/
+# Benchmarks: builds release binaries and runs them.
+#   scripts/bench.sh                    fan-out (about 10 minutes): bench/report.md, bench/plot.svg
+#   scripts/bench.sh --sources          producer cost per frame by source (about 1 minute): bench/sources.md
+#   scripts/bench.sh --smoke            a few seconds of both, for CI; writes bench/tmp/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --build-only
+if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--smoke" ]; then
+  scripts/setup.sh          # the ffmpeg tool makes the test videos
+else
+  scripts/setup.sh --build-only
+fi
 cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p loadgen
-exec python3 scripts/bench.py "$@"
+case "${1:-}" in
+  --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
+  --smoke) python3 scripts/bench.py --smoke && exec python3 scripts/bench_sources.py --smoke ;;
+  *) exec python3 scripts/bench.py "$@" ;;
+esac

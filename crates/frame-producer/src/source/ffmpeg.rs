@@ -2,8 +2,10 @@
 //! decoded with FFmpeg's libraries (the `ffmpeg` build feature).
 //!
 //! Decoded pictures go to the encoder as I420 planes borrowed from the
-//! decoder (H.264/H.265 decode to 4:2:0 already; other layouts are converted
-//! by swscale). A stream that is MJPEG already is passed through untouched.
+//! decoder when they fit `--size` (H.264/H.265 decode to 4:2:0 already);
+//! otherwise swscale converts and scales them in one pass, which is several
+//! times cheaper than scaling afterwards. A stream that is MJPEG already is
+//! passed through untouched (and scaled later only if it must shrink).
 //! Files play in real time by their timestamps and loop; a camera that drops
 //! or stalls (5 s without data) is reopened by the capture loop's backoff.
 
@@ -16,6 +18,8 @@ use ffmpeg_next as ff;
 use stream_common::jpeg::Yuv420;
 
 use super::{Captured, Picture, Source, SourceError};
+use crate::config::Size;
+use crate::scale::fit;
 
 /// Socket timeout for network inputs: a camera silent this long is reopened.
 const NETWORK_TIMEOUT_US: &str = "5000000";
@@ -24,6 +28,7 @@ pub struct FfmpegSource {
     url: String,
     network: bool,
     rtsp_transport: String,
+    max: Option<Size>,
     session: Option<Session>,
     /// Where the next loop of a file starts on the wall clock.
     loop_start: Option<Instant>,
@@ -40,7 +45,9 @@ struct Session {
     frame_secs: f64,
     frame: ff::frame::Video,
     converted: ff::frame::Video,
-    scaler: Option<(Pixel, u32, u32, ff::software::scaling::Context)>,
+    /// swscale context for (source format, source size, target size).
+    #[allow(clippy::type_complexity)]
+    scaler: Option<(Pixel, u32, u32, u32, u32, ff::software::scaling::Context)>,
     /// Anchor of file playback: wall-clock instant of timestamp `.1`.
     clock: Option<(Instant, f64)>,
     last_due: Option<Instant>,
@@ -74,7 +81,7 @@ pub fn handles(spec: &str) -> bool {
 }
 
 impl FfmpegSource {
-    pub fn new(spec: &str, rtsp_transport: &str) -> anyhow::Result<Self> {
+    pub fn new(spec: &str, rtsp_transport: &str, max: Option<Size>) -> anyhow::Result<Self> {
         ff::init().map_err(|e| anyhow::anyhow!("initialising FFmpeg: {e}"))?;
         // FFmpeg's own chatter (per-packet warnings) would flood the log;
         // failures reach us as errors and are logged once with context.
@@ -85,6 +92,7 @@ impl FfmpegSource {
             url,
             network,
             rtsp_transport: rtsp_transport.to_string(),
+            max,
             session: None,
             loop_start: None,
             opened_once: false,
@@ -316,7 +324,7 @@ impl Source for FfmpegSource {
                 capture_ts_ns,
             }));
         }
-        let picture = s.picture()?;
+        let picture = s.picture(self.max)?;
         Ok(Some(Captured {
             picture,
             capture_ts_ns,
@@ -353,31 +361,34 @@ impl Session {
         due
     }
 
-    /// The decoded frame as I420 planes, converted by swscale if the decoder
-    /// produced another layout.
-    fn picture(&mut self) -> Result<Picture<'_>, SourceError> {
-        let (format, w, h) = (self.frame.format(), self.frame.width(), self.frame.height());
-        let frame = match format {
-            Pixel::YUV420P | Pixel::YUVJ420P => &self.frame,
+    /// The decoded frame as I420 planes no larger than `max`: borrowed from
+    /// the decoder when it fits, else converted and scaled by swscale.
+    fn picture(&mut self, max: Option<Size>) -> Result<Picture<'_>, SourceError> {
+        let (format, sw, sh) = (self.frame.format(), self.frame.width(), self.frame.height());
+        let target = max.and_then(|m| fit(sw, sh, m));
+        let (w, h) = target.unwrap_or((sw, sh));
+        let frame = match (format, target) {
+            (Pixel::YUV420P | Pixel::YUVJ420P, None) => &self.frame,
             _ => {
-                let fresh = !matches!(&self.scaler, Some((f, sw, sh, _)) if *f == format && *sw == w && *sh == h);
+                let fresh = !matches!(&self.scaler, Some((f, cw, ch, tw, th, _)) if *f == format && *cw == sw && *ch == sh && *tw == w && *th == h);
                 if fresh {
+                    // Area averaging: no aliasing on large reductions.
                     let ctx = ff::software::scaling::Context::get(
                         format,
-                        w,
-                        h,
+                        sw,
+                        sh,
                         Pixel::YUV420P,
                         w,
                         h,
-                        ff::software::scaling::Flags::BILINEAR,
+                        ff::software::scaling::Flags::AREA,
                     )
                     .map_err(|e| SourceError::BadFrame {
                         what: "decoder".into(),
                         why: format!("no conversion from {format:?}: {e}"),
                     })?;
-                    self.scaler = Some((format, w, h, ctx));
+                    self.scaler = Some((format, sw, sh, w, h, ctx));
                 }
-                if let Some((_, _, _, scaler)) = self.scaler.as_mut() {
+                if let Some((_, _, _, _, _, scaler)) = self.scaler.as_mut() {
                     scaler.run(&self.frame, &mut self.converted).map_err(|e| {
                         SourceError::BadFrame {
                             what: "decoder".into(),
@@ -432,14 +443,14 @@ mod tests {
 
     #[test]
     fn passwords_stay_out_of_logs() {
-        let s = FfmpegSource::new("rtsp://admin:secret@10.0.0.5/live", "tcp").expect("init");
+        let s = FfmpegSource::new("rtsp://admin:secret@10.0.0.5/live", "tcp", None).expect("init");
         assert_eq!(s.describe(), "rtsp://***@10.0.0.5/live");
         assert!(!s.describe().contains("secret"));
     }
 
     #[test]
     fn a_missing_file_is_unavailable_not_a_crash() {
-        let mut s = FfmpegSource::new("/nonexistent/clip.mp4", "tcp").expect("init");
+        let mut s = FfmpegSource::new("/nonexistent/clip.mp4", "tcp", None).expect("init");
         let r = s.next_frame(Duration::from_millis(50));
         assert!(
             matches!(r, Err(SourceError::Unavailable(_))),

@@ -112,6 +112,7 @@ fn open_ffmpeg(spec: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
     Ok(Box::new(ffmpeg::FfmpegSource::new(
         spec,
         &config.rtsp_transport,
+        config.size,
     )?))
 }
 
