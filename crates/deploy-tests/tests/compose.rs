@@ -136,6 +136,81 @@ async fn stream_rate(addr: SocketAddr, window: Duration) -> (f64, String) {
     (n as f64 / start.elapsed().as_secs_f64(), instance)
 }
 
+/// A container removed (forcefully) on drop.
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(out) = Command::new("docker").args(["logs", &self.0]).output()
+        {
+            eprintln!(
+                "----- {} logs -----\n{}{}",
+                self.0,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+/// The image's producer decodes an H.264 file: FFmpeg's libraries are in the
+/// image and the `cameras` feature is built in.
+async fn image_plays_a_video_file() {
+    let dir = std::env::temp_dir().join(format!("mjpeg-video-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args([
+            "-i",
+            "testsrc2=size=640x360:rate=15",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+        ])
+        .arg(dir.join("clip.mp4"))
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success());
+    let metrics_port = free_port();
+    let name = format!("mjpegtest-video-{}", std::process::id());
+    let run = Command::new("docker")
+        .args(["run", "-d", "--read-only", "--name", &name])
+        .args(["-p", &format!("127.0.0.1:{metrics_port}:9100")])
+        .args(["-v", &format!("{}:/videos:ro", dir.display())])
+        .args([
+            "mjpeg-fanout:local",
+            "frame-producer",
+            "--source",
+            "/videos/clip.mp4",
+        ])
+        .args(["--size", "320x240"])
+        .output()
+        .expect("docker run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let _container = Container(name);
+    let addr: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().expect("addr");
+    let published = wait_for(
+        "frames from the video file",
+        Duration::from_secs(30),
+        || async move {
+            let text = http::get(addr, "/metrics").await.ok()?.text();
+            let n =
+                test_support::stack::metric_value(&text, "producer_frames_published_total", &[]);
+            (n >= 30.0).then_some(n)
+        },
+    )
+    .await;
+    eprintln!("the image's producer published {published} frames from an H.264 file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn compose_with_three_gateways_behind_nginx() {
     if !docker_available() {
@@ -162,21 +237,16 @@ async fn compose_with_three_gateways_behind_nginx() {
             ("APP_IMAGE".into(), "mjpeg-fanout:local".into()),
             (
                 "NGINX_IMAGE".into(),
-                "mjpeg-fanout/debian-base:bookworm".into(),
+                "mjpeg-fanout/debian-base:bookworm-ffmpeg".into(),
             ),
             ("HTTP_PORT".into(), port.to_string()),
             ("PRODUCER_FPS".into(), FPS.to_string()),
         ],
     };
-    // The several-cameras override is valid compose on top of the main file.
-    project.run(&[
-        "-f",
-        "docker-compose.yml",
-        "-f",
-        "deploy/compose.cameras.yml",
-        "config",
-        "-q",
-    ]);
+    // The overrides are valid compose on top of the main file.
+    for extra in ["deploy/compose.cameras.yml", "deploy/compose.webcam.yml"] {
+        project.run(&["-f", "docker-compose.yml", "-f", extra, "config", "-q"]);
+    }
     project.run(&["up", "-d", "--no-build", "--scale", "stream-gateway=3"]);
     let lb: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     wait_for(
@@ -266,6 +336,8 @@ async fn compose_with_three_gateways_behind_nginx() {
         .await
         .expect("live frames resume");
     eprintln!("live again {took:?} after `start frame-producer`");
+
+    image_plays_a_video_file().await;
 
     let name = project.name.clone();
     drop(project);

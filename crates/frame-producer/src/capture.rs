@@ -29,8 +29,8 @@ impl Settings {
     pub fn from_config(c: &Config) -> Self {
         Settings {
             fps: c.paced_fps(),
-            live_cap: c.fps,
-            max_size: c.size,
+            live_cap: c.fps(),
+            max_size: c.size(),
             quality: c.quality,
             max_frame_bytes: c.max_frame_bytes,
         }

@@ -30,15 +30,15 @@ pub struct Config {
     /// every other source, the largest size published: bigger pictures are
     /// scaled down to fit, keeping their aspect ratio (a 4K camera with
     /// `--size 1280x720` feeds browsers 720p); cameras are asked for it.
-    /// Unset, other sources keep their own size.
-    #[arg(long, env = "PRODUCER_SIZE")]
-    pub size: Option<Size>,
+    /// `native` (or empty): other sources keep their own size.
+    #[arg(long, env = "PRODUCER_SIZE", default_value = "native")]
+    pub size: OrNative<Size>,
     /// Frames per second. For the test pattern and image files, the rate
     /// (default 15). For cameras, streams and video files, a cap below their
-    /// own rate (surplus frames are dropped before encoding); unset, they run
-    /// at their native rate, video files in real time.
-    #[arg(long, env = "PRODUCER_FPS", value_parser = parse_fps)]
-    pub fps: Option<f64>,
+    /// own rate (surplus frames are dropped before encoding); `native` (or
+    /// empty): their own rate, video files in real time.
+    #[arg(long, env = "PRODUCER_FPS", default_value = "native")]
+    pub fps: OrNative<Fps>,
     /// JPEG quality, 1-100.
     #[arg(long, env = "PRODUCER_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
@@ -79,7 +79,43 @@ pub const DEFAULT_FPS: f64 = 15.0;
 impl Config {
     /// The rate for sources that produce a frame whenever asked.
     pub fn paced_fps(&self) -> f64 {
-        self.fps.unwrap_or(DEFAULT_FPS)
+        self.fps().unwrap_or(DEFAULT_FPS)
+    }
+
+    /// `--size`, if one was given.
+    pub fn size(&self) -> Option<Size> {
+        self.size.0
+    }
+
+    /// `--fps`, if one was given.
+    pub fn fps(&self) -> Option<f64> {
+        self.fps.0.map(|f| f.0)
+    }
+}
+
+/// A setting that may be `native` (or empty, as compose files pass unset
+/// variables): the source's own value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrNative<T>(pub Option<T>);
+
+impl<T: FromStr<Err = String>> FromStr for OrNative<T> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "native" | "auto" => Ok(OrNative(None)),
+            v => v.parse().map(|t| OrNative(Some(t))),
+        }
+    }
+}
+
+/// Frames per second, 0.1 to 240.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fps(pub f64);
+
+impl FromStr for Fps {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_fps(s).map(Fps)
     }
 }
 
@@ -142,14 +178,21 @@ mod tests {
     fn defaults_are_the_simulated_camera() {
         let c = Config::try_parse_from(["frame-producer"]).expect("no arguments needed");
         assert_eq!(c.source, "test-pattern");
-        assert_eq!(c.size, None);
-        assert_eq!(c.fps, None);
+        assert_eq!((c.size(), c.fps()), (None, None));
         assert_eq!(
             (c.paced_fps(), c.quality, c.stream.as_str()),
             (15.0, 80, "cam0")
         );
         assert_eq!(c.rtsp_transport, "tcp");
         assert_eq!(c.bind, "tcp://0.0.0.0:5555");
+    }
+
+    #[test]
+    fn native_or_empty_means_the_sources_own() {
+        for v in ["native", "", "auto"] {
+            let c = Config::try_parse_from(["p", "--size", v, "--fps", v]).expect("accepted");
+            assert_eq!((c.size(), c.fps()), (None, None), "{v:?}");
+        }
     }
 
     #[test]
@@ -167,7 +210,7 @@ mod tests {
         let c = Config::try_parse_from(["p", "--size", "600x400", "--fps", "10"])
             .expect("seed settings");
         assert_eq!(
-            (c.size, c.fps),
+            (c.size(), c.fps()),
             (
                 Some(Size {
                     width: 600,

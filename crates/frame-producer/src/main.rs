@@ -71,8 +71,8 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         source = %described,
         bind = %config.bind,
         metrics = %config.metrics_listen,
-        size = config.size.map(|s| s.to_string()).unwrap_or_else(|| "native".into()),
-        fps = config.fps.map(|f| f.to_string()).unwrap_or_else(|| "native".into()),
+        size = config.size().map(|s| s.to_string()).unwrap_or_else(|| "native".into()),
+        fps = config.fps().map(|f| f.to_string()).unwrap_or_else(|| "native".into()),
         producer_id = format_args!("{producer_id:016x}"),
         "frame-producer started"
     );

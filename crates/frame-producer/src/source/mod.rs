@@ -73,7 +73,7 @@ pub trait Source {
 pub fn open(config: &Config) -> anyhow::Result<Box<dyn Source>> {
     let spec = config.source.as_str();
     if spec == "test-pattern" {
-        let size = config.size.unwrap_or(crate::config::DEFAULT_PATTERN_SIZE);
+        let size = config.size().unwrap_or(crate::config::DEFAULT_PATTERN_SIZE);
         return Ok(Box::new(pattern::TestPattern::new(size, &config.stream)));
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
@@ -112,7 +112,7 @@ fn open_ffmpeg(spec: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
     Ok(Box::new(ffmpeg::FfmpegSource::new(
         spec,
         &config.rtsp_transport,
-        config.size,
+        config.size(),
     )?))
 }
 
@@ -126,8 +126,8 @@ fn open_ffmpeg(spec: &str, _config: &Config) -> anyhow::Result<Box<dyn Source>> 
 #[cfg(feature = "v4l2")]
 fn open_v4l2(device: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
     let want = v4l2::negotiate::Want {
-        size: config.size.map(|s| (s.width, s.height)),
-        fps: config.fps,
+        size: config.size().map(|s| (s.width, s.height)),
+        fps: config.fps(),
     };
     Ok(Box::new(v4l2::V4l2Source::new(device, want)))
 }
