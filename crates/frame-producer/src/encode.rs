@@ -1,5 +1,7 @@
 //! Turns whatever a source captured into the one JPEG every viewer will get:
-//! JPEGs that already fit pass through untouched, pixels are encoded once
+//! JPEGs that already fit pass through (given standard Huffman tables if they
+//! lack them, as many webcams' MJPEG does; see `stream_common::huffman`),
+//! pixels are encoded once
 //! (from YUV when the source gives YUV), and anything larger than `--size`
 //! is scaled down first.
 
@@ -52,7 +54,7 @@ impl FrameEncoder {
                 height,
             } => match target(width, height) {
                 None => Ok(Encoded {
-                    jpeg: data,
+                    jpeg: stream_common::huffman::with_huffman_tables(data),
                     width,
                     height,
                     encoded: false,
@@ -117,6 +119,20 @@ mod tests {
         let out = unlimited.encode(jpeg(&original)).expect("pass");
         assert!(!out.encoded);
         assert_eq!(out.jpeg, original, "passed through byte for byte");
+        // A webcam-style JPEG without Huffman tables gets the standard ones.
+        let bare =
+            Bytes::from(stream_common::huffman::without_huffman_tables(&original).expect("valid"));
+        let out = unlimited.encode(jpeg(&bare)).expect("pass");
+        assert!(!out.encoded);
+        assert!(stream_common::huffman::has_huffman_tables(&out.jpeg));
+        assert_eq!(
+            stream_common::jpeg::decode_rgb(&out.jpeg)
+                .expect("decodes")
+                .0,
+            stream_common::jpeg::decode_rgb(&original)
+                .expect("decodes")
+                .0
+        );
 
         let max = Size {
             width: 400,

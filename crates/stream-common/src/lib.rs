@@ -4,6 +4,7 @@
 
 pub mod canvas;
 pub mod health;
+pub mod huffman;
 pub mod jpeg;
 pub mod logging;
 pub mod metrics;
