@@ -3,6 +3,7 @@
 # pattern) and one stream-gateway. Open the URL it prints; Ctrl-C stops both.
 # Flags and environment variables of both binaries work as usual, e.g.
 #   PRODUCER_FPS=30 GATEWAY_LISTEN=0.0.0.0:9000 scripts/run.sh
+#   PRODUCER_SOURCE=rtsp://user:pass@camera/stream1 PRODUCER_SIZE=1280x720 scripts/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
