@@ -108,6 +108,9 @@ impl FfmpegSource {
             // Live view: hand packets over as they come.
             options.set("fflags", "nobuffer");
             options.set("max_delay", "200000");
+            // Start quickly: the SDP and the first keyframe say what is needed.
+            options.set("analyzeduration", "500000");
+            options.set("probesize", "262144");
         }
         let input = ff::format::input_with_dictionary(&self.url, options)
             .map_err(|e| SourceError::Unavailable(format!("opening {}: {e}", self.redacted())))?;

@@ -193,6 +193,7 @@ fn unavailable(path: &str, doing: &str, e: &io::Error) -> SourceError {
         }
         Some(13) => " (permission denied: add the user to the `video` group)",
         Some(16) => " (device busy: another program is using the camera)",
+        Some(25) => " (not a V4L2 device)",
         _ => "",
     };
     SourceError::Unavailable(format!("{doing} {path}: {e}{hint}"))
