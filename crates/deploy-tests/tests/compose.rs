@@ -158,22 +158,14 @@ impl Drop for Container {
 /// The image's producer decodes an H.264 file: FFmpeg's libraries are in the
 /// image and the `cameras` feature is built in.
 async fn image_plays_a_video_file() {
-    let dir = std::env::temp_dir().join(format!("mjpeg-video-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let made = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args([
-            "-i",
-            "testsrc2=size=640x360:rate=15",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-        ])
-        .arg(dir.join("clip.mp4"))
-        .status()
-        .expect("ffmpeg runs");
-    assert!(made.success());
+    let dir = test_support::media::temp_dir("mjpeg-video");
+    test_support::media::test_video(
+        &dir.join("clip.mp4"),
+        "640x360",
+        15,
+        2,
+        &["-c:v", "libx264"],
+    );
     let metrics_port = free_port();
     let name = format!("mjpegtest-video-{}", std::process::id());
     let run = Command::new("docker")

@@ -5,9 +5,10 @@
 
 #![cfg(any(feature = "ffmpeg", feature = "v4l2"))]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use test_support::media;
 use test_support::producer::Producer;
 use test_support::zmq::Subscriber;
 use test_support::{free_port, wait_for};
@@ -28,38 +29,16 @@ async fn collect(sub: &mut Subscriber, window: Duration) -> (Vec<frame_wire::Fra
 }
 
 #[cfg(feature = "ffmpeg")]
-fn make_video(name: &str, args: &[&str]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("{}-{name}", std::process::id()));
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg must be installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
-#[cfg(feature = "ffmpeg")]
 #[tokio::test]
 async fn a_video_file_loops_in_real_time_scaled_to_size() {
     // 2 s of 1280x720 H.264 at 25 fps.
-    let clip = make_video(
-        "clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=25",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-        ],
+    let dir = media::temp_dir("video-file");
+    let clip = media::test_video(
+        &dir.join("clip.mp4"),
+        "1280x720",
+        25,
+        2,
+        &["-c:v", "libx264"],
     );
     let clip_s = clip.to_string_lossy().into_owned();
     let p = Producer::start(&["--source", &clip_s, "--size", "640x480", "--stream", "file"]);
@@ -105,26 +84,19 @@ async fn a_video_file_loops_in_real_time_scaled_to_size() {
         (1280, 720),
         "native size"
     );
-    let _ = std::fs::remove_file(clip);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(feature = "ffmpeg")]
 #[tokio::test]
 async fn mjpeg_video_is_passed_through_without_reencoding() {
-    let clip = make_video(
-        "clip.avi",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=20",
-            "-t",
-            "1",
-            "-c:v",
-            "mjpeg",
-            "-q:v",
-            "5",
-        ],
+    let dir = media::temp_dir("mjpeg-file");
+    let clip = media::test_video(
+        &dir.join("clip.avi"),
+        "320x240",
+        20,
+        1,
+        &["-c:v", "mjpeg", "-q:v", "5"],
     );
     let clip_s = clip.to_string_lossy().into_owned();
     let p = Producer::start(&["--source", &clip_s]);
@@ -147,7 +119,7 @@ async fn mjpeg_video_is_passed_through_without_reencoding() {
         0.0,
         "nothing was encoded"
     );
-    let _ = std::fs::remove_file(clip);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(feature = "ffmpeg")]

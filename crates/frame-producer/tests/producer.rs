@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use test_support::media;
 use test_support::producer::Producer;
 use test_support::zmq::Subscriber;
 use test_support::{free_port, wait_for};
@@ -107,15 +108,8 @@ async fn bad_flags_exit_with_code_2() {
 
 #[tokio::test]
 async fn image_directory_passes_jpegs_through_and_skips_corrupt_files() {
-    let dir = std::env::temp_dir().join(format!("producer-dir-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut canvas = stream_common::canvas::Canvas::new(96, 64);
-    canvas.fill([10, 200, 30]);
-    let jpeg = stream_common::jpeg::JpegEncoder::new(90)
-        .expect("enc")
-        .encode(&canvas)
-        .expect("jpeg");
+    let dir = media::temp_dir("producer-dir");
+    let jpeg = media::solid_jpeg(96, 64, [10, 200, 30]);
     std::fs::write(dir.join("1.jpg"), &jpeg).expect("write");
     std::fs::write(dir.join("2.jpg"), b"\xFF\xD8 truncated").expect("write");
 
@@ -201,15 +195,8 @@ async fn frames_from_the_python_publisher_decode() {
 
 #[tokio::test]
 async fn size_scales_down_any_source_keeping_its_aspect() {
-    let dir = std::env::temp_dir().join(format!("producer-big-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut canvas = stream_common::canvas::Canvas::new(1280, 720);
-    canvas.fill([10, 200, 30]);
-    let jpeg = stream_common::jpeg::JpegEncoder::new(90)
-        .expect("enc")
-        .encode(&canvas)
-        .expect("jpeg");
+    let dir = media::temp_dir("producer-big");
+    let jpeg = media::solid_jpeg(1280, 720, [10, 200, 30]);
     std::fs::write(dir.join("big.jpg"), &jpeg).expect("write");
     let dir_s = dir.to_string_lossy().into_owned();
     let p = start_producer(&["--source", dir_s.as_str(), "--size", "640x480"]);

@@ -3,6 +3,7 @@
 //! wait for conditions with a deadline instead of sleeping.
 
 pub mod http;
+pub mod media;
 pub mod process;
 pub mod producer;
 pub mod stack;

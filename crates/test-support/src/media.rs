@@ -1,0 +1,41 @@
+//! Test inputs made on the spot: a directory holding one solid-colour JPEG,
+//! and video files made by the ffmpeg tool (installed by scripts/setup.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh directory under the temp dir, unique to this process and `name`.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A `width x height` JPEG of one colour.
+pub fn solid_jpeg(width: u32, height: u32, rgb: [u8; 3]) -> bytes::Bytes {
+    let mut canvas = stream_common::canvas::Canvas::new(width, height);
+    canvas.fill(rgb);
+    stream_common::jpeg::JpegEncoder::new(90)
+        .and_then(|mut e| e.encode(&canvas))
+        .expect("encode a JPEG")
+}
+
+/// Writes `seconds` of ffmpeg's colourful test picture (`testsrc2`) at
+/// `size` and `fps` to `path`, encoded with `codec` (e.g. `["-c:v", "libx264"]`).
+pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str]) -> PathBuf {
+    let source = format!("testsrc2=size={size}:rate={fps}");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", &source, "-t", &seconds.to_string()])
+        .args(codec)
+        .arg(path)
+        .output()
+        .expect("the ffmpeg tool (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path.to_path_buf()
+}
