@@ -11,6 +11,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+# A plain `cargo build` (no camera features) must stay warning-free too.
+cargo clippy -p frame-producer --all-targets --quiet -- -D warnings
 echo "== build binaries (the end-to-end tests run them)"
 cargo build --workspace --bins --all-features --quiet
 echo "== cargo test"

@@ -17,7 +17,7 @@ use stream_common::logging::LogArgs;
 pub struct Config {
     /// Where frames come from: `test-pattern`; a directory of .jpg/.png
     /// images or a .mjpeg file (concatenated JPEGs); an `http://` MJPEG stream
-    /// to relay; `v4l2:/dev/videoN` for a USB webcam or capture card;
+    /// to relay; `v4l2:/dev/videoN` (or `v4l2:N`) for a USB webcam or capture card;
     /// `rtsp://user:pass@host/path` for an IP camera; or a video file
     /// (.mp4, .mkv, .avi, .mov, .webm, .ts), looped. Cameras and video files
     /// need the `v4l2` / `ffmpeg` build features (on in the Docker image).

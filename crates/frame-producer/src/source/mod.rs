@@ -34,6 +34,7 @@ pub enum Picture<'a> {
     },
     Rgb(&'a Canvas),
     /// Camera and decoder pictures, encoded from YUV without an RGB detour.
+    #[cfg_attr(not(any(feature = "ffmpeg", feature = "v4l2")), allow(dead_code))]
     Yuv420(Yuv420<'a>),
 }
 
@@ -80,7 +81,7 @@ pub fn open(config: &Config) -> anyhow::Result<Box<dyn Source>> {
         return Ok(Box::new(http::HttpRelay::start(spec)?));
     }
     if let Some(device) = spec.strip_prefix("v4l2:") {
-        return open_v4l2(device, config);
+        return open_v4l2(&v4l2_path(device), config);
     }
     if is_ffmpeg(spec) {
         return open_ffmpeg(spec, config);
@@ -91,6 +92,14 @@ pub fn open(config: &Config) -> anyhow::Result<Box<dyn Source>> {
         );
     }
     Ok(Box::new(files::FileSource::new(spec.into())))
+}
+
+/// `v4l2:0` is short for `v4l2:/dev/video0`.
+fn v4l2_path(device: &str) -> String {
+    match device.parse::<u32>() {
+        Ok(n) => format!("/dev/video{n}"),
+        Err(_) => device.to_string(),
+    }
 }
 
 fn is_ffmpeg(spec: &str) -> bool {
@@ -137,4 +146,38 @@ fn open_v4l2(device: &str, _config: &Config) -> anyhow::Result<Box<dyn Source>> 
     anyhow::bail!(
         "v4l2:{device} needs the `v4l2` build feature: use the Docker image or build with `--features frame-producer/v4l2`"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4l2_devices_by_path_or_number() {
+        assert_eq!(v4l2_path("0"), "/dev/video0");
+        assert_eq!(v4l2_path("12"), "/dev/video12");
+        assert_eq!(
+            v4l2_path("/dev/v4l/by-id/usb-cam"),
+            "/dev/v4l/by-id/usb-cam"
+        );
+    }
+
+    #[test]
+    fn sources_without_their_build_feature_or_scheme_are_refused_clearly() {
+        use clap::Parser;
+        let open_spec = |spec: &str| {
+            let config = Config::try_parse_from(["p", "--source", spec]).expect("config");
+            open(&config).err().map(|e| e.to_string())
+        };
+        let err = open_spec("gopher://camera").expect("unknown scheme refused");
+        assert!(err.contains("unsupported source scheme"), "{err}");
+        if cfg!(not(feature = "ffmpeg")) {
+            let err = open_spec("rtsp://cam/stream").expect("needs ffmpeg");
+            assert!(err.contains("`ffmpeg` feature"), "{err}");
+        }
+        if cfg!(not(feature = "v4l2")) {
+            let err = open_spec("v4l2:0").expect("needs v4l2");
+            assert!(err.contains("`v4l2` build feature"), "{err}");
+        }
+    }
 }

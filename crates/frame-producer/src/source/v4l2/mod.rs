@@ -7,9 +7,13 @@
 //! clear retried error when the device is missing, and a reopen after it is
 //! unplugged and plugged back in.
 
+// Negotiation and conversion are pure and always built (and tested); only the
+// device code needs the feature.
+#[cfg_attr(not(feature = "v4l2"), allow(dead_code))]
 pub mod convert;
 #[cfg(feature = "v4l2")]
 mod device;
+#[cfg_attr(not(feature = "v4l2"), allow(dead_code))]
 pub mod negotiate;
 
 #[cfg(feature = "v4l2")]
