@@ -193,6 +193,41 @@ async fn an_rtsp_camera_is_decoded_and_reconnected_after_it_restarts() {
     assert!(p.proc.log().contains("video opened"), "{}", p.proc.log());
 }
 
+#[cfg(feature = "ffmpeg")]
+#[tokio::test]
+async fn an_rtsp_camera_reaches_viewers_through_the_gateway() {
+    use test_support::http::MjpegReader;
+    let port = free_port();
+    let _camera = start_camera(port);
+    let url = format!("rtsp://127.0.0.1:{port}/cam");
+    let stack = test_support::stack::Stack::start(
+        &["--source", &url, "--stream", "door", "--size", "320x240"],
+        &[],
+    )
+    .await;
+    let mut r = MjpegReader::open(stack.http, "/stream/door")
+        .await
+        .expect("stream");
+    let mut frames = Vec::new();
+    for _ in 0..20 {
+        frames.push(
+            r.next_frame_within(Duration::from_secs(5))
+                .await
+                .expect("frame"),
+        );
+    }
+    let last = frames.last().expect("frames");
+    let (_, w, h) = stream_common::jpeg::decode_rgb(&last.jpeg).expect("decodable");
+    assert_eq!((w, h), (320, 180), "640x360 fitted into 320x240");
+    let age = stream_common::unix_now_ns() as f64 / 1e9 - last.timestamp().expect("X-Timestamp");
+    assert!((0.0..1.0).contains(&age), "frame age {age:.3} s");
+    let api = test_support::http::get(stack.http, "/api/streams")
+        .await
+        .expect("api")
+        .text();
+    assert!(api.contains("\"door\"") && api.contains("320"), "{api}");
+}
+
 #[cfg(feature = "v4l2")]
 #[tokio::test]
 async fn a_missing_v4l2_device_is_a_clear_retried_error() {
