@@ -8,7 +8,8 @@
 #
 # Where a registry is reachable none of this is needed: `docker compose up --build`.
 # Cached: the base image is made once per machine; rerunning only rebuilds
-# the project image.
+# the project image. `--base-only` makes just the base image (scripts/test.sh
+# starts that in the background while it compiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +40,11 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   echo "docker-images: base image $BASE_IMAGE ready"
 fi
 
+[ "${1:-}" = "--base-only" ] && exit 0
+
 echo "docker-images: building release binaries on the host"
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway
+# The same package set as scripts/bench.sh and run.sh, so one release build serves all.
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p loadgen
 mkdir -p target/docker-bin
 cp target/release/frame-producer target/release/stream-gateway target/docker-bin/
 

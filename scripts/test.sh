@@ -6,16 +6,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+phase() { echo "== $1   (${SECONDS}s so far)"; }
+
 scripts/setup.sh
-echo "== cargo fmt --check"
+# The compose test needs a Debian base image made with debootstrap (minutes,
+# mostly download): make it in the background while the code compiles.
+base_pid=""
+if docker info >/dev/null 2>&1; then
+  mkdir -p target
+  scripts/docker-images.sh --base-only >target/docker-base.log 2>&1 &
+  base_pid=$!
+fi
+
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 # A plain `cargo build` (no camera features) must stay warning-free too.
 cargo clippy -p frame-producer --all-targets --quiet -- -D warnings
-echo "== build binaries (the end-to-end tests run them)"
+phase "build binaries (the end-to-end tests run them)"
 cargo build --workspace --bins --all-features --quiet
-echo "== cargo test"
+if [ -n "$base_pid" ]; then
+  phase "waiting for the Docker base image"
+  wait "$base_pid" || { cat target/docker-base.log; exit 1; }
+fi
+phase "cargo test"
 cargo test --workspace --all-features --quiet -- --test-threads=2
-echo "== benchmark smoke run (scripts/bench.sh --smoke)"
+phase "benchmark smoke run (scripts/bench.sh --smoke)"
 scripts/bench.sh --smoke
+phase "all passed"
