@@ -25,7 +25,7 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "frame-producer"
+BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release")) / "frame-producer"
 
 
 def free_port():

@@ -9,7 +9,9 @@
 # Where a registry is reachable none of this is needed: `docker compose up --build`.
 # Cached: the base image is made once per machine; rerunning only rebuilds
 # the project image. `--base-only` makes just the base image (scripts/test.sh
-# starts that in the background while it compiles).
+# starts that in the background while it compiles). `--bins DIR` takes the two
+# binaries from DIR instead of making a release build: the compose test
+# packs the very binaries every other test ran (built with all features).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,11 +44,19 @@ fi
 
 [ "${1:-}" = "--base-only" ] && exit 0
 
-echo "docker-images: building release binaries on the host"
-# The same package set as scripts/bench.sh and run.sh, so one release build serves all.
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p loadgen
+bins=target/release
+if [ "${1:-}" = "--bins" ]; then
+  bins=${2:?--bins needs a directory}
+else
+  echo "docker-images: building release binaries on the host"
+  # The same package set as scripts/bench.sh and run.sh, so one release build serves all.
+  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p loadgen
+fi
 mkdir -p target/docker-bin
-cp target/release/frame-producer target/release/stream-gateway target/docker-bin/
+for b in frame-producer stream-gateway; do
+  # Without debug info: the image does not need it (debug builds are 100+ MB).
+  strip --strip-debug -o "target/docker-bin/$b" "$bins/$b"
+done
 
 echo "docker-images: building $APP_IMAGE from deploy/Dockerfile (runtime stage, host binaries)"
 # The classic builder stops at the target stage, so the toolchain image is

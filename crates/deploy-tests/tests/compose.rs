@@ -1,6 +1,7 @@
 //! `docker-compose.yml` on a real Docker engine: images built by
-//! `scripts/docker-images.sh`, three gateways behind nginx, and the failures
-//! users meet: a gateway killed, the producer restarted.
+//! `scripts/docker-images.sh` around the binaries the other tests ran, three
+//! gateways behind nginx, and the failures users meet: a gateway killed, the
+//! producer restarted; and the image's producer playing a video file.
 //!
 //! Without a Docker engine it skips with a loud message, unless `CI` is set.
 
@@ -215,8 +216,14 @@ async fn compose_with_three_gateways_behind_nginx() {
         );
         return;
     }
+    // The image carries the same binaries as every other test ran (the test
+    // command builds them with all features, so the image reads video too).
+    let bins = test_support::process::bin_path("frame-producer");
+    let bins = bins.parent().expect("target dir");
     let images = Command::new("bash")
         .arg(workspace_root().join("scripts/docker-images.sh"))
+        .arg("--bins")
+        .arg(bins)
         .status()
         .expect("scripts/docker-images.sh runs");
     assert!(images.success(), "building images failed");
