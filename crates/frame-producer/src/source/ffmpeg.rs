@@ -40,7 +40,6 @@ struct Session {
     index: usize,
     /// `None` for MJPEG streams, whose packets are JPEGs already.
     decoder: Option<ff::decoder::Video>,
-    size: (u32, u32),
     time_base: f64,
     frame_secs: f64,
     frame: ff::frame::Video,
@@ -130,25 +129,11 @@ impl FfmpegSource {
             .map_err(|e| SourceError::Unavailable(format!("reading codec parameters: {e}")))?;
         let codec = context.id();
         let passthrough = codec == ff::codec::Id::MJPEG;
-        let decoder = if passthrough {
-            None
-        } else {
-            Some(context.decoder().video().map_err(|e| {
-                SourceError::Unavailable(format!("no decoder for {codec:?} in this FFmpeg: {e}"))
-            })?)
-        };
-        let size = match &decoder {
-            Some(d) => (d.width(), d.height()),
-            None => {
-                let p = stream.parameters();
-                let ctx = ff::codec::context::Context::from_parameters(p)
-                    .map_err(|e| SourceError::Unavailable(e.to_string()))?;
-                ctx.decoder()
-                    .video()
-                    .map(|v| (v.width(), v.height()))
-                    .unwrap_or((0, 0))
-            }
-        };
+        let video = context.decoder().video().map_err(|e| {
+            SourceError::Unavailable(format!("no decoder for {codec:?} in this FFmpeg: {e}"))
+        })?;
+        let size = (video.width(), video.height());
+        let decoder = (!passthrough).then_some(video);
         if !self.opened_once || self.network {
             tracing::info!(
                 source = %self.redacted(),
@@ -164,7 +149,6 @@ impl FfmpegSource {
             input,
             index,
             decoder,
-            size,
             time_base,
             frame_secs: 1.0 / fps.clamp(1.0, 240.0),
             frame: ff::frame::Video::empty(),
@@ -317,7 +301,11 @@ impl Source for FfmpegSource {
             return Ok(None);
         };
         if let Some(jpeg) = s.jpeg.take() {
-            let (w, h) = stream_common::jpeg::dimensions(&jpeg).unwrap_or(s.size);
+            let (w, h) =
+                stream_common::jpeg::dimensions(&jpeg).ok_or_else(|| SourceError::BadFrame {
+                    what: "stream".into(),
+                    why: format!("undecodable JPEG of {} bytes", jpeg.len()),
+                })?;
             return Ok(Some(Captured {
                 picture: Picture::Jpeg {
                     data: jpeg,
