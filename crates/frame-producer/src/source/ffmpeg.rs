@@ -171,12 +171,12 @@ impl FfmpegSource {
         }
     }
 
-    /// Reads packets until a picture is ready in the session (or `deadline`
-    /// passes for live inputs). Returns its timestamp in seconds, if known.
-    fn decode_next(&mut self, deadline: Instant) -> Result<Option<Option<f64>>, SourceError> {
+    /// Reads packets until a picture is ready in the session, the input
+    /// ends, or `deadline` passes (live inputs only).
+    fn decode_next(&mut self, deadline: Instant) -> Result<Step, SourceError> {
         let network = self.network;
         let Some(s) = self.session.as_mut() else {
-            return Ok(None);
+            return Ok(Step::Waiting);
         };
         let mut packet = ff::Packet::empty();
         loop {
@@ -184,14 +184,14 @@ impl FfmpegSource {
                 match decoder.receive_frame(&mut s.frame) {
                     Ok(()) => {
                         let ts = s.frame.timestamp().map(|t| t as f64 * s.time_base);
-                        return Ok(Some(ts));
+                        return Ok(Step::Ready(ts));
                     }
-                    Err(ff::Error::Eof) => return Err(ended(network)),
+                    Err(ff::Error::Eof) => return Ok(Step::Ended),
                     Err(_) => {} // needs more input
                 }
             }
             if network && Instant::now() >= deadline {
-                return Ok(None);
+                return Ok(Step::Waiting);
             }
             match packet.read(&mut s.input) {
                 Ok(()) => {}
@@ -199,7 +199,7 @@ impl FfmpegSource {
                     // Drain the frames the decoder still holds.
                     match s.decoder.as_mut().map(|d| d.send_eof()) {
                         Some(Ok(())) => continue,
-                        _ => return Err(ended(network)),
+                        _ => return Ok(Step::Ended),
                     }
                 }
                 Err(e) => {
@@ -214,7 +214,7 @@ impl FfmpegSource {
                     let Some(data) = packet.data() else { continue };
                     s.jpeg = Some(Bytes::copy_from_slice(data));
                     let ts = packet.pts().map(|t| t as f64 * s.time_base);
-                    return Ok(Some(ts));
+                    return Ok(Step::Ready(ts));
                 }
                 Some(d) => {
                     if let Err(e) = d.send_packet(&packet) {
@@ -229,12 +229,14 @@ impl FfmpegSource {
     }
 }
 
-fn ended(network: bool) -> SourceError {
-    SourceError::Unavailable(if network {
-        "the stream ended".into()
-    } else {
-        "end of file".into()
-    })
+/// What reading the input came to.
+enum Step {
+    /// A picture is ready; its timestamp in seconds, if known.
+    Ready(Option<f64>),
+    /// Nothing before the deadline.
+    Waiting,
+    /// End of file, or the camera closed the stream.
+    Ended,
 }
 
 impl Source for FfmpegSource {
@@ -259,9 +261,13 @@ impl Source for FfmpegSource {
             Some(due) => Some(due),
             None => {
                 let ts = match self.decode_next(deadline) {
-                    Ok(Some(ts)) => ts,
-                    Ok(None) => return Ok(None),
-                    Err(SourceError::Unavailable(why)) if !self.network && why == "end of file" => {
+                    Ok(Step::Ready(ts)) => ts,
+                    Ok(Step::Waiting) => return Ok(None),
+                    Ok(Step::Ended) if self.network => {
+                        self.session = None;
+                        return Err(SourceError::Unavailable("the stream ended".into()));
+                    }
+                    Ok(Step::Ended) => {
                         // Loop: the next pass starts one frame after the last.
                         self.loop_start = self.session.as_ref().and_then(|s| {
                             s.last_due
