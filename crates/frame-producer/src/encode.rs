@@ -70,15 +70,13 @@ impl FrameEncoder {
                 Ok(Encoded::new(jpeg, canvas.width(), canvas.height()))
             }
             Picture::Yuv420(image) => {
-                let jpeg = match target(image.width, image.height) {
-                    None => self.jpeg.encode_yuv420(&image)?,
+                let (jpeg, w, h) = match target(image.width, image.height) {
+                    None => (self.jpeg.encode_yuv420(&image)?, image.width, image.height),
                     Some((w, h)) => {
                         let scaled = self.scaler.scale_yuv420(&image, w, h)?;
-                        self.jpeg.encode_yuv420(&scaled)?
+                        (self.jpeg.encode_yuv420(&scaled)?, w, h)
                     }
                 };
-                let (w, h) =
-                    target(image.width, image.height).unwrap_or((image.width, image.height));
                 Ok(Encoded::new(jpeg, w, h))
             }
         }
