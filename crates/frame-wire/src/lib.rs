@@ -12,14 +12,25 @@
 //!   change later without breaking old peers silently.
 //! - The JPEG travels as its own part and is never copied into the header.
 //!
+//! - A signed message (version 2, when producer and gateway share a key) has a
+//!   4th part, a MAC over the other three (see [`auth`]).
+//!
 //! Decoding validates everything and returns a [`WireError`]; it never panics on
 //! any input and never allocates more than the configured limits allow.
+
+pub mod auth;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// The header version this crate writes and reads.
+use crate::auth::{Key, KeyRing, MacError};
+
+/// The header version of an unsigned message `[topic][header][jpeg]`.
 pub const VERSION: u8 = 1;
+/// The header version of a signed message `[topic][header][jpeg][mac]`: the
+/// same layout, a different number, so a gateway that predates signing
+/// refuses it (`version` or `part_count`) instead of misreading it.
+pub const SIGNED_VERSION: u8 = 2;
 /// Longest stream name accepted; names appear in URLs and metric labels.
 pub const MAX_STREAM_NAME: usize = 64;
 /// Largest header accepted on the wire (a v1 header is 41 bytes plus the name).
@@ -32,7 +43,7 @@ pub const DEFAULT_MAX_JPEG_BYTES: usize = 8 * 1024 * 1024;
 /// Everything known about a frame besides its pixels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FrameHeader {
-    /// Format version; always [`VERSION`] when encoded by this crate.
+    /// Format version: [`VERSION`], or [`SIGNED_VERSION`] in a signed message.
     pub version: u8,
     /// Frame number within one producer run, starting at 0.
     pub seq: u64,
@@ -70,8 +81,16 @@ impl Default for Limits {
 /// Why a message or frame was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
-    #[error("expected 3 message parts [topic][header][jpeg], got {0}")]
+    #[error("expected 3 message parts [topic][header][jpeg] (or 4 with a MAC), got {0}")]
     PartCount(usize),
+    #[error("unsigned frame, but a bus key is configured")]
+    Unsigned,
+    #[error("signed frame, but no bus key is configured here")]
+    SignedWithoutKey,
+    #[error("frame signed with a key this side does not hold")]
+    UnknownKey,
+    #[error("frame MAC does not verify (forged, altered or wrong key)")]
+    BadMac,
     #[error("header is empty")]
     EmptyHeader,
     #[error("header is {0} bytes, more than the {MAX_HEADER_BYTES} allowed")]
@@ -99,6 +118,10 @@ impl WireError {
     pub fn kind(&self) -> &'static str {
         match self {
             WireError::PartCount(_) => "part_count",
+            WireError::Unsigned => "unsigned",
+            WireError::SignedWithoutKey => "no_key",
+            WireError::UnknownKey => "unknown_key",
+            WireError::BadMac => "bad_mac",
             WireError::EmptyHeader
             | WireError::MalformedHeader(_)
             | WireError::TrailingHeaderBytes(_) => "bad_header",
@@ -162,7 +185,7 @@ fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), Wi
 
 /// Encodes just the header part.
 pub fn encode_header(header: &FrameHeader) -> Result<Vec<u8>, WireError> {
-    if header.version != VERSION {
+    if header.version != VERSION && header.version != SIGNED_VERSION {
         return Err(WireError::UnsupportedVersion(header.version));
     }
     bincode::serde::encode_to_vec(header, config())
@@ -172,7 +195,7 @@ pub fn encode_header(header: &FrameHeader) -> Result<Vec<u8>, WireError> {
 /// Decodes and checks just the header part.
 pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, WireError> {
     let version = *bytes.first().ok_or(WireError::EmptyHeader)?;
-    if version != VERSION {
+    if version != VERSION && version != SIGNED_VERSION {
         return Err(WireError::UnsupportedVersion(version));
     }
     if bytes.len() > MAX_HEADER_BYTES {
@@ -190,6 +213,9 @@ pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, WireError> {
 /// Builds the three message parts for one frame, checking it first so a
 /// producer cannot publish what a gateway would refuse.
 pub fn encode(header: &FrameHeader, jpeg: Bytes, limits: &Limits) -> Result<[Bytes; 3], WireError> {
+    if header.version != VERSION {
+        return Err(WireError::UnsupportedVersion(header.version));
+    }
     validate(header, &jpeg, limits)?;
     let head = encode_header(header)?;
     Ok([
@@ -199,12 +225,58 @@ pub fn encode(header: &FrameHeader, jpeg: Bytes, limits: &Limits) -> Result<[Byt
     ])
 }
 
-/// Decodes one message from its parts, validating every field.
+/// Builds the four parts of a signed message: the header's version is set
+/// to [`SIGNED_VERSION`] and the 4th part is `key`'s MAC over the other three.
+pub fn encode_signed(
+    header: &FrameHeader,
+    jpeg: Bytes,
+    limits: &Limits,
+    key: &Key,
+) -> Result<[Bytes; 4], WireError> {
+    validate(header, &jpeg, limits)?;
+    let mut header = header.clone();
+    header.version = SIGNED_VERSION;
+    let head = encode_header(&header)?;
+    let mac = key.sign_frame(header.stream.as_bytes(), &head, &jpeg);
+    Ok([
+        Bytes::copy_from_slice(header.stream.as_bytes()),
+        Bytes::from(head),
+        jpeg,
+        mac,
+    ])
+}
+
+/// Decodes one unsigned message (no key configured), validating every field.
 pub fn decode(parts: &[Bytes], limits: &Limits) -> Result<Frame, WireError> {
-    let [topic, head, jpeg] = parts else {
-        return Err(WireError::PartCount(parts.len()));
+    decode_with(parts, limits, None)
+}
+
+/// Decodes one message. With `keys`, only signed messages whose MAC verifies
+/// with a key of the ring are accepted, the MAC checked (in constant time)
+/// before anything else is parsed; without, only unsigned ones.
+pub fn decode_with(
+    parts: &[Bytes],
+    limits: &Limits,
+    keys: Option<&KeyRing>,
+) -> Result<Frame, WireError> {
+    let (topic, head, jpeg, want_version) = match (parts, keys) {
+        ([topic, head, jpeg], None) => (topic, head, jpeg, VERSION),
+        ([_, _, _], Some(_)) => return Err(WireError::Unsigned),
+        ([_, _, _, _], None) => return Err(WireError::SignedWithoutKey),
+        ([topic, head, jpeg, mac], Some(ring)) => {
+            ring.verify_frame(topic, head, jpeg, mac)
+                .map_err(|e| match e {
+                    MacError::UnknownKey => WireError::UnknownKey,
+                    MacError::Malformed | MacError::Mismatch => WireError::BadMac,
+                })?;
+            (topic, head, jpeg, SIGNED_VERSION)
+        }
+        _ => return Err(WireError::PartCount(parts.len())),
     };
     let header = decode_header(head)?;
+    if header.version != want_version {
+        return Err(WireError::UnsupportedVersion(header.version));
+    }
     validate(&header, jpeg, limits)?;
     if topic.as_ref() != header.stream.as_bytes() {
         return Err(WireError::TopicMismatch {

@@ -56,13 +56,106 @@ fn jpeg_is_shared_not_copied() {
 #[test]
 fn wrong_part_counts_are_rejected() {
     let p = parts();
-    for n in [0, 1, 2, 4] {
+    for n in [0, 1, 2, 5] {
         let mut v: Vec<Bytes> = p.iter().cycle().take(n).cloned().collect();
-        if n == 4 {
+        if n == 5 {
             v[3] = Bytes::from_static(b"extra");
         }
         assert_eq!(decode(&v, &Limits::default()), Err(WireError::PartCount(n)));
     }
+}
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const OTHER: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+fn ring(text: &str) -> auth::KeyRing {
+    auth::KeyRing::parse(text).expect("key")
+}
+
+fn signed(key: &str) -> Vec<Bytes> {
+    encode_signed(&header(), jpeg(), &Limits::default(), ring(key).signing())
+        .expect("signs")
+        .to_vec()
+}
+
+#[test]
+fn signed_messages_round_trip_as_version_2_with_a_4th_part() {
+    let p = signed(KEY);
+    assert_eq!(p.len(), 4);
+    assert_eq!(p[1][0], SIGNED_VERSION);
+    assert_eq!(p[3].len(), auth::MAC_PART_BYTES);
+    // The header layout is version 1's with another version byte.
+    assert_eq!(p[1][1..], encode_header(&header()).expect("v1")[1..]);
+    let frame = decode_with(&p, &Limits::default(), Some(&ring(KEY))).expect("verifies");
+    assert_eq!(frame.header.version, SIGNED_VERSION);
+    assert_eq!(frame.jpeg, jpeg());
+    assert_eq!(frame.jpeg.as_ptr(), p[2].as_ptr(), "not copied");
+}
+
+#[test]
+fn keys_decide_which_messages_pass() {
+    let keys = ring(KEY);
+    let l = Limits::default();
+    // A keyed receiver refuses unsigned frames; an unkeyed one signed frames
+    // (it cannot check them), as a gateway that predates signing does.
+    assert_eq!(
+        decode_with(&parts(), &l, Some(&keys)),
+        Err(WireError::Unsigned)
+    );
+    assert_eq!(decode(&signed(KEY), &l), Err(WireError::SignedWithoutKey));
+    assert_eq!(
+        decode_with(&signed(OTHER), &l, Some(&keys)),
+        Err(WireError::UnknownKey)
+    );
+    // Right format, right key id, wrong tag: a forger who knows the id.
+    let mut forged = signed(KEY);
+    let mut jpeg = forged[2].to_vec();
+    jpeg[4] ^= 1;
+    forged[2] = jpeg.into();
+    assert_eq!(
+        decode_with(&forged, &l, Some(&keys)),
+        Err(WireError::BadMac)
+    );
+    // A version-1 header in a signed message is refused even with a good MAC.
+    let mut v1 = parts();
+    v1.push(keys.signing().sign_frame(&v1[0], &v1[1], &v1[2]));
+    assert_eq!(
+        decode_with(&v1, &l, Some(&keys)),
+        Err(WireError::UnsupportedVersion(VERSION))
+    );
+    for e in [
+        WireError::Unsigned,
+        WireError::SignedWithoutKey,
+        WireError::UnknownKey,
+        WireError::BadMac,
+    ] {
+        assert!(!e.kind().is_empty());
+    }
+    // Rotation: a ring with the old and the new key takes both.
+    let both = ring(&format!("{OTHER}\n{KEY}"));
+    assert!(decode_with(&signed(KEY), &l, Some(&both)).is_ok());
+    assert!(decode_with(&signed(OTHER), &l, Some(&both)).is_ok());
+}
+
+#[test]
+fn python_struct_signing_matches() {
+    // What scripts/publish_frames.py computes with hmac + hashlib: HMAC-SHA-256
+    // over a domain string and each part with its u64 LE length.
+    let p = signed(KEY);
+    let mut msg = b"mjpeg-fanout frame v2\0".to_vec();
+    for part in &p[..3] {
+        msg.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        msg.extend_from_slice(part);
+    }
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&[
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+        0xee, 0xff,
+    ])
+    .expect("key");
+    m.update(&msg);
+    assert_eq!(p[3][5..], m.finalize().into_bytes()[..]);
 }
 
 #[test]
