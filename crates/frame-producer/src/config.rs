@@ -42,20 +42,46 @@ pub struct Config {
     /// JPEG quality, 1-100.
     #[arg(long, env = "PRODUCER_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
-    /// ZeroMQ endpoint the PUB socket binds.
-    #[arg(long, env = "PRODUCER_BIND", default_value = "tcp://0.0.0.0:5555")]
+    /// ZeroMQ endpoint the PUB socket binds (`tcp://HOST:PORT`,
+    /// `ipc:///path`). Loopback by default: frames are readable by whoever
+    /// reaches this port, so bind another address on purpose (the container
+    /// image does) and set a bus key when others share that network.
+    #[arg(long, env = "PRODUCER_BIND", default_value = "tcp://127.0.0.1:5555")]
     pub bind: String,
-    /// Address for /healthz and /metrics.
-    #[arg(long, env = "PRODUCER_METRICS_LISTEN", default_value = "0.0.0.0:9100")]
+    /// Address for /healthz and /metrics (no credentials; loopback by
+    /// default, the container image opens it for health checks and Prometheus).
+    #[arg(
+        long,
+        env = "PRODUCER_METRICS_LISTEN",
+        default_value = "127.0.0.1:9100"
+    )]
     pub metrics_listen: SocketAddr,
+    /// File holding the bus key (hex, one key per line, at most two: the
+    /// first signs, both are accepted; re-read when it changes or on SIGHUP).
+    /// With a key every frame is signed and subscribers must prove the key.
+    #[arg(long, env = "PRODUCER_BUS_KEY_FILE")]
+    pub bus_key_file: Option<std::path::PathBuf>,
+    /// The bus key itself (hex). Prefer the file: a value on the command
+    /// line is visible to every user in the process list.
+    #[arg(
+        long,
+        env = "PRODUCER_BUS_KEY",
+        hide_env_values = true,
+        conflicts_with = "bus_key_file"
+    )]
+    pub bus_key: Option<String>,
+    /// Most bytes of frames queued for one subscriber that does not keep up
+    /// (a frozen gateway): beyond it the oldest are dropped. What a stalled
+    /// subscriber can cost the producer, whatever the frame size and rate.
+    #[arg(long, env = "PRODUCER_SUBSCRIBER_QUEUE_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(65_536..=(1u64 << 34)))]
+    pub subscriber_queue_bytes: u64,
     /// Largest JPEG published; bigger frames are skipped and counted.
     #[arg(long, env = "PRODUCER_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
     pub max_frame_bytes: usize,
-    /// Seconds a subscriber may leave published data unacknowledged before
-    /// its connection is dropped (TCP_USER_TIMEOUT). zmq.rs queues without
-    /// limit for a subscriber that is connected but not reading, such as a
-    /// frozen gateway; this bounds that queue to about fps x frame size x
-    /// this many seconds. 0 leaves the system default.
+    /// Seconds a subscriber may take to accept one frame, or leave sent
+    /// data unacknowledged (TCP_USER_TIMEOUT), before it is dropped: a
+    /// frozen or vanished gateway is let go. 0: never (its queue stays
+    /// bounded by --subscriber-queue-bytes).
     #[arg(long, env = "PRODUCER_SUBSCRIBER_TIMEOUT", default_value_t = 10)]
     pub subscriber_timeout: u64,
     /// RTSP transport: `tcp` (default: works through NAT, firewalls and
@@ -77,6 +103,16 @@ pub const DEFAULT_PATTERN_SIZE: Size = Size {
 pub const DEFAULT_FPS: f64 = 15.0;
 
 impl Config {
+    /// Where the bus key comes from, if one is set.
+    pub fn key_source(&self) -> Option<frame_wire::auth::KeySource> {
+        use frame_wire::auth::KeySource;
+        match (&self.bus_key_file, &self.bus_key) {
+            (Some(path), _) => Some(KeySource::File(path.clone())),
+            (None, Some(v)) => Some(KeySource::Value(v.clone())),
+            (None, None) => None,
+        }
+    }
+
     /// The rate for sources that produce a frame whenever asked.
     pub fn paced_fps(&self) -> f64 {
         self.fps().unwrap_or(DEFAULT_FPS)
@@ -184,7 +220,10 @@ mod tests {
             (15.0, 80, "cam0")
         );
         assert_eq!(c.rtsp_transport, "tcp");
-        assert_eq!(c.bind, "tcp://0.0.0.0:5555");
+        assert_eq!(c.bind, "tcp://127.0.0.1:5555");
+        assert!(c.metrics_listen.ip().is_loopback());
+        assert_eq!(c.subscriber_queue_bytes, 32 << 20);
+        assert!(c.bus_key_file.is_none() && c.bus_key.is_none());
     }
 
     #[test]
@@ -204,6 +243,8 @@ mod tests {
             &["p", "--quality", "101"],
             &["p", "--stream", "bad name"],
             &["p", "--rtsp-transport", "http"],
+            &["p", "--subscriber-queue-bytes", "100"],
+            &["p", "--bus-key", "aa", "--bus-key-file", "/k"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");
         }

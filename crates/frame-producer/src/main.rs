@@ -5,6 +5,7 @@
 //! (with `scale.rs`) makes the JPEG,
 //! `publish.rs` puts frames on the wire, `metrics.rs` answers health checks.
 
+mod bus;
 mod capture;
 mod config;
 mod encode;
@@ -35,9 +36,31 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = metrics::ProducerMetrics::new(&config.stream).context("registering metrics")?;
     let subscriber_timeout = std::time::Duration::from_secs(config.subscriber_timeout);
-    let publisher = publish::Publisher::bind(&config.bind, &config.stream, subscriber_timeout)
-        .await
-        .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
+    let keys = bus_keys(&config)?;
+    if (config.subscriber_queue_bytes as usize) < config.max_frame_bytes {
+        anyhow::bail!(
+            "--subscriber-queue-bytes ({}) must be at least --max-frame-bytes ({}): a frame must fit in a subscriber's queue",
+            config.subscriber_queue_bytes,
+            config.max_frame_bytes
+        );
+    }
+    let bus_settings = bus::BusSettings {
+        queue_bytes: config.subscriber_queue_bytes as usize,
+        subscriber_timeout,
+        keys: keys.clone(),
+    };
+    let publisher = publish::Publisher::bind(
+        &config.bind,
+        &config.stream,
+        bus_settings,
+        metrics.bus.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
+    warn_if_exposed(&config, keys.as_ref());
+    if let Some(keys) = keys {
+        tokio::spawn(reload_keys(keys, publisher.bus_handle(), shutdown.clone()));
+    }
     let publisher_id = publisher.producer_id();
     let metrics_server = metrics::serve(config.metrics_listen, metrics.clone(), shutdown.clone())
         .await
@@ -87,4 +110,90 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     metrics_server.abort();
     tracing::info!("frame-producer stopped");
     Ok(())
+}
+
+/// The bus key ring, if one is configured; a bad key stops start-up.
+fn bus_keys(config: &Config) -> anyhow::Result<Option<frame_wire::auth::KeyStore>> {
+    let given_on_command_line =
+        std::env::args().any(|a| a == "--bus-key" || a.starts_with("--bus-key="));
+    if given_on_command_line {
+        tracing::warn!(
+            "--bus-key on the command line is visible to every user of this host in the \
+             process list: use PRODUCER_BUS_KEY_FILE (or the PRODUCER_BUS_KEY variable)"
+        );
+    }
+    let Some(source) = config.key_source() else {
+        return Ok(None);
+    };
+    let store = frame_wire::auth::KeyStore::load(source).context("loading the bus key")?;
+    Ok(Some(store))
+}
+
+/// Says once, loudly, when frames can be read from other hosts.
+fn warn_if_exposed(config: &Config, keys: Option<&frame_wire::auth::KeyStore>) {
+    let local = publish::is_local_endpoint(&config.bind);
+    match (local, keys) {
+        (true, None) => {}
+        (false, None) => tracing::warn!(
+            bind = %config.bind,
+            "FRAME BUS OPEN: anyone who can reach {} can watch every frame, and gateways \
+             cannot tell this producer's frames from a forger's. Set PRODUCER_BUS_KEY_FILE \
+             (and the same key on every gateway), or bind a loopback or private address",
+            config.bind
+        ),
+        (_, Some(k)) => tracing::info!(
+            bind = %config.bind,
+            keys = %k.ring().ids(),
+            "bus key set: frames are signed and only subscribers holding the key get them; \
+             the bus is NOT encrypted, so keep it on a private network"
+        ),
+    }
+    if !config.metrics_listen.ip().is_loopback() {
+        tracing::info!(
+            metrics = %config.metrics_listen,
+            "/metrics and /healthz answer anyone who can reach this address (counters only, no frames)"
+        );
+    }
+}
+
+/// Re-reads the key file once a second and on SIGHUP; subscribers whose
+/// key was removed are dropped.
+async fn reload_keys(
+    keys: frame_wire::auth::KeyStore,
+    bus: bus::BusHandle,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last_error: Option<String> = None;
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(frame_wire::auth::KEY_FILE_CHECK) => {}
+            _ = hangup => {}
+        }
+        match keys.refresh() {
+            Ok(false) => last_error = None,
+            Ok(true) => {
+                last_error = None;
+                tracing::info!(keys = %keys.ring().ids(), "bus key file changed; keys reloaded");
+                bus.keys_changed();
+            }
+            Err(e) => {
+                // Once per distinct problem, not once a second.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %text, "bus key file unusable; keeping the previous keys");
+                    last_error = Some(text);
+                }
+            }
+        }
+    }
 }

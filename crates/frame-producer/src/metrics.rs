@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
@@ -23,6 +23,7 @@ pub struct ProducerMetrics {
     pub source_errors: IntCounter,
     pub encode_seconds: Histogram,
     pub frame_bytes: Histogram,
+    pub bus: crate::bus::BusMetrics,
     started_ns: u64,
     last_publish_ns: Arc<AtomicU64>,
 }
@@ -54,7 +55,33 @@ impl ProducerMetrics {
                 .buckets(prometheus::exponential_buckets(8192.0, 2.0, 10)?),
         )?;
         registry.register(Box::new(frame_bytes.clone()))?;
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "subscribers_refused_total",
+                "Subscriber connections refused or dropped, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(refused.clone()))?;
+        let bus = crate::bus::BusMetrics {
+            subscribers: gauge("subscribers", "Subscribers connected to the PUB socket")?,
+            queued_bytes: gauge(
+                "subscriber_queued_bytes",
+                "Bytes of frames queued for subscribers, all together",
+            )?,
+            dropped: counter(
+                "subscriber_frames_dropped_total",
+                "Frames dropped for a subscriber whose queue was full (--subscriber-queue-bytes)",
+            )?,
+            refused,
+        };
         Ok(ProducerMetrics {
+            bus,
             published: counter("frames_published_total", "Frames published")?,
             skipped_late: skipped.with_label_values(&["late"]),
             skipped_rate: skipped.with_label_values(&["rate_cap"]),

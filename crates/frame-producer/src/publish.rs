@@ -1,14 +1,17 @@
 //! The PUB side of the wire: one socket, one message per frame,
-//! `[stream][header][jpeg]` as `frame-wire` defines it.
+//! `[stream][header][jpeg]` as `frame-wire` defines it, or
+//! `[stream][header][jpeg][mac]` when a bus key is set.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use frame_wire::{FrameHeader, Limits, VERSION};
-use zeromq::{Socket, SocketSend, ZmqMessage};
+
+use crate::bus::{BusMetrics, BusSettings, Listener, PubServer};
 
 pub struct Publisher {
-    socket: zeromq::PubSocket,
+    bus: PubServer,
+    keys: Option<frame_wire::auth::KeyStore>,
     stream: String,
     producer_id: u64,
     seq: u64,
@@ -19,8 +22,8 @@ pub struct Publisher {
 pub enum PublishError {
     #[error("frame refused by the wire format: {0}")]
     Wire(#[from] frame_wire::WireError),
-    #[error("zeromq: {0}")]
-    Zmq(#[from] zeromq::ZmqError),
+    #[error("unsupported endpoint {0:?}: use tcp://HOST:PORT or ipc:///path")]
+    Endpoint(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -68,28 +71,45 @@ fn tcp_listener(
     Ok(s.into())
 }
 
+fn ipc_listener(path: &str) -> Result<tokio::net::UnixListener, PublishError> {
+    // Like libzmq: a socket file left by an earlier run is replaced.
+    let _ = std::fs::remove_file(path);
+    tokio::net::UnixListener::bind(path).map_err(|source| PublishError::Listen {
+        addr: path.to_string(),
+        source,
+    })
+}
+
 impl Publisher {
-    /// Binds the PUB socket. For `tcp://` endpoints the listening socket is
-    /// ours, so accepted subscriber connections inherit TCP_USER_TIMEOUT and
-    /// keepalive: a subscriber that stops reading, or vanishes, is dropped
-    /// after `subscriber_timeout`, and with it the queue zmq.rs keeps for it.
+    /// Binds the PUB socket (our own, `bus.rs`). For `tcp://` endpoints
+    /// accepted subscriber connections inherit TCP_USER_TIMEOUT and
+    /// keepalive, so a vanished subscriber is dropped; one that stops
+    /// reading costs at most `bus.queue_bytes`.
     pub async fn bind(
         endpoint: &str,
         stream: &str,
-        subscriber_timeout: Duration,
+        bus: BusSettings,
+        metrics: BusMetrics,
     ) -> Result<Self, PublishError> {
-        let mut socket = zeromq::PubSocket::new();
-        let bound = match endpoint.strip_prefix("tcp://") {
-            Some(addr) => {
-                socket
-                    .bind_listener(tcp_listener(addr, subscriber_timeout)?)
-                    .await?
-            }
-            None => socket.bind(endpoint).await?,
+        let listener = if let Some(addr) = endpoint.strip_prefix("tcp://") {
+            let l = tcp_listener(addr, bus.subscriber_timeout)?;
+            Listener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|source| {
+                PublishError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                }
+            })?)
+        } else if let Some(path) = endpoint.strip_prefix("ipc://") {
+            Listener::Ipc(ipc_listener(path)?)
+        } else {
+            return Err(PublishError::Endpoint(endpoint.to_string()));
         };
-        tracing::info!(endpoint = %bound, "PUB socket bound");
+        let keys = bus.keys.clone();
+        let server = PubServer::start(listener, bus, metrics);
+        tracing::info!(endpoint = %server.local_endpoint(), "PUB socket bound");
         Ok(Publisher {
-            socket,
+            bus: server,
+            keys,
             stream: stream.to_string(),
             producer_id: random_id(),
             seq: 0,
@@ -105,8 +125,14 @@ impl Publisher {
         self.producer_id
     }
 
-    /// Publishes one JPEG. zmq.rs never blocks here: it queues per subscriber
-    /// (and drops when there is none).
+    /// A handle on the bus, to tell it the keys changed.
+    pub fn bus_handle(&self) -> crate::bus::BusHandle {
+        self.bus.handle()
+    }
+
+    /// Publishes one JPEG, signed when a key is set. Never blocks: each
+    /// subscriber has its own bounded queue (and nothing is kept when there
+    /// is none).
     pub async fn publish(
         &mut self,
         jpeg: Bytes,
@@ -123,12 +149,37 @@ impl Publisher {
             producer_id: self.producer_id,
             stream: self.stream.clone(),
         };
-        let parts = frame_wire::encode(&header, jpeg, &self.limits)?;
-        let message = ZmqMessage::try_from(parts.to_vec())
-            .map_err(|_| zeromq::ZmqError::Other("empty message"))?;
-        self.socket.send(message).await?;
+        match &self.keys {
+            Some(keys) => {
+                let ring = keys.ring();
+                let parts = frame_wire::encode_signed(&header, jpeg, &self.limits, ring.signing())?;
+                self.bus.send(&parts);
+            }
+            None => {
+                let parts = frame_wire::encode(&header, jpeg, &self.limits)?;
+                self.bus.send(&parts);
+            }
+        }
         self.seq += 1;
         Ok(header.seq)
+    }
+}
+
+/// True when only this host can reach `endpoint` (loopback or ipc).
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    if endpoint.starts_with("ipc://") {
+        return true;
+    }
+    let Some(addr) = endpoint.strip_prefix("tcp://") else {
+        return false;
+    };
+    let spec = addr.replacen('*', "0.0.0.0", 1);
+    match std::net::ToSocketAddrs::to_socket_addrs(&spec) {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
     }
 }
 
