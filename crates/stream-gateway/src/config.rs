@@ -25,6 +25,10 @@ pub struct Config {
     /// Only these streams (comma list); all streams when empty.
     #[arg(long = "streams", env = "GATEWAY_STREAMS", value_delimiter = ',')]
     pub only_streams: Vec<String>,
+    /// The stream `/video_feed`, `/snapshot` and `/?action=stream` serve. Unset:
+    /// the first stream, in `--producer` order and then by name.
+    #[arg(long, env = "GATEWAY_DEFAULT_STREAM")]
+    pub default_stream: Option<String>,
     /// HTTP listen address.
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -61,11 +65,15 @@ pub struct Config {
     /// Seconds a client may take to send its request headers.
     #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
     pub header_timeout: Duration,
+    /// Most bytes all unfinished request heads together may hold; a client
+    /// that would need more while waiting gets 503.
+    #[arg(long, env = "GATEWAY_MAX_PENDING_HEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_pending_head_bytes: usize,
     /// Name of this gateway in responses (X-Gateway-Instance) and /api/streams.
     #[arg(long, env = "GATEWAY_INSTANCE_ID", default_value_t = default_instance())]
     pub instance_id: String,
-    /// Worker threads for the async runtime.
-    #[arg(long, env = "GATEWAY_THREADS", default_value_t = 2)]
+    /// Serving threads, each with its own share of the viewers (0: one per CPU core).
+    #[arg(long, env = "GATEWAY_THREADS", default_value_t = 0)]
     pub threads: usize,
     /// User name for HTTP Basic authentication (off unless set).
     #[arg(long, env = "GATEWAY_AUTH_USER")]
@@ -94,6 +102,16 @@ pub struct Config {
     pub healthcheck: bool,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl Config {
+    /// Serving threads: `--threads`, or one per core the process may use.
+    pub fn serving_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -125,6 +143,8 @@ mod tests {
         assert_eq!(c.producers, vec!["tcp://127.0.0.1:5555".to_string()]);
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.stale_after, Duration::from_secs(3));
+        assert!(c.serving_threads() >= 1);
+        assert_eq!(c.default_stream, None);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! `receive/` takes it off the ZeroMQ socket and puts it, as a ready-made
 //! multipart part, into its stream's latest-frame slot (`streams.rs`, `part.rs`);
 //! `serve/` writes the newest part to every viewer whose socket can take it:
-//! `serve/direct.rs` is the fan-out writer that stream requests are handed
-//! to, `serve/routes.rs` (warp) answers everything else.
+//! serving threads (`serve/server.rs`) read each request
+//! (`serve/connection.rs`), decide it once (`serve/admission.rs`) and hand
+//! every viewer to the fan-out writer (`serve/fanout.rs`); warp's route
+//! table (`serve/routes.rs`) answers everything else.
 //! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
 //! "NO SIGNAL" placeholder when it goes stale.
 
@@ -34,7 +36,9 @@ fn main() -> std::process::ExitCode {
         name: "stream-gateway",
         log: &config.log,
         healthcheck: config.healthcheck.then_some(config.listen),
-        worker_threads: config.threads,
+        // Receiving, the keeper and start-up; the serving threads are
+        // started by `serve::server::run`.
+        worker_threads: 1,
     };
     stream_common::service::main(service, || async_main(config.clone()))
 }
@@ -42,21 +46,27 @@ fn main() -> std::process::ExitCode {
 async fn async_main(config: Config) -> anyhow::Result<()> {
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = Arc::new(metrics::GatewayMetrics::new().context("registering metrics")?);
-    let streams = Arc::new(streams::Streams::new(metrics.clone()));
+    let streams = Arc::new(streams::Streams::new(
+        metrics.clone(),
+        config.default_stream.clone(),
+    ));
     let listener = serve::server::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let threads = config.serving_threads();
     tracing::info!(
         listen = %config.listen,
         producers = ?config.producers,
         instance = %config.instance_id,
+        threads,
         url = %format!("http://{}/", display_addr(config.listen)),
         "stream-gateway started"
     );
 
     let mut tasks = Vec::new();
-    for endpoint in &config.producers {
+    for (index, endpoint) in config.producers.iter().enumerate() {
         tasks.push(tokio::spawn(receive::run(
             endpoint.clone(),
+            index,
             receive::Settings::from_config(&config),
             streams.clone(),
             metrics.clone(),
@@ -76,6 +86,48 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         config.auth_token.clone(),
     )
     .context("authentication settings")?;
+    warn_about_settings(&config, &auth);
+    let (fanout, inboxes) = serve::fanout::Fanout::new(threads);
+    let app = serve::routes::App::new(&config, streams.clone(), metrics.clone());
+    let shared = Arc::new(serve::connection::Shared {
+        admission: serve::admission::Admission::new(
+            serve::admission::Policy {
+                auth,
+                public_metrics: config.public_metrics,
+                allow_origins: config.allow_origins.clone(),
+                max_clients: config.max_clients,
+            },
+            streams,
+            metrics.clone(),
+        ),
+        fanout,
+        routes: warp::Filter::boxed(app.routes()),
+        metrics,
+        instance: http::HeaderValue::from_str(&config.instance_id)
+            .unwrap_or(http::HeaderValue::from_static("gateway")),
+        budget: serve::head::HeadBudget::new(config.max_pending_head_bytes),
+        header_timeout: config.header_timeout,
+        write_timeout: config.viewer_timeout,
+    });
+    serve::server::run(
+        listener,
+        shared,
+        inboxes,
+        serve::server::Settings::from_config(&config),
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the serving threads")?;
+
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
+    }
+    tracing::info!("stream-gateway stopped");
+    Ok(())
+}
+
+/// Settings that work but expose more than the user may think.
+fn warn_about_settings(config: &Config, auth: &serve::auth::Auth) {
     if !auth.enabled() && !config.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %config.listen,
@@ -83,20 +135,24 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
              (set GATEWAY_AUTH_USER/GATEWAY_AUTH_PASSWORD or GATEWAY_AUTH_TOKEN)"
         );
     }
-    let app = serve::routes::App::new(&config, auth, streams, metrics, shutdown.clone());
-    serve::server::run(
-        listener,
-        app,
-        serve::server::Settings::from_config(&config),
-        shutdown.clone(),
-    )
-    .await;
-
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_millis(200), t).await;
+    let on_command_line =
+        |flag: &str| std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    for flag in ["--auth-password", "--auth-token"] {
+        if on_command_line(flag) {
+            tracing::warn!(
+                flag,
+                "a secret on the command line is visible to every user of this host (ps); \
+                 use GATEWAY_AUTH_PASSWORD_FILE, GATEWAY_AUTH_PASSWORD or GATEWAY_AUTH_TOKEN instead"
+            );
+        }
     }
-    tracing::info!("stream-gateway stopped");
-    Ok(())
+    if config.allow_origins.iter().any(|o| o == "*") {
+        tracing::warn!(
+            "--allow-origin '*': any website may read streams, snapshots and the API \
+             without credentials (Access-Control-Allow-Origin: *); credentials are only \
+             honoured cross-origin for origins listed by name"
+        );
+    }
 }
 
 /// The address to print for people: a wildcard bind is reachable as localhost.

@@ -14,6 +14,7 @@ pub struct GatewayMetrics {
     parts_out: IntCounterVec,
     bytes_out: IntCounterVec,
     skipped: IntCounterVec,
+    fanout_missed: IntCounterVec,
     latency: HistogramVec,
     invalid: IntCounterVec,
     resubscribes: IntCounterVec,
@@ -32,6 +33,7 @@ pub struct StreamMetrics {
     pub parts_out: IntCounter,
     pub bytes_out: IntCounter,
     pub skipped: IntCounter,
+    pub fanout_missed: IntCounter,
     pub latency: Histogram,
 }
 
@@ -74,6 +76,13 @@ impl GatewayMetrics {
                 ),
                 s
             )?),
+            fanout_missed: reg!(IntCounterVec::new(
+                Opts::new(
+                    "fanout_missed_frames_total",
+                    "Frames a fan-out writer had no time to send to any of its viewers (CPU saturated)"
+                ),
+                s
+            )?),
             latency: reg!(HistogramVec::new(
                 HistogramOpts::new(
                     "capture_to_send_seconds",
@@ -106,7 +115,10 @@ impl GatewayMetrics {
                 "auth_failures_total",
                 "Requests refused for missing or wrong credentials"
             )?),
-            connections: reg!(IntGauge::new("connections", "Open HTTP connections")?),
+            connections: reg!(IntGauge::new(
+                "connections",
+                "Open HTTP connections that are not (yet) streaming"
+            )?),
             viewers_total: reg!(IntGauge::new(
                 "viewers_total",
                 "Open stream responses, all streams"
@@ -123,6 +135,7 @@ impl GatewayMetrics {
             parts_out: self.parts_out.with_label_values(&[name]),
             bytes_out: self.bytes_out.with_label_values(&[name]),
             skipped: self.skipped.with_label_values(&[name]),
+            fanout_missed: self.fanout_missed.with_label_values(&[name]),
             latency: self.latency.with_label_values(&[name]),
         }
     }

@@ -17,6 +17,8 @@ pub type Slot = Option<Arc<Part>>;
 
 pub struct Stream {
     pub name: String,
+    /// Position of the first producer (in `--producer` order) that sent it.
+    producer_index: usize,
     slot: watch::Sender<Slot>,
     state: Mutex<State>,
     pub metrics: StreamMetrics,
@@ -39,10 +41,11 @@ pub struct State {
 }
 
 impl Stream {
-    fn new(name: &str, metrics: StreamMetrics) -> Self {
+    fn new(name: &str, producer_index: usize, metrics: StreamMetrics) -> Self {
         let now = Instant::now();
         Stream {
             name: name.to_string(),
+            producer_index,
             slot: watch::Sender::new(None),
             state: Mutex::new(State {
                 width: 0,
@@ -160,17 +163,22 @@ impl Stream {
     }
 }
 
-/// All streams, in the order they first appeared.
+/// All streams, in a stable order: by the position of their producer in
+/// `--producer` order, then by name. So the first stream, `/video_feed`'s
+/// unless `--default-stream` names another, is the same after every restart
+/// whatever order frames happen to arrive in.
 pub struct Streams {
     list: RwLock<Vec<Arc<Stream>>>,
     metrics: Arc<GatewayMetrics>,
+    default: Option<String>,
 }
 
 impl Streams {
-    pub fn new(metrics: Arc<GatewayMetrics>) -> Self {
+    pub fn new(metrics: Arc<GatewayMetrics>, default: Option<String>) -> Self {
         Streams {
             list: RwLock::new(Vec::new()),
             metrics,
+            default,
         }
     }
 
@@ -178,16 +186,29 @@ impl Streams {
         self.read().iter().find(|s| s.name == name).cloned()
     }
 
-    pub fn first(&self) -> Option<Arc<Stream>> {
-        self.read().first().cloned()
+    /// The stream `/video_feed`, `/snapshot` and `/?action=…` serve: the one
+    /// named by `--default-stream` (none until it arrives), else the first.
+    pub fn default_stream(&self) -> Option<Arc<Stream>> {
+        match &self.default {
+            Some(name) => self.get(name),
+            None => self.read().first().cloned(),
+        }
+    }
+
+    /// The default stream's name, when there is one.
+    pub fn default_name(&self) -> Option<String> {
+        self.default
+            .clone()
+            .or_else(|| self.read().first().map(|s| s.name.clone()))
     }
 
     pub fn all(&self) -> Vec<Arc<Stream>> {
         self.read().clone()
     }
 
-    /// The stream called `name`, created on its first frame.
-    pub fn get_or_create(&self, name: &str) -> Arc<Stream> {
+    /// The stream called `name`, created on its first frame from the
+    /// producer at `producer_index`.
+    pub fn get_or_create(&self, name: &str, producer_index: usize) -> Arc<Stream> {
         if let Some(s) = self.get(name) {
             return s;
         }
@@ -196,12 +217,47 @@ impl Streams {
             return s.clone();
         }
         tracing::info!(stream = name, "new stream");
-        let s = Arc::new(Stream::new(name, self.metrics.for_stream(name)));
-        list.push(s.clone());
+        let s = Arc::new(Stream::new(
+            name,
+            producer_index,
+            self.metrics.for_stream(name),
+        ));
+        let key = |s: &Stream| (s.producer_index, s.name.clone());
+        let at = list.partition_point(|other| key(other) < key(&s));
+        list.insert(at, s.clone());
         s
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Stream>>> {
         self.list.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_by_producer_then_name_whatever_the_arrival() {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let names = |s: &Streams| s.all().iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        let a = Streams::new(metrics.clone(), None);
+        for (name, p) in [("zeta", 2), ("yard", 1), ("lobby", 0), ("garage", 1)] {
+            a.get_or_create(name, p);
+        }
+        assert_eq!(names(&a), ["lobby", "garage", "yard", "zeta"]);
+        assert_eq!(
+            a.default_stream().map(|s| s.name.clone()).as_deref(),
+            Some("lobby")
+        );
+        let b = Streams::new(metrics, Some("yard".into()));
+        assert!(b.default_stream().is_none(), "not arrived yet");
+        b.get_or_create("lobby", 0);
+        assert!(b.default_stream().is_none(), "never another stream");
+        b.get_or_create("yard", 1);
+        assert_eq!(
+            b.default_stream().map(|s| s.name.clone()).as_deref(),
+            Some("yard")
+        );
     }
 }

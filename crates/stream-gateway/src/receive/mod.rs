@@ -38,9 +38,10 @@ impl Settings {
     }
 }
 
-/// Receives from `endpoint` until shutdown.
+/// Receives from `endpoint`, the `producer_index`-th `--producer`, until shutdown.
 pub async fn run(
     endpoint: String,
+    producer_index: usize,
     settings: Settings,
     streams: Arc<Streams>,
     metrics: Arc<GatewayMetrics>,
@@ -123,7 +124,7 @@ pub async fn run(
                         continue;
                     }
                     streams
-                        .get_or_create(&frame.header.stream)
+                        .get_or_create(&frame.header.stream, producer_index)
                         .publish_live(&frame, &endpoint);
                 }
                 Err(e) => {

@@ -74,6 +74,11 @@ impl Auth {
         self.basic.is_some() || self.token.is_some()
     }
 
+    /// Whether people can log in with a user name and password.
+    pub fn has_basic(&self) -> bool {
+        self.basic.is_some()
+    }
+
     /// Whether a request with this `Authorization` header and `?token=` may pass.
     pub fn allows(&self, authorization: Option<&str>, query_token: Option<&str>) -> bool {
         if !self.enabled() {

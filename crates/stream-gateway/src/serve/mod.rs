@@ -1,11 +1,17 @@
-//! The HTTP side: `server` accepts connections and reads the request head;
-//! `direct` takes stream requests onto their stream's fan-out writer;
-//! `routes` (warp) answers everything else, `viewer` being its MJPEG body
-//! for the rare stream request that arrives on a kept-alive connection;
-//! `auth` checks credentials; `page.html` is the viewer page.
+//! The HTTP side, in the order a request goes through it:
+//! `server` runs the serving threads and accepts connections;
+//! `connection` serves one connection's requests: `head` reads each request
+//! head, `admission` decides it (credentials, CORS, capacity, which stream),
+//! and then a stream goes to `fanout`, the one writer every viewer is served
+//! by, while anything else is answered by `routes` (warp's route table).
+//! `response` writes every response head; `auth` checks credentials;
+//! `page.html` is the viewer page.
 
+pub mod admission;
 pub mod auth;
-pub mod direct;
+pub mod connection;
+pub mod fanout;
+pub mod head;
+pub mod response;
 pub mod routes;
 pub mod server;
-pub mod viewer;

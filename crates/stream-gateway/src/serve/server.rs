@@ -1,30 +1,33 @@
-//! Accepting connections. warp does the routing; the accept loop is ours so
-//! that bind errors are clear, every socket gets TCP_NODELAY, a bounded send
-//! buffer and keepalive, slow header senders time out, disconnects are
-//! logged at debug (not as errors), and shutdown is bounded.
+//! Serving threads. `--threads` threads each run their own single-threaded
+//! runtime, their own accept loop on a shared listening socket, and their
+//! own fan-out shard, like that many independent servers that share the
+//! streams' latest-frame slots and nothing else on the hot path: each thread
+//! polls only its own sockets, and a thread busy writing simply accepts less
+//! while the others take new connections.
+//!
+//! Every accepted socket gets TCP_NODELAY, a bounded send buffer and unsent
+//! limit (a slow viewer skips frames instead of lagging), keepalive and a
+//! user timeout (a vanished viewer is found). Shutdown stops accepting,
+//! ends every stream, and gives the rest a bounded time.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 use stream_common::ratelimit::LogEvery;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::serve::direct::{self, Rewind};
-use crate::serve::routes::App;
-use bytes::BytesMut;
+use crate::serve::connection::{self, Shared};
+use crate::serve::fanout::{self, ShardInbox};
 
 pub struct Settings {
     pub viewer_timeout: Duration,
     pub unsent_limit: u32,
     pub send_buffer: usize,
-    pub header_timeout: Duration,
 }
 
 impl Settings {
@@ -33,20 +36,19 @@ impl Settings {
             viewer_timeout: c.viewer_timeout,
             unsent_limit: c.unsent_limit,
             send_buffer: c.send_buffer,
-            header_timeout: c.header_timeout,
         }
     }
 }
 
-/// Binds the listening socket with TCP_NODELAY (inherited by accepted sockets).
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds the listening socket, so a taken port is a clear start-up error.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn tune(stream: &TcpStream, settings: &Settings) {
@@ -70,24 +72,64 @@ fn tune(stream: &TcpStream, settings: &Settings) {
     let _ = sock.set_tcp_user_timeout(Some(settings.viewer_timeout));
 }
 
-/// Serves until `shutdown`, then gives open connections a bounded time to end.
-pub async fn run(listener: TcpListener, app: App, settings: Settings, shutdown: CancellationToken) {
-    let routes = app.routes();
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
-        // A small write buffer: hyper takes the next part from a viewer's
-        // stream only once the previous one is nearly written, so a slow
-        // viewer skips frames instead of queueing them. It also caps request
-        // headers (larger ones get 431).
-        .max_buf_size(32 * 1024)
-        .writev(true);
-    let mut accept_log = LogEvery::new(Duration::from_secs(5));
-    let metrics = app.metrics.clone();
+/// Starts one serving thread per shard inbox; returns when all have ended
+/// (after `shutdown`).
+pub async fn run(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    inboxes: Vec<ShardInbox>,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let mut threads = Vec::new();
+    for (index, inbox) in inboxes.into_iter().enumerate() {
+        let listener = listener.try_clone()?;
+        let (shared, settings, shutdown) = (shared.clone(), settings.clone(), shutdown.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("serve-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(rt) => rt.block_on(thread_main(
+                        index, listener, shared, inbox, settings, shutdown,
+                    )),
+                    Err(e) => {
+                        tracing::error!(thread = index, error = %e, "cannot start a serving thread")
+                    }
+                }
+                let _ = done_tx.send(());
+            })?;
+        threads.push(done_rx);
+    }
+    drop(listener);
+    for done in threads {
+        let _ = done.await;
+    }
+    Ok(())
+}
 
+async fn thread_main(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    inbox: ShardInbox,
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(thread = index, error = %e, "cannot register the listening socket");
+            return;
+        }
+    };
+    let shard = tokio::spawn(fanout::run_shard(inbox, shutdown.clone()));
+    let connections = TaskTracker::new();
+    let mut accept_log = LogEvery::new(Duration::from_secs(5));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -95,8 +137,8 @@ pub async fn run(listener: TcpListener, app: App, settings: Settings, shutdown: 
                 Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    if accept_log.check(std::time::Instant::now()).is_some() {
-                        tracing::warn!(error = %e, "accept failed");
+                    if let Some(folded) = accept_log.check(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, repeats = folded, "accept failed");
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -104,67 +146,20 @@ pub async fn run(listener: TcpListener, app: App, settings: Settings, shutdown: 
             },
         };
         tune(&stream, &settings);
-        let (app, routes, builder, watcher) = (
-            app.clone(),
-            routes.clone(),
-            builder.clone(),
-            graceful.watcher(),
-        );
-        let header_timeout = settings.header_timeout;
-        let metrics = metrics.clone();
-        metrics.connections.inc();
-        tokio::spawn(async move {
-            let mut stream = stream;
-            let mut head = BytesMut::with_capacity(2048);
-            // The request head decides the path: a stream goes to its
-            // fan-out writer, everything else to warp (with the bytes read).
-            match tokio::time::timeout(header_timeout, direct::read_head(&mut stream, &mut head))
-                .await
-            {
-                Err(_) => {
-                    tracing::debug!(%peer, "request headers too slow; closing");
-                    metrics.connections.dec();
-                    return;
-                }
-                Ok(Err(_)) => {
-                    metrics.connections.dec();
-                    return;
-                }
-                Ok(Ok(complete)) => {
-                    if complete && let Some(req) = direct::parse(&head) {
-                        match app.try_direct(&req, stream) {
-                            None => {
-                                metrics.connections.dec();
-                                return;
-                            }
-                            Some(s) => stream = s,
-                        }
-                    } else if head.is_empty() {
-                        metrics.connections.dec();
-                        return;
-                    }
-                }
-            }
-            let svc = TowerToHyperService::new(warp::service(routes));
-            let conn = builder
-                .serve_connection(TokioIo::new(Rewind::new(head, stream)), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            metrics.connections.dec();
-        });
+        connections.spawn(connection::serve(stream, peer, shared.clone(), index));
     }
     drop(listener);
-    tracing::info!(
-        connections = graceful.count(),
-        "no longer accepting; closing connections"
-    );
-    // Viewer streams end on the same token, so this is quick; bound it anyway.
-    if tokio::time::timeout(Duration::from_millis(1500), graceful.shutdown())
+    connections.close();
+    // Streams end on the same token at once; replies in flight get a moment.
+    if tokio::time::timeout(Duration::from_millis(1500), connections.wait())
         .await
         .is_err()
     {
-        tracing::warn!("some connections did not close in time");
+        tracing::warn!(
+            thread = index,
+            connections = connections.len(),
+            "some connections did not close in time"
+        );
     }
+    let _ = shard.await;
 }

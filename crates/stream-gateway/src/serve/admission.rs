@@ -1,0 +1,546 @@
+//! Deciding a request, once, in one place: method, body, query, credentials,
+//! CORS, whether it is a stream, which stream, `?fps=`, and a seat within
+//! `--max-clients`. What comes out is a [`Decision`] the connection carries
+//! out: a viewer for the fan-out writer, a stream head, a reply made here,
+//! or a route for warp. Nothing after this looks at credentials again.
+//!
+//! A viewer's [`Seat`] holds a capacity permit taken atomically (so a burst
+//! of simultaneous requests never admits more than the limit) and counts the
+//! viewer in the metrics until it is dropped, whichever way the viewer left.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use stream_common::ratelimit::LogEvery;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::GatewayMetrics;
+use crate::serve::auth::Auth;
+use crate::serve::head::Head;
+use crate::serve::response::text;
+use crate::serve::routes::{self, StreamTarget};
+use crate::streams::{Stream, Streams};
+
+/// The CORS answer for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// No CORS headers: the origin is not allowed (or there is none).
+    None,
+    /// `*`: any origin may read, without credentials (as the spec intends).
+    Any,
+    /// An origin listed by name; with credentials when auth is on.
+    Origin {
+        value: HeaderValue,
+        credentials: bool,
+    },
+}
+
+impl Cors {
+    pub fn apply(&self, h: &mut HeaderMap) {
+        match self {
+            Cors::None => {}
+            Cors::Any => {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+            Cors::Origin { value, credentials } => {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+                if *credentials {
+                    h.insert(
+                        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                        HeaderValue::from_static("true"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A viewer's place among `--max-clients`; counted while it lives.
+pub struct Seat {
+    _permit: OwnedSemaphorePermit,
+    pub stream: Arc<Stream>,
+    metrics: Arc<GatewayMetrics>,
+    opened: Instant,
+}
+
+impl Seat {
+    fn new(
+        permit: OwnedSemaphorePermit,
+        stream: Arc<Stream>,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Self {
+        stream.metrics.viewers.inc();
+        metrics.viewers_total.inc();
+        tracing::debug!(stream = %stream.name, "viewer connected");
+        Seat {
+            _permit: permit,
+            stream,
+            metrics,
+            opened: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.stream.metrics.viewers.dec();
+        self.metrics.viewers_total.dec();
+        tracing::debug!(
+            stream = %self.stream.name,
+            watched_ms = self.opened.elapsed().as_millis() as u64,
+            "viewer left"
+        );
+    }
+}
+
+/// An admitted viewer, ready for the fan-out.
+pub struct Viewer {
+    pub seat: Seat,
+    pub fps_cap: Option<f64>,
+}
+
+pub enum Decision {
+    /// A GET of a stream: the socket goes to the fan-out writer.
+    Stream(Viewer),
+    /// A HEAD of a stream: the stream's head, no body.
+    StreamHead,
+    /// Answered here: errors, refusals, CORS preflight.
+    Reply(Response<Bytes>),
+    /// Everything else: warp's route table answers.
+    Route,
+}
+
+/// The query string as pairs; a key given twice is an error, so no two
+/// readers of one request can disagree about it.
+pub type Query = HashMap<String, String>;
+
+pub fn parse_query(q: &str) -> Result<Query, String> {
+    let mut out = Query::new();
+    for kv in q.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("query parameter {k:?} given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// `?fps=N` for one client's rate cap: absent, or a number in 0.1..=240.
+pub fn parse_fps(q: &Query) -> Result<Option<f64>, ()> {
+    match q.get("fps").map(|v| v.parse::<f64>()) {
+        None => Ok(None),
+        Some(Ok(f)) if (0.1..=240.0).contains(&f) => Ok(Some(f)),
+        Some(_) => Err(()),
+    }
+}
+
+/// Settings for [`Admission`], from the command line.
+pub struct Policy {
+    pub auth: Auth,
+    pub public_metrics: bool,
+    pub allow_origins: Vec<String>,
+    pub max_clients: usize,
+}
+
+pub struct Admission {
+    policy: Policy,
+    seats: Arc<Semaphore>,
+    streams: Arc<Streams>,
+    metrics: Arc<GatewayMetrics>,
+    auth_log: Mutex<LogEvery>,
+    capacity_log: Mutex<LogEvery>,
+}
+
+impl Admission {
+    pub fn new(policy: Policy, streams: Arc<Streams>, metrics: Arc<GatewayMetrics>) -> Self {
+        Admission {
+            seats: Arc::new(Semaphore::new(
+                policy.max_clients.min(Semaphore::MAX_PERMITS),
+            )),
+            policy,
+            streams,
+            metrics,
+            auth_log: Mutex::new(LogEvery::new(Duration::from_secs(1))),
+            capacity_log: Mutex::new(LogEvery::new(Duration::from_secs(5))),
+        }
+    }
+
+    /// The CORS answer for a request from `origin`.
+    pub fn cors(&self, origin: Option<&str>) -> Cors {
+        let Some(origin) = origin else {
+            return Cors::None;
+        };
+        let listed = origin != "null" && self.policy.allow_origins.iter().any(|a| a == origin);
+        match HeaderValue::from_str(origin) {
+            Ok(value) if listed => Cors::Origin {
+                value,
+                credentials: self.policy.auth.enabled(),
+            },
+            _ if self.policy.allow_origins.iter().any(|a| a == "*") => Cors::Any,
+            _ => Cors::None,
+        }
+    }
+
+    /// Decides what to do with a request.
+    pub fn decide(&self, head: &Head) -> Decision {
+        let is_get = head.method == Method::GET;
+        if head.method == Method::OPTIONS {
+            return Decision::Reply(self.preflight(head));
+        }
+        if !is_get && head.method != Method::HEAD {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed; use GET or HEAD",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Decision::Reply(r);
+        }
+        if head.has_body {
+            return Decision::Reply(text(
+                StatusCode::BAD_REQUEST,
+                "this server takes no request bodies",
+            ));
+        }
+        let q = match parse_query(&head.query) {
+            Ok(q) => q,
+            Err(e) => return Decision::Reply(text(StatusCode::BAD_REQUEST, &e)),
+        };
+        if !self.is_open(&head.path) {
+            let token = q.get("token").map(String::as_str);
+            if !self
+                .policy
+                .auth
+                .allows(head.single(&header::AUTHORIZATION), token)
+            {
+                return Decision::Reply(self.unauthorized(&head.path));
+            }
+        }
+        let Some(target) = routes::stream_target(&head.path, &q) else {
+            return Decision::Route;
+        };
+        let Ok(fps_cap) = parse_fps(&q) else {
+            return Decision::Reply(text(
+                StatusCode::BAD_REQUEST,
+                "fps must be a number between 0.1 and 240",
+            ));
+        };
+        let stream = match target {
+            StreamTarget::Default => self.streams.default_stream(),
+            StreamTarget::Named(name) => self.streams.get(name),
+        };
+        let Some(stream) = stream else {
+            return Decision::Reply(routes::no_stream(match target {
+                StreamTarget::Default => None,
+                StreamTarget::Named(name) => Some(name),
+            }));
+        };
+        if !is_get {
+            return Decision::StreamHead;
+        }
+        match self.seats.clone().try_acquire_owned() {
+            Ok(permit) => Decision::Stream(Viewer {
+                seat: Seat::new(permit, stream, self.metrics.clone()),
+                fps_cap,
+            }),
+            Err(_) => Decision::Reply(self.at_capacity()),
+        }
+    }
+
+    /// Routes anyone may call: health checks, and metrics if made public.
+    fn is_open(&self, path: &str) -> bool {
+        matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && self.policy.public_metrics)
+    }
+
+    fn preflight(&self, head: &Head) -> Response<Bytes> {
+        let allowed = self.cors(head.single(&header::ORIGIN)) != Cors::None;
+        let mut r = Response::new(Bytes::new());
+        *r.status_mut() = if allowed {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization"),
+        );
+        r
+    }
+
+    fn unauthorized(&self, path: &str) -> Response<Bytes> {
+        self.metrics.auth_failures.inc();
+        let mut log = self.auth_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(folded) = log.check(Instant::now()) {
+            tracing::warn!(
+                path,
+                repeats = folded,
+                "request refused: missing or wrong credentials"
+            );
+        }
+        let mut r = text(StatusCode::UNAUTHORIZED, "authentication required");
+        let challenge = if self.policy.auth.has_basic() {
+            "Basic realm=\"stream-gateway\", charset=\"UTF-8\""
+        } else {
+            "Bearer realm=\"stream-gateway\""
+        };
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        r
+    }
+
+    fn at_capacity(&self) -> Response<Bytes> {
+        self.metrics.rejected_clients.inc();
+        let mut log = self.capacity_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(folded) = log.check(Instant::now()) {
+            tracing::warn!(
+                max_clients = self.policy.max_clients,
+                repeats = folded,
+                "viewer refused: too many clients"
+            );
+        }
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many viewers; try again shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::head::parse;
+
+    fn admission(policy: Policy) -> (Admission, Arc<Streams>) {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let streams = Arc::new(Streams::new(metrics.clone(), None));
+        let frame = frame_wire::Frame {
+            header: frame_wire::FrameHeader {
+                version: frame_wire::VERSION,
+                seq: 0,
+                capture_ts_ns: 1,
+                width: 2,
+                height: 2,
+                producer_id: 1,
+                stream: "cam0".into(),
+            },
+            jpeg: Bytes::from_static(b"\xFF\xD8\xFF\xD9"),
+        };
+        streams.get_or_create("cam0", 0).publish_live(&frame, "p");
+        (Admission::new(policy, streams.clone(), metrics), streams)
+    }
+
+    fn open(max_clients: usize) -> Policy {
+        Policy {
+            auth: Auth::default(),
+            public_metrics: false,
+            allow_origins: vec![],
+            max_clients,
+        }
+    }
+
+    fn head(s: &str) -> Head {
+        parse(&Bytes::copy_from_slice(s.as_bytes())).expect("valid head")
+    }
+
+    fn status(d: &Decision) -> u16 {
+        match d {
+            Decision::Stream(_) => 1,
+            Decision::StreamHead => 2,
+            Decision::Route => 3,
+            Decision::Reply(r) => r.status().as_u16(),
+        }
+    }
+
+    #[test]
+    fn queries_parse_and_refuse_duplicates() {
+        let q = parse_query("fps=5&token=a&flag").expect("ok");
+        assert_eq!(q.get("fps").map(String::as_str), Some("5"));
+        assert_eq!(q.get("flag").map(String::as_str), Some(""));
+        assert!(parse_query("token=a&token=b").is_err());
+        assert_eq!(parse_fps(&q), Ok(Some(5.0)));
+        for bad in ["fps=0", "fps=241", "fps=x", "fps="] {
+            assert!(parse_fps(&parse_query(bad).expect("q")).is_err(), "{bad}");
+        }
+        assert_eq!(parse_fps(&Query::new()), Ok(None));
+    }
+
+    #[test]
+    fn streams_routes_and_errors_are_decided_once() {
+        let (a, _) = admission(open(10));
+        assert_eq!(
+            status(&a.decide(&head("GET /stream/cam0 HTTP/1.1\r\n\r\n"))),
+            1
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /video_feed HTTP/1.1\r\n\r\n"))),
+            1
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /?action=stream HTTP/1.1\r\n\r\n"))),
+            1
+        );
+        assert_eq!(
+            status(&a.decide(&head("HEAD /stream/cam0 HTTP/1.1\r\n\r\n"))),
+            2
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /snapshot HTTP/1.1\r\n\r\n"))),
+            3
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /?action=snapshot HTTP/1.1\r\n\r\n"))),
+            3
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /stream/nope HTTP/1.1\r\n\r\n"))),
+            404
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /stream/cam0?fps=0 HTTP/1.1\r\n\r\n"))),
+            400
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /stream/cam0?fps=1&fps=2 HTTP/1.1\r\n\r\n"))),
+            400
+        );
+        assert_eq!(
+            status(&a.decide(&head("DELETE /stream/cam0 HTTP/1.1\r\n\r\n"))),
+            405
+        );
+        assert_eq!(
+            status(&a.decide(&head(
+                "GET /stream/cam0 HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+            ))),
+            400
+        );
+    }
+
+    #[test]
+    fn credentials_are_checked_for_every_path_but_health() {
+        let policy = Policy {
+            auth: Auth::new(None, None, None, Some("right".into())).expect("auth"),
+            ..open(10)
+        };
+        let (a, _) = admission(policy);
+        for path in [
+            "/stream/cam0",
+            "/video_feed",
+            "/snapshot",
+            "/api/streams",
+            "/metrics",
+            "/",
+        ] {
+            let d = a.decide(&head(&format!("GET {path} HTTP/1.1\r\n\r\n")));
+            assert_eq!(status(&d), 401, "{path}");
+        }
+        assert_eq!(status(&a.decide(&head("GET /healthz HTTP/1.1\r\n\r\n"))), 3);
+        let bearer = "GET /stream/cam0 HTTP/1.1\r\nAuthorization: Bearer right\r\n\r\n";
+        assert_eq!(status(&a.decide(&head(bearer))), 1);
+        assert_eq!(
+            status(&a.decide(&head("GET /stream/cam0?token=right HTTP/1.1\r\n\r\n"))),
+            1
+        );
+        assert_eq!(
+            status(&a.decide(&head(
+                "GET /stream/cam0?token=right&token=wrong HTTP/1.1\r\n\r\n"
+            ))),
+            400
+        );
+        let Decision::Reply(r) = a.decide(&head("GET /snapshot HTTP/1.1\r\n\r\n")) else {
+            panic!("refused")
+        };
+        assert!(
+            r.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"Bearer"))
+        );
+    }
+
+    #[test]
+    fn cors_star_never_grants_credentials() {
+        let policy = Policy {
+            auth: Auth::new(None, None, None, Some("t".into())).expect("auth"),
+            allow_origins: vec!["*".into(), "https://ok.example".into()],
+            ..open(10)
+        };
+        let (a, _) = admission(policy);
+        assert_eq!(a.cors(Some("https://evil.example")), Cors::Any);
+        assert_eq!(a.cors(Some("null")), Cors::Any);
+        assert_eq!(a.cors(None), Cors::None);
+        assert!(matches!(
+            a.cors(Some("https://ok.example")),
+            Cors::Origin {
+                credentials: true,
+                ..
+            }
+        ));
+        let mut h = HeaderMap::new();
+        a.cors(Some("https://evil.example")).apply(&mut h);
+        assert_eq!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS), None);
+        assert_eq!(
+            h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .map(|v| v.as_bytes()),
+            Some(&b"*"[..])
+        );
+        let listed_only = Policy {
+            allow_origins: vec!["https://ok.example".into()],
+            ..open(1)
+        };
+        let (a, _) = admission(listed_only);
+        assert_eq!(a.cors(Some("https://evil.example")), Cors::None);
+        let preflight = head("OPTIONS /snapshot HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n");
+        assert_eq!(status(&a.decide(&preflight)), 403);
+    }
+
+    #[test]
+    fn capacity_holds_under_a_burst_of_simultaneous_requests() {
+        let (a, streams) = admission(open(2));
+        let a = Arc::new(a);
+        let barrier = Arc::new(std::sync::Barrier::new(40));
+        let admitted: Vec<Decision> = (0..40)
+            .map(|_| {
+                let (a, barrier) = (a.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    a.decide(&head("GET /stream/cam0 HTTP/1.1\r\n\r\n"))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        let seats = admitted
+            .iter()
+            .filter(|d| matches!(d, Decision::Stream(_)))
+            .count();
+        let refused = admitted.iter().filter(|d| status(d) == 503).count();
+        assert_eq!((seats, refused), (2, 38));
+        let cam = streams.get("cam0").expect("cam0");
+        assert_eq!(cam.metrics.viewers.get(), 2);
+        drop(admitted);
+        // Seats come back when viewers leave.
+        assert_eq!(cam.metrics.viewers.get(), 0);
+        assert_eq!(
+            status(&a.decide(&head("GET /stream/cam0 HTTP/1.1\r\n\r\n"))),
+            1
+        );
+    }
+}

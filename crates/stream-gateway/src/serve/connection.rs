@@ -1,0 +1,182 @@
+//! One HTTP connection, from accept to close or to the fan-out. Each request
+//! goes forward through the same steps: read its head (`head.rs`), decide it
+//! (`admission.rs`), then either hand the socket to the fan-out writer (a
+//! stream: the connection ends here, whichever request of the connection it
+//! was) or answer it (`routes.rs` through warp, or admission's own reply) and
+//! read the next request of a kept-alive connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower_service::Service;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use crate::metrics::GatewayMetrics;
+use crate::serve::admission::{Admission, Decision};
+use crate::serve::fanout::Fanout;
+use crate::serve::head::{Head, HeadBudget, HeadError, HeadReader};
+use crate::serve::response::{self, Common, text};
+
+/// What every connection on every serving thread shares.
+pub struct Shared {
+    pub admission: Admission,
+    pub fanout: Arc<Fanout>,
+    pub routes: BoxedFilter<(Response,)>,
+    pub metrics: Arc<GatewayMetrics>,
+    pub instance: HeaderValue,
+    pub budget: HeadBudget,
+    pub header_timeout: Duration,
+    /// Longest a client may take to read a finite reply.
+    pub write_timeout: Duration,
+}
+
+/// Counts a connection in `gateway_connections` until it is answered, closed
+/// or handed to the fan-out.
+struct Counted(Arc<GatewayMetrics>);
+
+impl Counted {
+    fn new(metrics: &Arc<GatewayMetrics>) -> Self {
+        metrics.connections.inc();
+        Counted(metrics.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
+}
+
+/// Serves the requests of one connection accepted on shard `shard`.
+pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard: usize) {
+    let _counted = Counted::new(&shared.metrics);
+    let mut reader = HeadReader::new(shared.budget.clone());
+    loop {
+        let head = match tokio::time::timeout(shared.header_timeout, reader.read(&socket)).await {
+            Err(_) => {
+                tracing::debug!(%peer, "request head too slow; closing");
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(head))) => head,
+            Ok(Err(e)) => {
+                refuse(socket, peer, e, &shared).await;
+                return;
+            }
+        };
+        let cors = shared.admission.cors(head.single(&header::ORIGIN));
+        let common = Common {
+            instance: &shared.instance,
+            cors: &cors,
+        };
+        let keep_alive = head.keep_alive() && !head.has_body;
+        let head_only = head.method == Method::HEAD;
+        let reply = match shared.admission.decide(&head) {
+            Decision::Stream(viewer) => {
+                let bytes = response::stream_head(&common, true);
+                shared.fanout.join(shard, socket, bytes, viewer);
+                return;
+            }
+            Decision::StreamHead => {
+                let bytes = response::stream_head(&common, false);
+                let _ = write(&mut socket, &bytes, &shared).await;
+                close(socket).await;
+                return;
+            }
+            Decision::Reply(r) => r,
+            Decision::Route => route(&shared, head).await,
+        };
+        let bytes = response::finite(&common, reply, head_only, keep_alive);
+        if write(&mut socket, &bytes, &shared).await.is_err() {
+            return;
+        }
+        if !keep_alive {
+            close(socket).await;
+            return;
+        }
+    }
+}
+
+/// Answers a head that could not be read, when an answer is owed.
+async fn refuse(mut socket: TcpStream, peer: SocketAddr, e: HeadError, shared: &Shared) {
+    tracing::debug!(%peer, error = %e, "bad request head");
+    let status = match e {
+        HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        HeadError::Malformed(_) | HeadError::Duplicate(_) => StatusCode::BAD_REQUEST,
+        HeadError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        HeadError::Truncated | HeadError::Io(_) => return,
+    };
+    let cors = crate::serve::admission::Cors::None;
+    let common = Common {
+        instance: &shared.instance,
+        cors: &cors,
+    };
+    let bytes = response::finite(&common, text(status, &e.to_string()), false, false);
+    if write(&mut socket, &bytes, shared).await.is_ok() {
+        close(socket).await;
+    }
+}
+
+/// Asks warp's route table for the reply to a request that is no stream.
+async fn route(shared: &Shared, head: Head) -> http::Response<Bytes> {
+    let uri = if head.query.is_empty() {
+        head.path
+    } else {
+        format!("{}?{}", head.path, head.query)
+    };
+    let mut req = Request::new(Empty::<Bytes>::new());
+    *req.method_mut() = head.method;
+    *req.headers_mut() = head.headers;
+    *req.version_mut() = if head.minor_version == 0 {
+        http::Version::HTTP_10
+    } else {
+        http::Version::HTTP_11
+    };
+    match uri.parse() {
+        Ok(u) => *req.uri_mut() = u,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "bad request target"),
+    }
+    let mut service = warp::service(shared.routes.clone());
+    let Ok(response) = service.call(req).await;
+    let (parts, body) = response.into_parts();
+    match body.collect().await {
+        Ok(b) => http::Response::from_parts(parts, b.to_bytes()),
+        Err(e) => {
+            tracing::warn!(error = %e, "a reply's body failed");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// Writes a whole reply, giving a client that does not read a bounded time.
+async fn write(socket: &mut TcpStream, bytes: &[u8], shared: &Shared) -> std::io::Result<()> {
+    match tokio::time::timeout(shared.write_timeout, socket.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Ends a connection after a reply: half-close, then drain what the client
+/// still sends for a moment, so closing with unread bytes does not reset the
+/// connection before the client has read the reply.
+async fn close(mut socket: TcpStream) {
+    let _ = socket.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+}
