@@ -303,6 +303,35 @@ pub struct MjpegReader {
 impl MjpegReader {
     pub async fn open(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
         let conn = Connection::request(addr, "GET", path, &[]).await?;
+        Self::from_connection(conn, path)
+    }
+
+    /// Like [`open`](Self::open), but follows redirects (a balancing
+    /// director answers a stream request with `307` to a gateway) as a
+    /// browser does, at most `max_hops` of them; also returns where the
+    /// stream came from. `Location` must be `http://HOST:PORT/...` or a path.
+    pub async fn open_following(
+        addr: SocketAddr,
+        path: &str,
+        max_hops: usize,
+    ) -> anyhow::Result<(Self, SocketAddr)> {
+        let (mut addr, mut path) = (addr, path.to_string());
+        for _ in 0..=max_hops {
+            let conn = Connection::request(addr, "GET", &path, &[]).await?;
+            if matches!(conn.head.status, 301 | 302 | 303 | 307 | 308) {
+                let location = conn
+                    .head
+                    .header("location")
+                    .with_context(|| format!("{} without Location", conn.head.status))?;
+                (addr, path) = resolve_location(addr, location).await?;
+                continue;
+            }
+            return Ok((Self::from_connection(conn, &path)?, addr));
+        }
+        bail!("more than {max_hops} redirects")
+    }
+
+    fn from_connection(conn: Connection, path: &str) -> anyhow::Result<Self> {
         if conn.head.status != 200 {
             bail!("GET {path}: status {}", conn.head.status);
         }
@@ -374,4 +403,31 @@ impl MjpegReader {
             .await
             .context("no frame in time")?
     }
+}
+
+/// Where a `Location` points: `http://HOST:PORT/path` (HOST resolved) or a
+/// path on the same server.
+pub async fn resolve_location(
+    from: SocketAddr,
+    location: &str,
+) -> anyhow::Result<(SocketAddr, String)> {
+    if location.starts_with('/') {
+        return Ok((from, location.to_string()));
+    }
+    let rest = location
+        .strip_prefix("http://")
+        .with_context(|| format!("unsupported Location {location:?}"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = tokio::net::lookup_host(authority.as_str())
+        .await
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} has no address"))?;
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((addr, path.to_string()))
 }

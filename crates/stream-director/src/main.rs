@@ -1,0 +1,57 @@
+//! `stream-director`: the balancing tier for many gateways that carries no
+//! video (see the library docs). Runs with no arguments.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use stream_director::choose::RoundRobin;
+use stream_director::config::Config;
+use stream_director::pool::{self, Pool};
+use stream_director::serve::Director;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    stream_common::service::main(
+        stream_common::service::Service {
+            name: "stream-director",
+            log: &config.log,
+            healthcheck: config.healthcheck.then_some(config.listen),
+            worker_threads: config.threads,
+        },
+        || run(config.clone()),
+    )
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let cancel = stream_common::shutdown::on_signal();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        gateways = ?config.gateways,
+        public_url = %config.public_url,
+        "stream-director started"
+    );
+    let pool = Arc::new(Pool::default());
+    let checks = tokio::spawn(pool::check_forever(
+        pool.clone(),
+        config.gateways.clone(),
+        config.check_interval,
+        config.check_timeout,
+        cancel.clone(),
+    ));
+    let director = Arc::new(Director {
+        pool,
+        choose: Box::new(RoundRobin::default()),
+        public_url: config.public_url.clone(),
+        header_timeout: config.header_timeout,
+        stats: Default::default(),
+    });
+    director.serve(listener, cancel).await;
+    checks.await.context("health checks")?;
+    tracing::info!("stream-director stopped");
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The director's HTTP side. A stream request gets a `307` to the chosen
+//! gateway and the connection closes: the video then flows from the gateway
+//! to the viewer with no hop in between. Any other request is relayed to a
+//! chosen gateway byte for byte (`Connection: close`), so one address serves
+//! the page, snapshots and API. `/healthz`, `/readyz` and
+//! `/director/gateways` are the director's own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::choose::Choose;
+use crate::pool::{Gateway, Pool};
+use crate::request::{self, Request};
+
+/// A relayed request tries at most this many gateways.
+const RELAY_TRIES: usize = 3;
+/// A gateway on the same network that takes longer than this to accept is down.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+pub struct Stats {
+    pub redirects: AtomicU64,
+    pub relayed: AtomicU64,
+    pub unavailable: AtomicU64,
+}
+
+pub struct Director {
+    pub pool: Arc<Pool>,
+    pub choose: Box<dyn Choose>,
+    pub public_url: String,
+    pub header_timeout: Duration,
+    pub stats: Stats,
+}
+
+impl Director {
+    /// Accepts until `cancel`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, cancel: CancellationToken) {
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off briefly.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let d = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = d.connection(socket, peer).await {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+    }
+
+    async fn connection(&self, mut s: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+        let _ = s.set_nodelay(true);
+        let req =
+            match tokio::time::timeout(self.header_timeout, request::read_request(&mut s)).await {
+                Err(_) => return Ok(()),
+                Ok(Err(request::HeadError::TooLarge)) => {
+                    return respond(&mut s, "431 Request Header Fields Too Large", &[], "").await;
+                }
+                Ok(Err(request::HeadError::Malformed)) => {
+                    return respond(&mut s, "400 Bad Request", &[], "").await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Ok(Ok(r)) => r,
+            };
+        match req.path() {
+            "/healthz" => return respond(&mut s, "200 OK", &[], "ok\n").await,
+            "/readyz" => {
+                return if self.pool.candidates().is_empty() {
+                    respond(&mut s, "503 Service Unavailable", &[], "no gateway\n").await
+                } else {
+                    respond(&mut s, "200 OK", &[], "ready\n").await
+                };
+            }
+            "/director/gateways" => {
+                let body = self.state_json().to_string();
+                return respond(
+                    &mut s,
+                    "200 OK",
+                    &[("Content-Type", "application/json")],
+                    &body,
+                )
+                .await;
+            }
+            _ => {}
+        }
+        let candidates = self.pool.candidates();
+        if candidates.is_empty() {
+            self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+            return respond(
+                &mut s,
+                "503 Service Unavailable",
+                &[("Retry-After", "1")],
+                "no gateway available\n",
+            )
+            .await;
+        }
+        if let Some(stream) = req.stream() {
+            let gw = &candidates[self.choose.choose(stream, &candidates)];
+            let location = request::location(&self.public_url, gw, &req);
+            self.stats.redirects.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %location, "redirect");
+            let instance = gw.instance.clone().unwrap_or_default();
+            return respond(
+                &mut s,
+                "307 Temporary Redirect",
+                &[
+                    ("Location", &location),
+                    ("Cache-Control", "no-store"),
+                    ("X-Gateway-Instance", &instance),
+                ],
+                "",
+            )
+            .await;
+        }
+        self.relay(s, peer, &req, candidates).await
+    }
+
+    /// Relays one small request to a gateway, trying the next on a failed connect.
+    async fn relay(
+        &self,
+        mut client: TcpStream,
+        peer: SocketAddr,
+        req: &Request,
+        mut candidates: Vec<Gateway>,
+    ) -> anyhow::Result<()> {
+        for _ in 0..RELAY_TRIES.min(candidates.len()) {
+            let i = self.choose.choose("", &candidates);
+            let gw = candidates.swap_remove(i);
+            let Ok(Ok(mut upstream)) =
+                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(gw.addr)).await
+            else {
+                tracing::debug!(gateway = %gw.addr, "relay: connect failed, trying another");
+                continue;
+            };
+            let _ = upstream.set_nodelay(true);
+            upstream.write_all(&relay_head(req, peer)).await?;
+            upstream.write_all(&req.raw[req.head_len..]).await?;
+            self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+            return Ok(());
+        }
+        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+        respond(
+            &mut client,
+            "502 Bad Gateway",
+            &[("Retry-After", "1")],
+            "no gateway answered\n",
+        )
+        .await
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        let live = self.pool.live();
+        serde_json::json!({
+            "gateways": live.iter().map(|g| serde_json::json!({
+                "addr": g.addr.to_string(),
+                "instance": g.instance,
+                "ready": g.ready,
+            })).collect::<Vec<_>>(),
+            "redirects": self.stats.redirects.load(Ordering::Relaxed),
+            "relayed": self.stats.relayed.load(Ordering::Relaxed),
+            "unavailable": self.stats.unavailable.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The request head as sent upstream: one request per connection, and the
+/// client's address in `X-Forwarded-For`.
+fn relay_head(req: &Request, peer: SocketAddr) -> Vec<u8> {
+    let mut h = format!("{} {} {}\r\n", req.method, req.target, req.version);
+    let mut forwarded = None;
+    for (k, v) in &req.headers {
+        match k.as_str() {
+            "connection" | "keep-alive" | "proxy-connection" | "upgrade" => {}
+            "x-forwarded-for" => forwarded = Some(v.clone()),
+            _ => h.push_str(&format!("{k}: {v}\r\n")),
+        }
+    }
+    let ip = peer.ip();
+    let xff = forwarded.map_or_else(|| ip.to_string(), |f| format!("{f}, {ip}"));
+    h.push_str(&format!(
+        "x-forwarded-for: {xff}\r\nconnection: close\r\n\r\n"
+    ));
+    h.into_bytes()
+}
+
+async fn respond(
+    s: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> anyhow::Result<()> {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        out.push_str("Content-Type: text/plain\r\n");
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(out.as_bytes()).await?;
+    s.shutdown().await?;
+    Ok(())
+}
