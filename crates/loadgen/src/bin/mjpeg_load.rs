@@ -1,9 +1,13 @@
 //! `mjpeg-load`: N concurrent HTTP/1.1 MJPEG clients on one thread. Every
 //! part is parsed strictly (Content-Length, SOI/EOI); it prints per-client
 //! frame rates, bytes, parse errors and capture-to-receive latency from
-//! `X-Timestamp`, as text and as one JSON line.
+//! `X-Timestamp`, as text and as one JSON line. Redirects (a balancing
+//! director's 307) are followed as browsers do; the report counts which
+//! gateway (`X-Gateway-Instance`) served how many clients, and the whole
+//! machine's busy and kernel time over the window, so a benchmark can charge
+//! the kernel's share of a balancing tier.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -16,9 +20,9 @@ use test_support::http::MjpegReader;
 #[derive(Parser)]
 #[command(about = "MJPEG load generator")]
 struct Args {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// Server address(es), `HOST:PORT`, comma list: clients take them in turn.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
+    addr: Vec<String>,
     /// Request path.
     #[arg(long, default_value = "/video_feed")]
     path: String,
@@ -31,9 +35,10 @@ struct Args {
     /// Seconds to measure.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Process id of the server, to measure its CPU and memory over the window.
+    /// Process id of the server, to measure its CPU and memory over the
+    /// window; repeat for several (their CPU is summed).
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -61,6 +66,21 @@ struct Report {
     server_cpu_percent: f64,
     server_cpu_us_per_frame: f64,
     server_rss_mb: f64,
+    /// CPU seconds of each `--pid` over the window, in order.
+    pids_cpu_s: Vec<f64>,
+    /// Kernel-mode seconds of each `--pid` (10 ms resolution).
+    pids_kernel_s: Vec<f64>,
+    /// This load generator's own CPU seconds over the window.
+    self_cpu_s: f64,
+    /// The whole machine over the window, from /proc/stat: busy seconds (all
+    /// CPUs, everything but idle and iowait) and kernel seconds (system, irq,
+    /// softirq).
+    machine_busy_s: f64,
+    machine_kernel_s: f64,
+    /// Clients that were redirected before streaming.
+    redirected: usize,
+    /// Clients per serving gateway (`X-Gateway-Instance`).
+    instances: BTreeMap<String, usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,26 +112,55 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     // Each client starts reading as soon as it is connected, so nothing
     // queues up while the others connect; the window opens once all are in.
     let window: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
+    let mut addrs = Vec::new();
+    for a in &args.addr {
+        let addr = tokio::net::lookup_host(a.as_str())
+            .await
+            .with_context(|| format!("resolving {a}"))?
+            .next()
+            .with_context(|| format!("{a} has no address"))?;
+        addrs.push(addr);
+    }
+    anyhow::ensure!(!addrs.is_empty(), "no --addr");
     let mut tasks = Vec::with_capacity(args.clients);
+    let mut redirected = 0;
+    let mut instances = BTreeMap::new();
     for i in 0..args.clients {
-        let r = MjpegReader::open(args.addr, &args.path)
+        let addr = addrs[i % addrs.len()];
+        let (r, from) = MjpegReader::open_following(addr, &args.path, 1)
             .await
             .with_context(|| format!("client {i}"))?;
+        redirected += usize::from(from != addr);
+        let instance = r.head().header("x-gateway-instance").unwrap_or("");
+        *instances.entry(instance.to_string()).or_insert(0) += 1;
         tasks.push(tokio::spawn(client(r, window.clone())));
     }
     let start = Instant::now() + Duration::from_secs_f64(args.warmup);
     let end = start + Duration::from_secs_f64(args.duration);
     let _ = window.set((start, end));
-    let cpu = match args.pid {
-        Some(pid) => {
-            tokio::time::sleep_until(start.into()).await;
-            let before = cpu_seconds(pid);
-            tokio::time::sleep_until(end.into()).await;
-            let after = cpu_seconds(pid);
-            Some((after - before, rss_mb(pid)))
-        }
-        None => None,
-    };
+    tokio::time::sleep_until(start.into()).await;
+    let me = std::process::id();
+    let before: Vec<(f64, f64)> = args
+        .pid
+        .iter()
+        .map(|&p| (cpu_seconds(p), kernel_seconds(p)))
+        .collect();
+    let (self_before, machine_before) = (cpu_seconds(me), machine_seconds());
+    tokio::time::sleep_until(end.into()).await;
+    let after: Vec<(f64, f64)> = args
+        .pid
+        .iter()
+        .map(|&p| (cpu_seconds(p), kernel_seconds(p)))
+        .collect();
+    let (self_after, machine_after) = (cpu_seconds(me), machine_seconds());
+    let pids_cpu_s: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).collect();
+    let pids_kernel_s: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a.1 - b.1).collect();
+    let cpu = (!args.pid.is_empty()).then(|| {
+        (
+            pids_cpu_s.iter().sum::<f64>(),
+            args.pid.iter().map(|&p| rss_mb(p)).sum::<f64>(),
+        )
+    });
     let mut stats = Vec::new();
     for t in tasks {
         stats.push(t.await?);
@@ -147,6 +196,13 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
             0.0
         },
         server_rss_mb: rss,
+        pids_cpu_s,
+        pids_kernel_s,
+        self_cpu_s: self_after - self_before,
+        machine_busy_s: machine_after.0 - machine_before.0,
+        machine_kernel_s: machine_after.1 - machine_before.1,
+        redirected,
+        instances,
     })
 }
 
@@ -197,6 +253,34 @@ fn cpu_seconds(pid: u32) -> f64 {
         .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .sum::<f64>()
         / 1e9
+}
+
+/// Kernel-mode CPU seconds of a process (all threads), from /proc/PID/stat.
+fn kernel_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised name: state is field 3, stime field 15.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(12)?.parse::<f64>().ok())
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
+/// (busy, kernel) seconds of all CPUs together since boot, from /proc/stat.
+fn machine_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let f = |i: usize| v.get(i).copied().unwrap_or(0.0) / 100.0;
+    // user nice system idle iowait irq softirq steal
+    let busy = f(0) + f(1) + f(2) + f(5) + f(6) + f(7);
+    (busy, f(2) + f(5) + f(6))
 }
 
 fn rss_mb(pid: u32) -> f64 {
