@@ -18,6 +18,7 @@ pub struct GatewayMetrics {
     latency: HistogramVec,
     invalid: IntCounterVec,
     resubscribes: IntCounterVec,
+    thread_viewers: IntGaugeVec,
     pub rejected_clients: IntCounter,
     pub auth_failures: IntCounter,
     pub connections: IntGauge,
@@ -107,6 +108,10 @@ impl GatewayMetrics {
                 ),
                 &["producer"]
             )?),
+            thread_viewers: reg!(IntGaugeVec::new(
+                Opts::new("thread_viewers", "Viewers served by each serving thread"),
+                &["thread"]
+            )?),
             rejected_clients: reg!(IntCounter::new(
                 "rejected_clients_total",
                 "Viewers refused at --max-clients"
@@ -138,6 +143,10 @@ impl GatewayMetrics {
             fanout_missed: self.fanout_missed.with_label_values(&[name]),
             latency: self.latency.with_label_values(&[name]),
         }
+    }
+
+    pub fn for_thread(&self, index: usize) -> IntGauge {
+        self.thread_viewers.with_label_values(&[&index.to_string()])
     }
 
     pub fn invalid(&self, producer: &str, reason: &str) {

@@ -232,6 +232,28 @@ impl Connection {
         Ok(n > 0)
     }
 
+    /// Reads the rest of this body, then sends the next request on the same
+    /// (kept-alive) connection: the reply, and the next response opened.
+    pub async fn then(
+        mut self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(Response, Connection)> {
+        let mut out = BytesMut::new();
+        while self.read_body(&mut out).await? > 0 {}
+        if !self.buf.is_empty() {
+            bail!("{} bytes after the body", self.buf.len());
+        }
+        let reply = Response {
+            head: self.head,
+            body: out.freeze(),
+        };
+        let next = Self::request_on(self.stream, addr, method, path, extra, b"").await?;
+        Ok((reply, next))
+    }
+
     /// Reads the rest of the body.
     pub async fn body(mut self) -> anyhow::Result<Response> {
         let mut out = BytesMut::new();
@@ -331,7 +353,9 @@ impl MjpegReader {
         bail!("more than {max_hops} redirects")
     }
 
-    fn from_connection(conn: Connection, path: &str) -> anyhow::Result<Self> {
+    /// Reads the stream of a response already opened (e.g. with headers of
+    /// the caller's choosing, or on a kept-alive connection).
+    pub fn from_connection(conn: Connection, path: &str) -> anyhow::Result<Self> {
         if conn.head.status != 200 {
             bail!("GET {path}: status {}", conn.head.status);
         }

@@ -25,12 +25,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use prometheus::IntGauge;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use stream_common::ratelimit::LogEvery;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::GatewayMetrics;
 use crate::part::Part;
 use crate::serve::admission::{Seat, Viewer};
 use crate::streams::Stream;
@@ -43,6 +45,7 @@ pub struct Fanout {
 struct ShardHandle {
     tx: mpsc::UnboundedSender<Joining>,
     load: Arc<AtomicUsize>,
+    gauge: IntGauge,
 }
 
 /// One shard's end of the hand-over, run by [`run_shard`] on its thread.
@@ -59,24 +62,34 @@ struct Joining {
     load: Load,
 }
 
-/// Counts a viewer in its shard's load while it lives.
-struct Load(Arc<AtomicUsize>);
+/// Counts a viewer in its shard's load (and the shard's gauge) while it lives.
+struct Load(Arc<AtomicUsize>, IntGauge);
+
+impl Load {
+    fn new(shard: &ShardHandle) -> Self {
+        shard.load.fetch_add(1, Ordering::Relaxed);
+        shard.gauge.inc();
+        Load(shard.load.clone(), shard.gauge.clone())
+    }
+}
 
 impl Drop for Load {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.dec();
     }
 }
 
 impl Fanout {
     /// A fan-out over `shards` serving threads, and each thread's inbox.
-    pub fn new(shards: usize) -> (Arc<Fanout>, Vec<ShardInbox>) {
+    pub fn new(shards: usize, metrics: &GatewayMetrics) -> (Arc<Fanout>, Vec<ShardInbox>) {
         let (handles, inboxes) = (0..shards.max(1))
-            .map(|_| {
+            .map(|i| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let handle = ShardHandle {
                     tx,
                     load: Arc::new(AtomicUsize::new(0)),
+                    gauge: metrics.for_thread(i),
                 };
                 (handle, ShardInbox { rx })
             })
@@ -99,12 +112,11 @@ impl Fanout {
             }
         };
         let shard = &self.shards[target];
-        shard.load.fetch_add(1, Ordering::Relaxed);
         let joining = Joining {
             socket,
             head,
             viewer,
-            load: Load(shard.load.clone()),
+            load: Load::new(shard),
         };
         // Fails only when that thread has stopped (shutdown): the viewer is
         // dropped with the message, closing its socket.
