@@ -2,7 +2,8 @@
 # Benchmarks: builds release binaries and runs them.
 #   scripts/bench.sh                    fan-out (about 10 minutes): bench/report.md, bench/plot.svg
 #   scripts/bench.sh --sources          producer cost per frame by source (about 1 minute): bench/sources.md
-#   scripts/bench.sh --smoke            a few seconds of both, for CI; writes bench/tmp/
+#   scripts/bench.sh --multicore ...    gateway with K threads vs. K floor servers (scripts/bench_multicore.py --help)
+#   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
 # CI needs no release build. Its figures mean nothing.
@@ -13,6 +14,7 @@ if [ "${1:-}" = "--smoke" ]; then
   cargo build --workspace --bins --all-features --quiet
   export BENCH_BIN_DIR=target/debug
   python3 scripts/bench.py --smoke
+  python3 scripts/bench_multicore.py --smoke
   exec python3 scripts/bench_sources.py --smoke
 fi
 if [ "${1:-}" = "--sources" ]; then
@@ -20,8 +22,9 @@ if [ "${1:-}" = "--sources" ]; then
 else
   scripts/setup.sh --build-only
 fi
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p loadgen
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen
 case "${1:-}" in
   --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
+  --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
   *) exec python3 scripts/bench.py "$@" ;;
 esac

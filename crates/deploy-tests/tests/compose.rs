@@ -1,7 +1,9 @@
 //! `docker-compose.yml` on a real Docker engine: images built by
 //! `scripts/docker-images.sh` around the binaries the other tests ran, three
-//! gateways behind nginx, and the failures users meet: a gateway killed, the
-//! producer restarted; and the image's producer playing a video file.
+//! gateways behind nginx and stream-director (streams redirected to each
+//! gateway's own port, followed as a browser does), and the failures users
+//! meet: a gateway killed, the producer restarted; and the image's producer
+//! playing a video file.
 //!
 //! Without a Docker engine it skips with a loud message, unless `CI` is set.
 
@@ -115,7 +117,7 @@ fn compose_command() -> Vec<String> {
 }
 
 async fn stream_rate(addr: SocketAddr, window: Duration) -> (f64, String) {
-    let mut r = MjpegReader::open(addr, "/video_feed")
+    let (mut r, _) = MjpegReader::open_following(addr, "/video_feed", 1)
         .await
         .expect("stream through the load balancer");
     let instance = r
@@ -229,6 +231,7 @@ async fn compose_with_three_gateways_behind_nginx() {
     assert!(images.success(), "building images failed");
 
     let port = free_port();
+    let gateway_ports = test_support::free_port_range(3);
     let project = Project {
         compose: compose_command(),
         name: format!("mjpegtest{}", std::process::id()),
@@ -239,6 +242,10 @@ async fn compose_with_three_gateways_behind_nginx() {
                 "mjpeg-fanout/debian-base:bookworm-ffmpeg".into(),
             ),
             ("HTTP_PORT".into(), port.to_string()),
+            (
+                "GATEWAY_PORTS".into(),
+                format!("{}-{}", gateway_ports.start(), gateway_ports.end()),
+            ),
             ("PRODUCER_FPS".into(), FPS.to_string()),
         ],
     };
@@ -273,9 +280,24 @@ async fn compose_with_three_gateways_behind_nginx() {
         instances.insert(instance);
     }
     assert_eq!(instances.len(), 3, "clients reached {instances:?}");
+    // No video passes nginx: a stream request is answered with a redirect
+    // to one gateway's own published port.
+    let redirect = http::Connection::request(lb, "GET", "/stream/cam0", &[])
+        .await
+        .expect("stream request");
+    assert_eq!(redirect.head.status, 307, "streams are redirected");
+    let location = redirect.head.header("location").unwrap_or_default();
+    assert!(
+        gateway_ports
+            .clone()
+            .any(|p| location == format!("http://127.0.0.1:{p}/stream/cam0")),
+        "Location {location}"
+    );
 
     // Kill one gateway: its clients reconnect, new connections stream within 2 s.
-    let mut victim_reader = MjpegReader::open(lb, "/video_feed").await.expect("open");
+    let (mut victim_reader, _) = MjpegReader::open_following(lb, "/video_feed", 1)
+        .await
+        .expect("open");
     let victim_instance = victim_reader
         .head()
         .header("x-gateway-instance")
@@ -296,9 +318,19 @@ async fn compose_with_three_gateways_behind_nginx() {
         .expect("docker kill");
     assert!(killed.status.success());
     let t = Instant::now();
-    let mut r = MjpegReader::open(lb, "/video_feed")
-        .await
-        .expect("new connection after a gateway died");
+    // The director checks twice a second: a viewer sent to the dead
+    // gateway in between retries, as the page's watchdog does.
+    let mut r = wait_for(
+        "a new connection streaming after a gateway died",
+        Duration::from_secs(2),
+        || async {
+            let (r, _) = MjpegReader::open_following(lb, "/video_feed", 1)
+                .await
+                .ok()?;
+            Some(r)
+        },
+    )
+    .await;
     r.next_frame_within(Duration::from_secs(2))
         .await
         .expect("new connection streams");

@@ -32,6 +32,25 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// `n` consecutive TCP ports that were free a moment ago on every address
+/// (a compose service publishes one per replica from such a range).
+pub fn free_port_range(n: u16) -> std::ops::RangeInclusive<u16> {
+    // Below the kernel's ephemeral range (32768+), so outgoing connections
+    // do not take them meanwhile; start somewhere different every time.
+    let seed = std::process::id() as u64 ^ stream_common::unix_now_ns();
+    for attempt in 0..1000u64 {
+        let first = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 12_000) as u16;
+        let ports = first..=first + n - 1;
+        if ports
+            .clone()
+            .all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
+        {
+            return ports;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
 /// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
