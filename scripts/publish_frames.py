@@ -2,13 +2,22 @@
 """Publish JPEG files to stream-gateway in the frame wire format (docs/wire-format.md).
 
 An example of a producer in another language:
-    python3 scripts/publish_frames.py --bind tcp://0.0.0.0:5555 --stream cam9 photos/*.jpg
+    python3 scripts/publish_frames.py --bind tcp://127.0.0.1:5555 --stream cam9 photos/*.jpg
+    python3 scripts/publish_frames.py --key-file bus.key --bind tcp://10.0.0.5:5555 photos/
 
 Each message is three parts: [stream name][header][jpeg], the header being
 <B Q Q I I Q> (version, seq, capture ns, width, height, producer id), then a
 u64 length and the UTF-8 stream name, all little-endian.
+
+With a bus key (--key-file, or the BUS_KEY_FILE / BUS_KEY variables) the header
+version is 2 and a 4th part carries HMAC-SHA-256 over the other three:
+[0x01][key id, 4 bytes][tag, 32 bytes] (docs/wire-format.md, "Authentication").
+Unlike frame-producer, a libzmq PUB cannot refuse subscribers without the key:
+anyone who reaches the port can read the frames, so bind a private address.
 """
 import argparse
+import hashlib
+import hmac
 import os
 import pathlib
 import random
@@ -19,6 +28,32 @@ import time
 import zmq
 
 VERSION = 1
+SIGNED_VERSION = 2
+
+
+def load_key(text: str) -> bytes:
+    """The signing key: the first hex line of a key file (blank and # lines skipped)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key = bytes.fromhex(line)
+            if not 16 <= len(key) <= 256:
+                raise ValueError("a bus key is 16-256 bytes written as hex")
+            return key
+    raise ValueError("no key in the key file")
+
+
+def key_id(key: bytes) -> bytes:
+    return hashlib.sha256(b"mjpeg-fanout key id\0" + key).digest()[:4]
+
+
+def mac_part(key: bytes, topic: bytes, head: bytes, jpeg: bytes) -> bytes:
+    """The 4th part of a signed message: scheme 1, key id, HMAC-SHA-256 tag."""
+    m = hmac.new(key, b"mjpeg-fanout frame v2\0", hashlib.sha256)
+    for part in (topic, head, jpeg):
+        m.update(struct.pack("<Q", len(part)))
+        m.update(part)
+    return b"\x01" + key_id(key) + m.digest()
 
 
 def jpeg_size(data: bytes):
@@ -36,14 +71,17 @@ def jpeg_size(data: bytes):
     return None
 
 
-def header(seq: int, ts_ns: int, width: int, height: int, producer_id: int, stream: str) -> bytes:
+def header(seq: int, ts_ns: int, width: int, height: int, producer_id: int, stream: str,
+           version: int = VERSION) -> bytes:
     name = stream.encode()
-    return struct.pack("<BQQIIQQ", VERSION, seq, ts_ns, width, height, producer_id, len(name)) + name
+    return struct.pack("<BQQIIQQ", version, seq, ts_ns, width, height, producer_id, len(name)) + name
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bind", default="tcp://0.0.0.0:5555")
+    ap.add_argument("--bind", default="tcp://127.0.0.1:5555")
+    ap.add_argument("--key-file", default=os.environ.get("BUS_KEY_FILE"),
+                    help="bus key file (hex, first line signs); also BUS_KEY_FILE, or the key in BUS_KEY")
     ap.add_argument("--stream", default="py0")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--count", type=int, default=0, help="stop after this many frames (0: forever)")
@@ -64,6 +102,15 @@ def main() -> int:
     if not frames:
         print("no JPEG frames to publish", file=sys.stderr)
         return 2
+    key = None
+    try:
+        if args.key_file:
+            key = load_key(pathlib.Path(args.key_file).read_text())
+        elif os.environ.get("BUS_KEY"):
+            key = load_key(os.environ["BUS_KEY"])
+    except (OSError, ValueError) as e:
+        print(f"bus key: {e}", file=sys.stderr)
+        return 2
 
     sock = zmq.Context.instance().socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, 4)
@@ -74,8 +121,13 @@ def main() -> int:
     seq = 0
     while args.count == 0 or seq < args.count:
         data, (w, h) = frames[seq % len(frames)]
-        head = header(seq, time.time_ns(), w, h, producer_id, args.stream)
-        sock.send_multipart([args.stream.encode(), head, data], copy=False)
+        topic = args.stream.encode()
+        if key is None:
+            head = header(seq, time.time_ns(), w, h, producer_id, args.stream)
+            sock.send_multipart([topic, head, data], copy=False)
+        else:
+            head = header(seq, time.time_ns(), w, h, producer_id, args.stream, SIGNED_VERSION)
+            sock.send_multipart([topic, head, data, mac_part(key, topic, head, data)], copy=False)
         seq += 1
         time.sleep(max(0.0, start + seq * interval - time.monotonic()))
     return 0

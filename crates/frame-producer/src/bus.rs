@@ -583,8 +583,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     continue;
                 };
                 let mut st = peer.lock();
+                // A subscriber sends fresh tokens after its keys change: keep the newest.
                 if st.tokens.len() >= MAX_TOKENS {
-                    return Err(PeerError::Protocol("too many tokens"));
+                    st.tokens.remove(0);
                 }
                 st.tokens.push((prefix, unix_secs()));
                 st.reauthorize(&store.ring());
@@ -703,6 +704,77 @@ mod tests {
         assert_eq!(request(&cmd(b"\x06CANCEL")), Request::Cancel(vec![]));
         assert_eq!(request(&cmd(b"\x04PING\x00\x00")), Request::Ignore);
         assert_eq!(request(&cmd(b"\x20")), Request::Ignore);
+    }
+
+    fn metrics() -> BusMetrics {
+        BusMetrics {
+            subscribers: IntGauge::new("s", "s").expect("gauge"),
+            queued_bytes: IntGauge::new("q", "q").expect("gauge"),
+            dropped: IntCounter::new("d", "d").expect("counter"),
+            refused: IntCounterVec::new(prometheus::Opts::new("r", "r"), &["reason"])
+                .expect("counter"),
+        }
+    }
+
+    /// A subscriber that completes the handshake, subscribes to everything
+    /// and then never reads: its queue stays within the limit however much
+    /// is published, and the excess is dropped and counted.
+    #[tokio::test]
+    async fn a_subscriber_that_stops_reading_costs_at_most_the_queue_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let m = metrics();
+        let limit = 1 << 20;
+        let server = PubServer::start(
+            Listener::Tcp(listener),
+            BusSettings {
+                queue_bytes: limit,
+                subscriber_timeout: Duration::ZERO,
+                keys: None,
+            },
+            m.clone(),
+        );
+        let mut sub = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        sub.write_all(&greeting()).await.expect("greeting");
+        let mut g = [0u8; 64];
+        sub.read_exact(&mut g).await.expect("server greeting");
+        check_greeting(&g).expect("valid greeting");
+        let mut ready = vec![0x04, 0];
+        let body = b"\x05READY\x0bSocket-Type\x00\x00\x00\x03SUB";
+        ready[1] = body.len() as u8;
+        ready.extend_from_slice(body);
+        ready.extend_from_slice(&[0x00, 1, 1]); // subscribe to ""
+        sub.write_all(&ready).await.expect("ready");
+        let frame = read_frame(&mut sub).await.expect("server READY");
+        assert!(frame.command);
+        while m.subscribers.get() != 1 || server.shared.peers()[0].1.lock().prefixes.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let jpeg = Bytes::from(vec![0xAB; 100_000]);
+        let mut max_queued = 0;
+        for _ in 0..500 {
+            server.send(&[
+                Bytes::from_static(b"cam0"),
+                Bytes::from_static(b"h"),
+                jpeg.clone(),
+            ]);
+            max_queued = max_queued.max(m.queued_bytes.get());
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            max_queued as usize <= limit,
+            "queued {max_queued} > {limit}"
+        );
+        assert!(
+            max_queued as usize > limit / 2,
+            "queue never filled: {max_queued}"
+        );
+        // 50 MB published; the kernel's socket buffers hold a few MB, the queue 1 MB.
+        assert!(m.dropped.get() > 300, "dropped only {}", m.dropped.get());
+        assert_eq!(server.peer_count(), 1);
+        drop(sub);
     }
 
     #[test]

@@ -100,6 +100,15 @@ pub struct Config {
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
+    /// File holding the bus key (hex, one per line, at most two, all
+    /// accepted; re-read when it changes). With a key only frames signed with
+    /// it are shown and the producer is shown we hold it (receive/verify.rs).
+    #[arg(long, env = "GATEWAY_BUS_KEY_FILE", value_parser = crate::receive::verify::parse_key_file)]
+    pub bus_key_file: Option<std::path::PathBuf>,
+    /// The bus key itself (hex); prefer the file or the variable, a command
+    /// line is visible to every user in the process list.
+    #[arg(long, env = "GATEWAY_BUS_KEY", hide_env_values = true, conflicts_with = "bus_key_file", value_parser = crate::receive::verify::parse_key)]
+    pub bus_key: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -5,6 +5,11 @@
 //! zmq.rs reconnects on its own but backs off up to 30 s, so a watchdog
 //! recreates the socket whenever the producer has been silent for a while:
 //! viewers see live frames again within about a second of it coming back.
+//!
+//! With a bus key, `verify.rs` checks every frame's MAC and proves the key to
+//! the producer.
+
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +29,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Streams to accept; all when empty.
     pub only: Vec<String>,
+    /// Bus key, if any: frames must be signed with it.
+    pub bus: verify::BusAuth,
 }
 
 impl Settings {
@@ -34,6 +41,7 @@ impl Settings {
                 max_jpeg_bytes: c.max_frame_bytes,
             },
             only: c.only_streams.clone(),
+            bus: verify::BusAuth::from_config(c),
         }
     }
 }
@@ -71,7 +79,15 @@ pub async fn run(
             }
             continue;
         }
-        let subscribed = if settings.only.is_empty() {
+        let mut proved = Ok(());
+        let mut ring_seen = 0;
+        settings.bus.tokens_if_changed(&mut ring_seen);
+        for token in settings.bus.tokens() {
+            proved = proved.and(socket.subscribe(&token).await);
+        }
+        let subscribed = if proved.is_err() {
+            proved
+        } else if settings.only.is_empty() {
             socket.subscribe("").await
         } else {
             let mut r = Ok(());
@@ -118,7 +134,15 @@ pub async fn run(
             };
             last = now;
             ever_received = true;
-            match frame_wire::decode(&msg.into_vec(), &settings.limits) {
+            let decoded = settings.bus.decode(&msg.into_vec(), &settings.limits);
+            for token in settings
+                .bus
+                .tokens_if_changed(&mut ring_seen)
+                .unwrap_or_default()
+            {
+                let _ = socket.subscribe(&token).await;
+            }
+            match decoded {
                 Ok(frame) => {
                     if !settings.only.is_empty() && !settings.only.contains(&frame.header.stream) {
                         continue;
