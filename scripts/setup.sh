@@ -36,3 +36,10 @@ if [ "$BUILD_ONLY" = 0 ] && ! python3 -c 'import zmq' 2>/dev/null; then
   echo "setup: installing Python packages: ${PIP_PACKAGES[*]}"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PIP_PACKAGES[@]}"
 fi
+
+# The Kubernetes manifests are validated offline against the API schemas,
+# which this package bundles (crates/deploy-tests/tests/kubernetes.rs).
+if [ "$BUILD_ONLY" = 0 ] && ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "setup: installing Python packages: kubernetes-validate==1.37.0"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore kubernetes-validate==1.37.0
+fi
