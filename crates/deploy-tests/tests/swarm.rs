@@ -1,0 +1,264 @@
+//! `deploy/swarm/stack.yml` on a real Docker Swarm: the engine joins a
+//! one-node swarm, the stack runs a producer, three gateway replicas and
+//! stream-director; viewers on the stack's network are redirected to the
+//! replicas and stream from them directly, spread over all three; a replica
+//! killed with SIGKILL drops out and new viewers go to the others. The
+//! many-host override is checked to merge. The engine is left as found:
+//! stack removed, swarm left, the networks Swarm made removed.
+//!
+//! Skips loudly without a Docker engine (fails under CI), and also when the
+//! engine is already part of a swarm, which this test must not touch.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use test_support::docker::{self, APP_IMAGE, BASE_IMAGE};
+use test_support::http;
+use test_support::process::bin_path;
+use test_support::{free_port, wait_for};
+
+const FPS: f64 = 15.0;
+
+fn swarm_state() -> String {
+    docker::docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
+}
+
+fn networks() -> Vec<String> {
+    docker::docker(&["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Leaves the swarm on drop (and removes what joining it created), so a
+/// failing test still leaves the engine as it found it.
+struct Swarm {
+    stack: String,
+    networks_before: Vec<String>,
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for svc in ["stream-director", "stream-gateway", "frame-producer"] {
+                let name = format!("{}_{svc}", self.stack);
+                if let Ok(logs) =
+                    docker::try_docker(&["service", "logs", "--tail", "30", &name], &[])
+                {
+                    eprintln!("----- {name} -----\n{logs}");
+                }
+                if let Ok(ps) = docker::try_docker(&["service", "ps", "--no-trunc", &name], &[]) {
+                    eprintln!("{ps}");
+                }
+            }
+        }
+        let _ = docker::try_docker(&["stack", "rm", &self.stack], &[]);
+        // Tasks stop before the stack's network can go.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let left = docker::try_docker(
+                &[
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=com.docker.stack.namespace={}", self.stack),
+                ],
+                &[],
+            )
+            .unwrap_or_default();
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = docker::try_docker(&["swarm", "leave", "--force"], &[]);
+        // Joining made docker_gwbridge (and ingress, gone with the swarm).
+        for net in networks() {
+            if !self.networks_before.contains(&net) && net == "docker_gwbridge" {
+                let _ = docker::try_docker(&["network", "rm", &net], &[]);
+            }
+        }
+    }
+}
+
+/// mjpeg-load in a container on the stack's network: viewers as the
+/// director's clients, following its redirects to the replicas.
+fn viewers_on_the_stack_network(network: &str, clients: usize) -> serde_json::Value {
+    let load = bin_path("mjpeg-load");
+    let mount = format!("{}:/usr/local/bin/mjpeg-load:ro", load.display());
+    let out = docker::docker(&[
+        "run",
+        "--rm",
+        "--network",
+        network,
+        "-v",
+        &mount,
+        BASE_IMAGE,
+        "mjpeg-load",
+        "--addr",
+        "stream-director:8080",
+        "--path",
+        "/stream/cam0",
+        "--clients",
+        &clients.to_string(),
+        "--warmup",
+        "1",
+        "--duration",
+        "3",
+    ]);
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("mjpeg-load output {out:?}: {e}"))
+}
+
+async fn director_ready_gateways(addr: SocketAddr) -> Option<Vec<String>> {
+    let r = http::get(addr, "/director/gateways").await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(&r.text()).ok()?;
+    Some(
+        v["gateways"]
+            .as_array()?
+            .iter()
+            .filter(|g| g["ready"] == true)
+            .filter_map(|g| g["instance"].as_str().map(String::from))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn swarm_stack_redirects_viewers_to_gateway_replicas() {
+    if docker::require("the Swarm stack").is_none() {
+        return;
+    }
+    if swarm_state() != "inactive" {
+        eprintln!(
+            "\n!!!!! SKIPPED: this engine is already in a swarm ({}); the Swarm stack was NOT tested !!!!!\n",
+            swarm_state()
+        );
+        return;
+    }
+    docker::build_images();
+    let port = free_port();
+    let stack = format!("mjpegtest{}", std::process::id());
+    let env = [
+        ("APP_IMAGE", APP_IMAGE.to_string()),
+        ("HTTP_PORT", port.to_string()),
+        ("PRODUCER_FPS", FPS.to_string()),
+        ("GATEWAY_REPLICAS", "3".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // The many-host form merges onto the base and means what it says.
+    let merged = docker::docker_env(
+        &[
+            "stack",
+            "config",
+            "-c",
+            "deploy/swarm/stack.yml",
+            "-c",
+            "deploy/swarm/public-gateways.yml",
+        ],
+        &env,
+    );
+    for want in [
+        "max_replicas_per_node: 1",
+        "mode: host",
+        "DIRECTOR_PUBLIC_URL: http://{instance}:8081",
+        "GATEWAY_INSTANCE_ID: '{{.Node.Hostname}}'",
+    ] {
+        assert!(
+            merged.contains(want),
+            "merged stack lacks {want:?}:\n{merged}"
+        );
+    }
+
+    let swarm = Swarm {
+        stack: stack.clone(),
+        networks_before: networks(),
+    };
+    // Loopback: nothing of this swarm is reachable from outside the machine.
+    docker::docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    docker::docker_env(
+        &["stack", "deploy", "-c", "deploy/swarm/stack.yml", &stack],
+        &env,
+    );
+    let director = SocketAddr::from(([127, 0, 0, 1], port));
+    let ready = wait_for(
+        "the director to see three ready gateway replicas",
+        Duration::from_secs(90),
+        || async move {
+            director_ready_gateways(director)
+                .await
+                .filter(|g| g.len() == 3)
+        },
+    )
+    .await;
+    eprintln!("director sees {ready:?}");
+
+    // Small requests through the director's published port (host mode).
+    let api = http::get(director, "/api/streams").await.expect("api");
+    assert_eq!(api.head.status, 200);
+    assert!(api.text().contains("cam0"), "{}", api.text());
+
+    let network = format!("{stack}_mjpeg");
+    let report = viewers_on_the_stack_network(&network, 30);
+    eprintln!("30 viewers on the stack network: {report}");
+    assert_eq!(report["connected"], 30, "{report}");
+    assert_eq!(
+        report["redirected"], 30,
+        "every viewer was redirected: {report}"
+    );
+    assert_eq!(report["parse_errors"], 0, "{report}");
+    assert!(
+        report["fps_min"].as_f64().unwrap_or(0.0) > FPS * 0.8,
+        "{report}"
+    );
+    let spread = report["instances"].as_object().cloned().unwrap_or_default();
+    assert_eq!(spread.len(), 3, "viewers on all three replicas: {report}");
+    assert!(
+        spread.values().all(|n| n.as_u64() == Some(10)),
+        "round robin spreads evenly: {report}"
+    );
+
+    // kill -9 one replica: it drops out of the director's choice at once,
+    // and new viewers all stream (Swarm starts a replacement meanwhile).
+    let victim = ready[0].clone();
+    let container = docker::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.task.name={victim}"),
+    ]);
+    assert!(!container.is_empty(), "no container for task {victim}");
+    docker::docker(&["kill", "-s", "KILL", &container]);
+    let killed = Instant::now();
+    wait_for(
+        "the killed replica out of the director's choice",
+        Duration::from_secs(3),
+        || {
+            let victim = victim.clone();
+            async move {
+                let g = director_ready_gateways(director).await?;
+                (!g.contains(&victim)).then_some(())
+            }
+        },
+    )
+    .await;
+    eprintln!("killed replica dropped after {:?}", killed.elapsed());
+    let report = viewers_on_the_stack_network(&network, 20);
+    assert_eq!(report["connected"], 20, "after the kill: {report}");
+    assert_eq!(report["parse_errors"], 0, "{report}");
+    let spread = report["instances"].as_object().cloned().unwrap_or_default();
+    assert!(
+        !spread.contains_key(&victim),
+        "a viewer was sent to the killed replica: {report}"
+    );
+
+    drop(swarm);
+    assert_eq!(swarm_state(), "inactive", "the engine left the swarm");
+    let left = docker::docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.stack.namespace={stack}"),
+    ]);
+    assert!(left.is_empty(), "containers left: {left}");
+}
