@@ -32,6 +32,14 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# cargo-fuzz runs the fuzz targets (fuzz/, scripts/fuzz.sh); built once
+# from crates.io into ~/.cargo/bin (about 2 minutes on 2 cores), then cached.
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$BUILD_ONLY" = 0 ] && ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  echo "setup: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
 if [ "$BUILD_ONLY" = 0 ] && ! python3 -c 'import zmq' 2>/dev/null; then
   echo "setup: installing Python packages: ${PIP_PACKAGES[*]}"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PIP_PACKAGES[@]}"

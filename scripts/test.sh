@@ -32,6 +32,8 @@ if [ -n "$base_pid" ]; then
 fi
 phase "cargo test"
 cargo test --workspace --all-features --quiet -- --test-threads=2
+phase "fuzz: every target in fuzz/ for 20 s (scripts/fuzz.sh)"
+scripts/fuzz.sh 20
 phase "benchmark smoke run (scripts/bench.sh --smoke)"
 scripts/bench.sh --smoke
 phase "all passed"
