@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let now = 1_800_000_000;
     // Arbitrary bytes as a token: forging one is the attack.
     if !data.starts_with(frame_wire::auth::TOKEN_PREFIX.as_bytes()) {
-        assert_eq!(ring.verify_token(data, now), None, "a token without the prefix verified");
+        assert_eq!(
+            ring.verify_token(data, now),
+            None,
+            "a token without the prefix verified"
+        );
     }
     let mut token = frame_wire::auth::TOKEN_PREFIX.as_bytes().to_vec();
     token.extend_from_slice(data);
