@@ -51,6 +51,15 @@ impl Pool {
         }
     }
 
+    /// Drops one gateway until the next health round finds it answering.
+    pub fn remove(&self, addr: std::net::SocketAddr) {
+        if let Ok(mut g) = self.live.write()
+            && g.iter().any(|x| x.addr == addr)
+        {
+            *g = Arc::new(g.iter().filter(|x| x.addr != addr).cloned().collect());
+        }
+    }
+
     fn set(&self, gateways: Vec<Gateway>) {
         if let Ok(mut g) = self.live.write() {
             *g = Arc::new(gateways);

@@ -21,7 +21,7 @@ use crate::request::{self, Request};
 /// A relayed request tries at most this many gateways.
 const RELAY_TRIES: usize = 3;
 /// A gateway on the same network that takes longer than this to accept is down.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
 #[derive(Default)]
 pub struct Stats {
@@ -110,7 +110,17 @@ impl Director {
             .await;
         }
         if let Some(stream) = req.stream() {
-            let gw = &candidates[self.choose.choose(stream, &candidates)];
+            let Some(gw) = self.pick_answering(stream, candidates).await else {
+                self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                return respond(
+                    &mut s,
+                    "503 Service Unavailable",
+                    &[("Retry-After", "1")],
+                    "no gateway answered\n",
+                )
+                .await;
+            };
+            let gw = &gw;
             let location = request::location(&self.public_url, gw, &req);
             self.stats.redirects.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, %location, "redirect");
@@ -128,6 +138,25 @@ impl Director {
             .await;
         }
         self.relay(s, peer, &req, candidates).await
+    }
+
+    /// The chosen gateway, once it has just accepted a connection. A gateway
+    /// killed since the last health round (a container whose address is
+    /// gone answers nothing, so a viewer sent there would hang in connect
+    /// for many seconds) is dropped from the pool at once and the choice
+    /// made again among the rest.
+    async fn pick_answering(&self, stream: &str, mut candidates: Vec<Gateway>) -> Option<Gateway> {
+        while !candidates.is_empty() {
+            let gw = candidates.swap_remove(self.choose.choose(stream, &candidates));
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(gw.addr)).await {
+                Ok(Ok(_)) => return Some(gw),
+                _ => {
+                    tracing::warn!(gateway = %gw.addr, "gateway did not accept a connection; dropped until it answers a health check");
+                    self.pool.remove(gw.addr);
+                }
+            }
+        }
+        None
     }
 
     /// Relays one small request to a gateway, trying the next on a failed connect.
