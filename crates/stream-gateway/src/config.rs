@@ -107,7 +107,12 @@ pub struct Config {
     pub bus_key_file: Option<std::path::PathBuf>,
     /// The bus key itself (hex); prefer the file or the variable, a command
     /// line is visible to every user in the process list.
-    #[arg(long, env = "GATEWAY_BUS_KEY", hide_env_values = true, conflicts_with = "bus_key_file", value_parser = crate::receive::verify::parse_key)]
+    #[arg(
+        long,
+        env = "GATEWAY_BUS_KEY",
+        hide_env_values = true,
+        conflicts_with = "bus_key_file"
+    )]
     pub bus_key: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,

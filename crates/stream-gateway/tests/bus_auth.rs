@@ -345,3 +345,31 @@ async fn the_python_publisher_signs_so_a_gateway_shows_its_frames() {
     assert_eq!(metric(g, "gateway_invalid_messages_total", &[]).await, 0.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_unusable_bus_key_stops_start_up_without_printing_it() {
+    // A near-miss of a real key (one character off) must not end up in logs.
+    let bad = format!("{}g", &K1[..63]);
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let (mut p, _) = producer(&ep, &[], &[("PRODUCER_BUS_KEY", &bad)]);
+    let (mut g, _) = gateway(&[&ep], &[("GATEWAY_BUS_KEY", &bad)]);
+    let dir = media::temp_dir("bus-badfile");
+    let missing = dir.join("missing.key").to_string_lossy().into_owned();
+    let (mut g2, _) = gateway(&[&ep], &[("GATEWAY_BUS_KEY_FILE", &missing)]);
+    for proc in [&mut p, &mut g, &mut g2] {
+        let status = wait_for(
+            &format!("{} exits", proc.name),
+            Duration::from_secs(10),
+            || {
+                let s = proc.try_wait();
+                async move { s }
+            },
+        )
+        .await;
+        assert!(!status.success(), "{} started with a bad key", proc.name);
+        let log = proc.log();
+        assert!(log.contains("key"), "{log}");
+        assert!(!log.contains(&bad[..40]), "the key was printed: {log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

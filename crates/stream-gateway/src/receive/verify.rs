@@ -22,8 +22,6 @@ pub enum BusAuth {
     Off,
     /// Signed frames only, verified with this ring.
     Keys(KeyStore),
-    /// A key was configured but could not be loaded: fail closed, show nothing.
-    Broken,
 }
 
 impl BusAuth {
@@ -54,8 +52,12 @@ impl BusAuth {
                 BusAuth::Keys(store)
             }
             Err(e) => {
-                tracing::error!(error = %e, "bus key unusable: no frame will be shown");
-                BusAuth::Broken
+                // At start-up (from_config runs before anything is served):
+                // refuse to run blind rather than show nothing. The message
+                // never contains the key.
+                tracing::error!(error = %e, "bus key unusable");
+                eprintln!("stream-gateway: bus key unusable: {e}");
+                std::process::exit(2);
             }
         }
     }
@@ -65,7 +67,7 @@ impl BusAuth {
     pub fn tokens(&self) -> Vec<String> {
         match self {
             BusAuth::Keys(store) => store.ring().subscription_tokens(),
-            BusAuth::Off | BusAuth::Broken => Vec::new(),
+            BusAuth::Off => Vec::new(),
         }
     }
 
@@ -100,7 +102,6 @@ impl BusAuth {
                 let ring: std::sync::Arc<KeyRing> = store.ring();
                 frame_wire::decode_with(parts, limits, Some(&ring))
             }
-            BusAuth::Broken => Err(WireError::UnknownKey),
         }
     }
 }
@@ -122,10 +123,4 @@ pub fn parse_key_file(s: &str) -> Result<PathBuf, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {s}: {e}"))?;
     KeyRing::parse(&text).map_err(|e| e.to_string())?;
     Ok(path)
-}
-
-/// clap value parser for `GATEWAY_BUS_KEY`.
-pub fn parse_key(s: &str) -> Result<String, String> {
-    KeyRing::parse(s).map_err(|e| e.to_string())?;
-    Ok(s.to_string())
 }
