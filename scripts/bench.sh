@@ -3,6 +3,8 @@
 #   scripts/bench.sh                    fan-out (about 10 minutes): bench/report.md, bench/plot.svg
 #   scripts/bench.sh --sources          producer cost per frame by source (about 1 minute): bench/sources.md
 #   scripts/bench.sh --multicore ...    gateway with K threads vs. K floor servers (scripts/bench_multicore.py --help)
+#   scripts/bench.sh --balanced         balancing tiers on Docker against straight to the gateways
+#                                       (about 3 minutes): a section of bench/report.md
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -25,6 +27,9 @@ fi
 cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen
 case "${1:-}" in
   --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
+  --balanced) shift
+    APP_IMAGE=mjpeg-fanout:bench scripts/docker-images.sh --bins target/release
+    exec python3 scripts/bench_balanced.py "$@" ;;
   --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
   *) exec python3 scripts/bench.py "$@" ;;
 esac
