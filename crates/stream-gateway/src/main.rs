@@ -87,7 +87,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     )
     .context("authentication settings")?;
     warn_about_settings(&config, &auth);
-    let (fanout, inboxes) = serve::fanout::Fanout::new(threads, &metrics);
+    let (fanout, inboxes) = serve::fanout::Fanout::new(threads, streams.clone(), &metrics);
     let app = serve::routes::App::new(&config, streams.clone(), metrics.clone());
     let shared = Arc::new(serve::connection::Shared {
         admission: serve::admission::Admission::new(

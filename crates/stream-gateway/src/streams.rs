@@ -117,7 +117,13 @@ impl Stream {
             st.next_seq += 1;
             st.next_seq - 1
         };
-        let part = Part::build(&frame.jpeg, seq, frame.header.capture_ts_ns, true);
+        let part = Part::build(
+            &self.name,
+            &frame.jpeg,
+            seq,
+            frame.header.capture_ts_ns,
+            true,
+        );
         self.slot.send_replace(Some(Arc::new(part)));
         self.metrics.frames_in.inc();
         self.metrics.online.set(1);
@@ -147,7 +153,7 @@ impl Stream {
             st.next_seq += 1;
             st.next_seq - 1
         };
-        let part = Part::build(jpeg, seq, stream_common::unix_now_ns(), false);
+        let part = Part::build(&self.name, jpeg, seq, stream_common::unix_now_ns(), false);
         self.slot.send_replace(Some(Arc::new(part)));
     }
 

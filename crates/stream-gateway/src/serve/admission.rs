@@ -63,26 +63,19 @@ impl Cors {
     }
 }
 
-/// A viewer's place among `--max-clients`; counted while it lives.
+/// A viewer's place among `--max-clients`, held while the viewer lives:
+/// one per MJPEG stream response or WebSocket connection.
 pub struct Seat {
     _permit: OwnedSemaphorePermit,
-    pub stream: Arc<Stream>,
     metrics: Arc<GatewayMetrics>,
     opened: Instant,
 }
 
 impl Seat {
-    fn new(
-        permit: OwnedSemaphorePermit,
-        stream: Arc<Stream>,
-        metrics: Arc<GatewayMetrics>,
-    ) -> Self {
-        stream.metrics.viewers.inc();
+    fn new(permit: OwnedSemaphorePermit, metrics: Arc<GatewayMetrics>) -> Self {
         metrics.viewers_total.inc();
-        tracing::debug!(stream = %stream.name, "viewer connected");
         Seat {
             _permit: permit,
-            stream,
             metrics,
             opened: Instant::now(),
         }
@@ -91,25 +84,51 @@ impl Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.stream.metrics.viewers.dec();
         self.metrics.viewers_total.dec();
         tracing::debug!(
-            stream = %self.stream.name,
             watched_ms = self.opened.elapsed().as_millis() as u64,
             "viewer left"
         );
     }
 }
 
-/// An admitted viewer, ready for the fan-out.
+/// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives.
+pub struct Watching {
+    pub stream: Arc<Stream>,
+}
+
+impl Watching {
+    pub fn new(stream: Arc<Stream>) -> Self {
+        stream.metrics.viewers.inc();
+        tracing::debug!(stream = %stream.name, "viewer connected");
+        Watching { stream }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.stream.metrics.viewers.dec();
+    }
+}
+
+/// An admitted MJPEG viewer, ready for the fan-out.
 pub struct Viewer {
     pub seat: Seat,
+    pub watching: Watching,
     pub fps_cap: Option<f64>,
+}
+
+/// An admitted WebSocket viewer: its seat and the key to answer.
+pub struct WsViewer {
+    pub seat: Seat,
+    pub key: String,
 }
 
 pub enum Decision {
     /// A GET of a stream: the socket goes to the fan-out writer.
     Stream(Viewer),
+    /// A WebSocket for the page (docs/websocket.md): to the fan-out too.
+    WebSocket(WsViewer),
     /// A HEAD of a stream: the stream's head, no body.
     StreamHead,
     /// Answered here: errors, refusals, CORS preflight.
@@ -224,6 +243,9 @@ impl Admission {
                 return Decision::Reply(self.unauthorized(&head.path));
             }
         }
+        if head.path == "/ws" {
+            return self.websocket(head);
+        }
         let Some(target) = routes::stream_target(&head.path, &q) else {
             return Decision::Route;
         };
@@ -246,12 +268,78 @@ impl Admission {
         if !is_get {
             return Decision::StreamHead;
         }
-        match self.seats.clone().try_acquire_owned() {
-            Ok(permit) => Decision::Stream(Viewer {
-                seat: Seat::new(permit, stream, self.metrics.clone()),
+        match self.seat() {
+            Some(seat) => Decision::Stream(Viewer {
+                seat,
+                watching: Watching::new(stream),
                 fps_cap,
             }),
-            Err(_) => Decision::Reply(self.at_capacity()),
+            None => Decision::Reply(at_capacity()),
+        }
+    }
+
+    /// A seat within `--max-clients`, or `None` (counted and logged).
+    fn seat(&self) -> Option<Seat> {
+        match self.seats.clone().try_acquire_owned() {
+            Ok(permit) => Some(Seat::new(permit, self.metrics.clone())),
+            Err(_) => {
+                self.at_capacity_seen();
+                None
+            }
+        }
+    }
+
+    /// A WebSocket upgrade (credentials already checked): only from this
+    /// gateway's own pages or origins listed by name, since browsers send
+    /// cached credentials with a WebSocket from any site.
+    fn websocket(&self, head: &Head) -> Decision {
+        let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
+        let has_token = |name: &str, token: &str| {
+            header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        if head.method != Method::GET
+            || !has_token("upgrade", "websocket")
+            || !has_token("connection", "upgrade")
+        {
+            let mut r = text(
+                StatusCode::UPGRADE_REQUIRED,
+                "a WebSocket upgrade is expected here",
+            );
+            r.headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            return Decision::Reply(r);
+        }
+        let (Some(key), Some("13")) =
+            (header("sec-websocket-key"), header("sec-websocket-version"))
+        else {
+            return Decision::Reply(text(
+                StatusCode::BAD_REQUEST,
+                "WebSocket version 13 with a Sec-WebSocket-Key is required",
+            ));
+        };
+        if let Some(origin) = head.single(&header::ORIGIN) {
+            let host = head.single(&header::HOST).unwrap_or_default();
+            let same = origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
+            let listed = self
+                .policy
+                .allow_origins
+                .iter()
+                .any(|a| a == origin || (a == "*" && !self.policy.auth.enabled()));
+            if !same && !listed {
+                return Decision::Reply(text(
+                    StatusCode::FORBIDDEN,
+                    "this origin may not open a WebSocket here",
+                ));
+            }
+        }
+        match self.seat() {
+            Some(seat) => Decision::WebSocket(WsViewer {
+                seat,
+                key: key.to_string(),
+            }),
+            None => Decision::Reply(at_capacity()),
         }
     }
 
@@ -303,7 +391,7 @@ impl Admission {
         r
     }
 
-    fn at_capacity(&self) -> Response<Bytes> {
+    fn at_capacity_seen(&self) {
         self.metrics.rejected_clients.inc();
         let mut log = self.capacity_log.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(folded) = log.check(Instant::now()) {
@@ -313,14 +401,17 @@ impl Admission {
                 "viewer refused: too many clients"
             );
         }
-        let mut r = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many viewers; try again shortly",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        r
     }
+}
+
+fn at_capacity() -> Response<Bytes> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many viewers; try again shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
 }
 
 #[cfg(test)]
@@ -364,6 +455,7 @@ mod tests {
         match d {
             Decision::Stream(_) => 1,
             Decision::StreamHead => 2,
+            Decision::WebSocket(_) => 4,
             Decision::Route => 3,
             Decision::Reply(r) => r.status().as_u16(),
         }

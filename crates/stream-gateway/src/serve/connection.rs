@@ -2,8 +2,9 @@
 //! goes forward through the same steps: read its head (`head.rs`), decide it
 //! (`admission.rs`), then either hand the socket to the fan-out writer (a
 //! stream: the connection ends here, whichever request of the connection it
-//! was) or answer it (`routes.rs` through warp, or admission's own reply) and
-//! read the next request of a kept-alive connection.
+//! was; the page's WebSocket likewise) or answer it (`routes.rs` through
+//! warp, or admission's own reply) and read the next request of a
+//! kept-alive connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::serve::admission::{Admission, Decision};
 use crate::serve::fanout::Fanout;
 use crate::serve::head::{Head, HeadBudget, HeadError, HeadReader};
 use crate::serve::response::{self, Common, text};
+use crate::serve::websocket;
 
 /// What every connection on every serving thread shares.
 pub struct Shared {
@@ -82,6 +84,13 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             Decision::Stream(viewer) => {
                 let bytes = response::stream_head(&common, true);
                 shared.fanout.join(shard, socket, bytes, viewer);
+                return;
+            }
+            Decision::WebSocket(viewer) => {
+                let bytes = websocket::upgrade_head(&common, &viewer.key);
+                if write(&mut socket, &bytes, &shared).await.is_ok() {
+                    shared.fanout.join_ws(shard, socket, viewer);
+                }
                 return;
             }
             Decision::StreamHead => {

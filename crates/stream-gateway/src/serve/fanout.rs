@@ -1,5 +1,6 @@
 //! The one delivery path: every viewer of every stream, however its request
-//! arrived, is written by a fan-out writer here.
+//! arrived (an MJPEG response on any connection, or the page's WebSocket,
+//! `websocket.rs`), is written by a fan-out writer here.
 //!
 //! Each serving thread (`server.rs`) runs one shard: a writer task per
 //! stream that walks that thread's viewers of the stream once per frame and
@@ -34,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::GatewayMetrics;
 use crate::part::Part;
-use crate::serve::admission::{Seat, Viewer};
-use crate::streams::Stream;
+use crate::serve::admission::{Seat, Viewer, Watching, WsViewer};
+use crate::serve::websocket::{self, WsShared};
+use crate::streams::{Stream, Streams};
 
 /// Hands admitted viewers to the shards; shared by all serving threads.
 pub struct Fanout {
@@ -51,19 +53,25 @@ struct ShardHandle {
 /// One shard's end of the hand-over, run by [`run_shard`] on its thread.
 pub struct ShardInbox {
     rx: mpsc::UnboundedReceiver<Joining>,
+    streams: Arc<Streams>,
 }
 
-/// A viewer on its way to a shard: its socket, out of any reactor, and the
-/// response head to write first.
+/// A viewer on its way to a shard, its socket out of any reactor.
 struct Joining {
     socket: std::net::TcpStream,
-    head: Bytes,
-    viewer: Viewer,
+    kind: JoiningKind,
     load: Load,
 }
 
+enum JoiningKind {
+    /// An MJPEG viewer and its response head, to be written first.
+    Mjpeg { head: Bytes, viewer: Viewer },
+    /// A WebSocket whose handshake is answered.
+    Ws(WsViewer),
+}
+
 /// Counts a viewer in its shard's load (and the shard's gauge) while it lives.
-struct Load(Arc<AtomicUsize>, IntGauge);
+pub struct Load(Arc<AtomicUsize>, IntGauge);
 
 impl Load {
     fn new(shard: &ShardHandle) -> Self {
@@ -82,7 +90,11 @@ impl Drop for Load {
 
 impl Fanout {
     /// A fan-out over `shards` serving threads, and each thread's inbox.
-    pub fn new(shards: usize, metrics: &GatewayMetrics) -> (Arc<Fanout>, Vec<ShardInbox>) {
+    pub fn new(
+        shards: usize,
+        streams: Arc<Streams>,
+        metrics: &GatewayMetrics,
+    ) -> (Arc<Fanout>, Vec<ShardInbox>) {
         let (handles, inboxes) = (0..shards.max(1))
             .map(|i| {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -91,15 +103,28 @@ impl Fanout {
                     load: Arc::new(AtomicUsize::new(0)),
                     gauge: metrics.for_thread(i),
                 };
-                (handle, ShardInbox { rx })
+                let inbox = ShardInbox {
+                    rx,
+                    streams: streams.clone(),
+                };
+                (handle, inbox)
             })
             .unzip();
         (Arc::new(Fanout { shards: handles }), inboxes)
     }
 
-    /// Hands a viewer whose request was read on shard `local` to the least
-    /// loaded shard (`local` on a tie). `head` is written before any part.
+    /// Hands an MJPEG viewer whose request was read on shard `local` to the
+    /// least loaded shard (`local` on a tie). `head` is written before any part.
     pub fn join(&self, local: usize, socket: TcpStream, head: Bytes, viewer: Viewer) {
+        self.hand_over(local, socket, JoiningKind::Mjpeg { head, viewer });
+    }
+
+    /// Hands a WebSocket viewer (handshake answered) to the least loaded shard.
+    pub fn join_ws(&self, local: usize, socket: TcpStream, viewer: WsViewer) {
+        self.hand_over(local, socket, JoiningKind::Ws(viewer));
+    }
+
+    fn hand_over(&self, local: usize, socket: TcpStream, kind: JoiningKind) {
         let load = |i: usize| self.shards[i].load.load(Ordering::Relaxed);
         let local = local.min(self.shards.len() - 1);
         let target = (0..self.shards.len())
@@ -114,8 +139,7 @@ impl Fanout {
         let shard = &self.shards[target];
         let joining = Joining {
             socket,
-            head,
-            viewer,
+            kind,
             load: Load::new(shard),
         };
         // Fails only when that thread has stopped (shutdown): the viewer is
@@ -124,18 +148,54 @@ impl Fanout {
     }
 }
 
-/// A viewer that reached its shard, its socket registered on this thread.
-struct Joined {
-    socket: TcpStream,
-    head: Bytes,
-    viewer: Viewer,
-    load: Load,
+/// A viewer that reached its shard, as its stream's writer takes it in.
+pub enum Joined {
+    /// An MJPEG viewer: its own socket (registered on this thread).
+    Mjpeg {
+        socket: TcpStream,
+        head: Bytes,
+        viewer: Viewer,
+        load: Load,
+    },
+    /// A WebSocket viewer's socket, shared with its other streams' writers.
+    Ws {
+        shared: Arc<WsShared>,
+        watching: Watching,
+    },
 }
 
-/// Runs one shard until `stop`: takes viewers in and gives each stream its
-/// writer on this thread.
+/// The writer of each stream on one thread, started on its first viewer.
+pub struct Writers {
+    map: std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Joined>>>,
+    stop: CancellationToken,
+}
+
+impl Writers {
+    /// Gives `joined` to this thread's writer of `stream`.
+    pub fn deliver(&self, stream: Arc<Stream>, joined: Joined) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let joined = match map.get(&stream.name) {
+            Some(tx) => match tx.send(joined) {
+                Ok(()) => return,
+                // That writer ended (shutdown); start another.
+                Err(mpsc::error::SendError(j)) => j,
+            },
+            None => joined,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(joined);
+        map.insert(stream.name.clone(), tx);
+        tokio::spawn(writer(stream, rx, self.stop.clone()));
+    }
+}
+
+/// Runs one shard until `stop`: takes viewers in and gives each to its
+/// stream's writer on this thread.
 pub async fn run_shard(mut inbox: ShardInbox, stop: CancellationToken) {
-    let mut writers: HashMap<String, mpsc::UnboundedSender<Joined>> = HashMap::new();
+    let writers = Arc::new(Writers {
+        map: std::sync::Mutex::new(HashMap::new()),
+        stop: stop.clone(),
+    });
     loop {
         let joining = tokio::select! {
             _ = stop.cancelled() => return,
@@ -148,40 +208,59 @@ pub async fn run_shard(mut inbox: ShardInbox, stop: CancellationToken) {
                 continue;
             }
         };
-        let stream = joining.viewer.seat.stream.clone();
-        let mut joined = Joined {
-            socket,
-            head: joining.head,
-            viewer: joining.viewer,
-            load: joining.load,
-        };
-        if let Some(tx) = writers.get(&stream.name) {
-            match tx.send(joined) {
-                Ok(()) => continue,
-                Err(mpsc::error::SendError(j)) => joined = j,
+        match joining.kind {
+            JoiningKind::Mjpeg { head, viewer } => {
+                let stream = viewer.watching.stream.clone();
+                let joined = Joined::Mjpeg {
+                    socket,
+                    head,
+                    viewer,
+                    load: joining.load,
+                };
+                writers.deliver(stream, joined);
+            }
+            JoiningKind::Ws(viewer) => {
+                let load = joining.load;
+                let client = websocket::run_client(
+                    socket,
+                    viewer.seat,
+                    writers.clone(),
+                    inbox.streams.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    client.await;
+                    drop(load);
+                });
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(joined);
-        writers.insert(stream.name.clone(), tx);
-        tokio::spawn(writer(stream, rx, stop.clone()));
     }
 }
 
 /// One viewer as its writer sees it.
 struct Conn {
-    socket: Arc<TcpStream>,
+    out: Out,
     /// Tells a stale event from one for the viewer now in the same slot.
     id: u64,
-    /// Bytes not yet written (response head, or the rest of a part) and how far we got.
-    pending: Option<(Bytes, usize)>,
     /// Waiting for the socket to drain.
     waiting: bool,
     min_interval: Option<Duration>,
     next_allowed: Instant,
     last_seq: Option<u64>,
-    _seat: Seat,
-    _load: Load,
+    _watching: Watching,
+    /// An MJPEG viewer's seat and load; a WebSocket's are its client task's.
+    _seat: Option<(Seat, Load)>,
+}
+
+/// Where a viewer's bytes go, and what is not written yet (the response
+/// head, or the rest of a part) with how far we got.
+enum Out {
+    Mjpeg {
+        socket: Arc<TcpStream>,
+        pending: Option<(Bytes, usize)>,
+    },
+    /// Shared with the client's other streams: one pending message per socket.
+    Ws(Arc<WsShared>),
 }
 
 enum Wrote {
@@ -190,32 +269,70 @@ enum Wrote {
     Gone,
 }
 
+/// Writes as much of `pending` as `socket` takes now.
+fn write_pending(socket: &TcpStream, pending: &mut Option<(Bytes, usize)>) -> Wrote {
+    let Some((buf, mut off)) = pending.take() else {
+        return Wrote::Done;
+    };
+    loop {
+        match socket.try_write(&buf[off..]) {
+            Ok(0) => return Wrote::Gone,
+            Ok(n) if off + n == buf.len() => return Wrote::Done,
+            Ok(n) => off += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                *pending = Some((buf, off));
+                return Wrote::Partial;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Wrote::Gone,
+        }
+    }
+}
+
 impl Conn {
-    /// Writes as much of the pending bytes as the socket takes now.
-    fn flush(&mut self) -> Wrote {
-        let Some((buf, mut off)) = self.pending.take() else {
-            return Wrote::Done;
-        };
-        loop {
-            match self.socket.try_write(&buf[off..]) {
-                Ok(0) => return Wrote::Gone,
-                Ok(n) if off + n == buf.len() => return Wrote::Done,
-                Ok(n) => off += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.pending = Some((buf, off));
-                    return Wrote::Partial;
+    fn socket(&self) -> &Arc<TcpStream> {
+        match &self.out {
+            Out::Mjpeg { socket, .. } => socket,
+            Out::Ws(shared) => &shared.socket,
+        }
+    }
+
+    /// Writes what is pending; then, if all of it went and `next` is given,
+    /// `next` too.
+    fn write(&mut self, next: Option<Bytes>) -> Wrote {
+        match &mut self.out {
+            Out::Mjpeg { socket, pending } => write_then(socket, pending, next),
+            Out::Ws(shared) => {
+                let mut st = shared.lock();
+                if st.closed {
+                    return Wrote::Gone;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return Wrote::Gone,
+                write_then(&shared.socket, &mut st.pending, next)
             }
         }
     }
 
-    /// Drains what the viewer sent: `false` once it closed or failed.
+    /// The frame's bytes for this viewer, or `None` when it no longer wants
+    /// this stream.
+    fn bytes_of(&mut self, part: &Part, stream: &str) -> Option<Bytes> {
+        match &self.out {
+            Out::Mjpeg { .. } => Some(part.bytes.clone()),
+            Out::Ws(shared) => {
+                let st = shared.lock();
+                if !st.watching.contains(stream) {
+                    return None;
+                }
+                self.min_interval = st.min_interval;
+                Some(part.ws.clone())
+            }
+        }
+    }
+
+    /// Drains what an MJPEG viewer sent: `false` once it closed or failed.
     fn drain_input(&self) -> bool {
         let mut sink = [0u8; 1024];
         loop {
-            match self.socket.try_read(&mut sink) {
+            match self.socket().try_read(&mut sink) {
                 Ok(0) => return false,
                 Ok(_) => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
@@ -223,6 +340,23 @@ impl Conn {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+fn write_then(
+    socket: &TcpStream,
+    pending: &mut Option<(Bytes, usize)>,
+    next: Option<Bytes>,
+) -> Wrote {
+    match write_pending(socket, pending) {
+        Wrote::Done => match next {
+            Some(bytes) => {
+                *pending = Some((bytes, 0));
+                write_pending(socket, pending)
+            }
+            None => Wrote::Done,
+        },
+        other => other,
     }
 }
 
@@ -235,7 +369,7 @@ type Events = FuturesUnordered<Pin<Box<dyn std::future::Future<Output = Event> +
 
 fn on_writable(c: &mut Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output = Event> + Send>> {
     c.waiting = true;
-    let (socket, id) = (c.socket.clone(), c.id);
+    let (socket, id) = (c.socket().clone(), c.id);
     Box::pin(async move {
         let _ = socket.writable().await;
         Event::Writable(i, id)
@@ -243,7 +377,7 @@ fn on_writable(c: &mut Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output
 }
 
 fn on_readable(c: &Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output = Event> + Send>> {
-    let (socket, id) = (c.socket.clone(), c.id);
+    let (socket, id) = (c.socket().clone(), c.id);
     Box::pin(async move {
         let _ = socket.readable().await;
         Event::Readable(i, id)
@@ -338,22 +472,45 @@ async fn writer(
 impl Writer {
     fn add(&mut self, j: Joined, part: Option<&Part>) {
         self.next_id += 1;
-        let conn = Conn {
-            socket: Arc::new(j.socket),
-            id: self.next_id,
-            pending: Some((j.head, 0)),
-            waiting: false,
-            min_interval: j.viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
-            next_allowed: Instant::now(),
-            last_seq: None,
-            _seat: j.viewer.seat,
-            _load: j.load,
+        let now = Instant::now();
+        let conn = match j {
+            Joined::Mjpeg {
+                socket,
+                head,
+                viewer,
+                load,
+            } => Conn {
+                out: Out::Mjpeg {
+                    socket: Arc::new(socket),
+                    pending: Some((head, 0)),
+                },
+                id: self.next_id,
+                waiting: false,
+                min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
+                next_allowed: now,
+                last_seq: None,
+                _watching: viewer.watching,
+                _seat: Some((viewer.seat, load)),
+            },
+            Joined::Ws { shared, watching } => Conn {
+                out: Out::Ws(shared),
+                id: self.next_id,
+                waiting: false,
+                min_interval: None,
+                next_allowed: now,
+                last_seq: None,
+                _watching: watching,
+                _seat: None,
+            },
         };
+        let watch_input = matches!(conn.out, Out::Mjpeg { .. });
         let i = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        self.events.push(on_readable(&conn, i));
+        if watch_input {
+            self.events.push(on_readable(&conn, i));
+        }
         self.conns[i] = Some(conn);
         // The head, then the current frame at once rather than at the next one.
         self.send(i, part);
@@ -411,7 +568,7 @@ impl Writer {
             }
             Event::Writable(..) => {
                 c.waiting = false;
-                match c.flush() {
+                match c.write(None) {
                     Wrote::Done => {}
                     Wrote::Partial => {
                         let again = on_writable(c, i);
@@ -429,9 +586,21 @@ impl Writer {
         let Some(c) = self.conns[i].as_mut() else {
             return;
         };
-        let wrote = match c.flush() {
-            Wrote::Done => match part {
-                Some(part) => {
+        let next = match part {
+            Some(part) => match c.bytes_of(part, &self.stream.name) {
+                Some(bytes) => Some((part, bytes)),
+                None => {
+                    // A WebSocket that stopped watching this stream.
+                    self.remove(i);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let wrote = match next {
+            None => c.write(None),
+            Some((part, bytes)) => match c.write(None) {
+                Wrote::Done => {
                     let t = &mut self.tally;
                     if let Some(last) = c.last_seq {
                         t.skipped.inc_by(part.seq.saturating_sub(last + 1));
@@ -446,13 +615,11 @@ impl Writer {
                         c.next_allowed = Instant::now() + iv;
                     }
                     t.parts_out.inc();
-                    t.bytes_out.inc_by(part.bytes.len() as u64);
-                    c.pending = Some((part.bytes.clone(), 0));
-                    c.flush()
+                    t.bytes_out.inc_by(bytes.len() as u64);
+                    c.write(Some(bytes))
                 }
-                None => Wrote::Done,
+                other => other,
             },
-            other => other,
         };
         match wrote {
             Wrote::Done => {}
@@ -468,7 +635,9 @@ impl Writer {
         if let Some(c) = self.conns[i].take() {
             // Pending events hold the socket too: shut it now so the peer
             // sees the end at once and those events resolve.
-            let _ = socket2::SockRef::from(&*c.socket).shutdown(std::net::Shutdown::Both);
+            if matches!(c.out, Out::Mjpeg { .. }) {
+                let _ = socket2::SockRef::from(&**c.socket()).shutdown(std::net::Shutdown::Both);
+            }
             self.free.push(i);
         }
     }

@@ -2,8 +2,9 @@
 //! `server` runs the serving threads and accepts connections;
 //! `connection` serves one connection's requests: `head` reads each request
 //! head, `admission` decides it (credentials, CORS, capacity, which stream),
-//! and then a stream goes to `fanout`, the one writer every viewer is served
-//! by, while anything else is answered by `routes` (warp's route table).
+//! and then a stream, or the page's `websocket`, goes to `fanout`, the one
+//! writer every viewer is served by, while anything else is answered by
+//! `routes` (warp's route table).
 //! `response` writes every response head; `auth` checks credentials;
 //! `page.html` is the viewer page.
 
@@ -15,3 +16,4 @@ pub mod head;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod websocket;

@@ -51,13 +51,21 @@ pub fn stream_head(common: &Common<'_>, with_preamble: bool) -> Bytes {
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     no_cache(&mut h);
-    common.apply(StatusCode::OK, &mut h);
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    let mut out = BytesMut::with_capacity(512);
-    write_head(&mut out, StatusCode::OK, &h);
-    if with_preamble {
-        out.put_slice(PREAMBLE);
+    let head = head(common, StatusCode::OK, h);
+    if !with_preamble {
+        return head;
     }
+    let mut out = BytesMut::from(&head[..]);
+    out.put_slice(PREAMBLE);
+    out.freeze()
+}
+
+/// A response head with no body of its own (a stream's, a WebSocket's).
+pub fn head(common: &Common<'_>, status: StatusCode, mut h: HeaderMap) -> Bytes {
+    common.apply(status, &mut h);
+    let mut out = BytesMut::with_capacity(512);
+    write_head(&mut out, status, &h);
     out.freeze()
 }
 
