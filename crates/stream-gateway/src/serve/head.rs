@@ -168,31 +168,36 @@ impl HeadReader {
         Ok(())
     }
 
-    /// The length of the head in `buf` (through its blank line), scanning only
-    /// what was not scanned before. Bare LF line ends are accepted, as
-    /// RFC 9112 allows.
+    /// The length of the head in `buf`, scanning only what was not scanned
+    /// before.
     fn find_end(&mut self) -> Option<usize> {
-        let from = self.scanned.saturating_sub(2);
-        let found = self.buf[from..]
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b'\n')
-            .find_map(|(i, _)| {
-                let at = from + i;
-                let rest = &self.buf[at + 1..];
-                if rest.first() == Some(&b'\n') {
-                    Some(at + 2)
-                } else if rest.starts_with(b"\r\n") {
-                    Some(at + 3)
-                } else {
-                    None
-                }
-            });
-        // The terminator may be cut by the end of the buffer: look again
-        // from a little before the end next time.
+        let found = head_end(&self.buf, self.scanned);
         self.scanned = self.buf.len();
         found
     }
+}
+
+/// The length of the head at the start of `buf` (through its blank line),
+/// given that `buf[..scanned]` held no end: only the new bytes (and the two
+/// before them, where a terminator may have been cut) are looked at. Bare LF
+/// line ends are accepted, as RFC 9112 allows.
+pub fn head_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    let from = scanned.min(buf.len()).saturating_sub(2);
+    buf[from..]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .find_map(|(i, _)| {
+            let at = from + i;
+            let rest = &buf[at + 1..];
+            if rest.first() == Some(&b'\n') {
+                Some(at + 2)
+            } else if rest.starts_with(b"\r\n") {
+                Some(at + 3)
+            } else {
+                None
+            }
+        })
 }
 
 /// Parses one complete head (`buf` ends with its blank line).
