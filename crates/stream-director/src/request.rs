@@ -58,6 +58,16 @@ impl Request {
         (!name.is_empty()).then_some(name)
     }
 
+    /// A query parameter's raw value.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+
     /// `Some(stream name)` for a request that opens an endless MJPEG
     /// stream (`""` when the URL does not name one): these are redirected.
     pub fn stream(&self) -> Option<&str> {

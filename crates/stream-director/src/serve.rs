@@ -2,8 +2,12 @@
 //! gateway and the connection closes: the video then flows from the gateway
 //! to the viewer with no hop in between. Any other request is relayed to a
 //! chosen gateway byte for byte (`Connection: close`), so one address serves
-//! the page, snapshots and API. `/healthz`, `/readyz` and
-//! `/director/gateways` are the director's own.
+//! the page, snapshots and API. `/healthz`, `/readyz`,
+//! `/director/gateways` and `/director/pick` are the director's own.
+//! `/director/pick?stream=NAME` answers where a client that cannot follow a
+//! redirect (a WebSocket: browsers fail a handshake answered with 3xx)
+//! should connect: `{"url": "http://gateway:port", "instance": …}`, chosen as
+//! a stream request would be.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +113,39 @@ impl Director {
             )
             .await;
         }
+        let pick =
+            (req.path() == "/director/pick").then(|| req.query_param("stream").unwrap_or_default());
+        if let Some(stream) = pick {
+            let Some(gw) = self.pick_answering(&stream, candidates).await else {
+                self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+                return respond(
+                    &mut s,
+                    "503 Service Unavailable",
+                    &[("Retry-After", "1")],
+                    "",
+                )
+                .await;
+            };
+            let base = request::location(
+                &self.public_url,
+                &gw,
+                &Request {
+                    target: String::new(),
+                    ..req
+                },
+            );
+            let body = serde_json::json!({ "url": base, "instance": gw.instance }).to_string();
+            return respond(
+                &mut s,
+                "200 OK",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Cache-Control", "no-store"),
+                ],
+                &body,
+            )
+            .await;
+        }
         if let Some(stream) = req.stream() {
             let Some(gw) = self.pick_answering(stream, candidates).await else {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +246,10 @@ impl Director {
 }
 
 /// The request head as sent upstream: one request per connection, and the
-/// client's address in `X-Forwarded-For`.
+/// client's address in `X-Forwarded-For`. `Upgrade` is dropped on purpose: a
+/// WebSocket relayed here would carry video through the director (the page
+/// then falls back to MJPEG, which is redirected; or it asks
+/// `/director/pick` where to open its socket).
 fn relay_head(req: &Request, peer: SocketAddr) -> Vec<u8> {
     let mut h = format!("{} {} {}\r\n", req.method, req.target, req.version);
     let mut forwarded = None;

@@ -129,6 +129,20 @@ async fn director_sends_viewers_to_healthy_gateways_directly() {
         "Location {location}"
     );
 
+    // Where a WebSocket (which cannot follow a redirect) should connect.
+    let pick = http::get(director, "/director/pick?stream=cam0")
+        .await
+        .expect("pick");
+    assert_eq!(pick.head.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&pick.text()).expect("JSON");
+    let url = v["url"].as_str().unwrap_or_default();
+    assert!(
+        [a.addr, b.addr]
+            .iter()
+            .any(|g| url == format!("http://127.0.0.1:{}", g.port())),
+        "{v}"
+    );
+
     // Viewers alternate between the gateways and stream from them directly.
     let mut viewers = Vec::new();
     let mut spread = BTreeMap::new();
