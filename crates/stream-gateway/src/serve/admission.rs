@@ -318,10 +318,15 @@ impl Admission {
             ));
         };
         if let Some(origin) = head.single(&header::ORIGIN) {
-            let host = head.single(&header::HOST).unwrap_or_default();
+            // The same host on any port: a page served by this gateway, or by
+            // the stream-director in front of it (docs/websocket.md).
+            let host = head
+                .single(&header::HOST)
+                .map(host_name)
+                .unwrap_or_default();
             let same = origin
                 .split_once("://")
-                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
+                .is_some_and(|(_, authority)| host_name(authority).eq_ignore_ascii_case(host));
             let listed = self
                 .policy
                 .allow_origins
@@ -401,6 +406,14 @@ impl Admission {
                 "viewer refused: too many clients"
             );
         }
+    }
+}
+
+/// `host` of `host:port` (brackets kept for IPv6 literals).
+fn host_name(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
     }
 }
 
