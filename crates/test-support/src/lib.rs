@@ -4,10 +4,12 @@
 
 pub mod docker;
 pub mod http;
+pub mod marionette;
 pub mod media;
 pub mod process;
 pub mod producer;
 pub mod stack;
+pub mod wall;
 pub mod webdriver;
 pub mod zmq;
 
