@@ -6,13 +6,16 @@ set -euo pipefail
 # Building needs cmake and nasm (turbojpeg builds libjpeg-turbo with SIMD),
 # and for the camera sources FFmpeg's development files and libclang (the
 # ffmpeg and v4l2 bindings are generated at build time).
-# Tests also need a browser, the ffmpeg tool, GStreamer's RTSP server (a
-# stand-in IP camera, scripts/rtsp_camera.py) and pyzmq. `--build-only` skips those.
+# Tests also need browsers (Chromium; Firefox ESR, driven through its own
+# Marionette port since Debian 12 has no geckodriver; WebKitGTK's
+# WebKitWebDriver, which needs a display: xvfb-run and xauth), the ffmpeg
+# tool, GStreamer's RTSP server (a stand-in IP camera, scripts/rtsp_camera.py) and pyzmq. `--build-only` skips those.
 APT_PACKAGES=(cmake nasm pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 PIP_PACKAGES=(pyzmq==27.3.0)
 [ "${1:-}" = "--build-only" ] && BUILD_ONLY=1 || BUILD_ONLY=0
-[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(chromium chromium-driver ffmpeg
+[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(chromium chromium-driver
+  firefox-esr webkit2gtk-driver xvfb xauth ffmpeg
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 
