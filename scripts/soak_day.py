@@ -164,6 +164,8 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=0)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--viewers", type=int, default=1000)
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--fps", default="30")
     ap.add_argument("--producer-restart", type=float, default=600)
     ap.add_argument("--gateway-restart", type=float, default=3600)
     ap.add_argument("--out", default=str(ROOT / "bench" / "soak"))
@@ -181,7 +183,7 @@ def main() -> int:
     zmq_ep, junk_ep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     http = ("127.0.0.1", free_port())
     producer = Service("frame-producer", ["--bind", zmq_ep, "--metrics-listen", f"127.0.0.1:{free_port()}",
-                                          "--size", "1280x720", "--fps", "30"],
+                                          "--size", args.size, "--fps", args.fps],
                        {"PRODUCER_BUS_KEY_FILE": str(key)}, out)
     gateway = Service("stream-gateway", ["--producer", zmq_ep, "--producer", junk_ep,
                                          "--listen", f"{http[0]}:{http[1]}"],
