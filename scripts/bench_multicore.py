@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from bench import stop, wait_port  # the single-core benchmark's helpers
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
 CORES = os.cpu_count() or 1
@@ -53,26 +55,6 @@ def cores(first, count):
 
 def pinned(cpus, args):
     return (["taskset", "-c", cpus] if CORES > 1 else []) + args
-
-
-def wait_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
-
-
-def stop(p):
-    p.terminate()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def start_producers(n, size, fps, cpus):
