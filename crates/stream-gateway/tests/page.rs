@@ -173,7 +173,8 @@ async fn wall_in(kind: BrowserKind) {
         // The wall as people see it, one camera offline (README, docs/).
         let png = b.screenshot().await.expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"));
-        std::fs::write(screenshot_path("wall-chromium.png"), &png).expect("save screenshot");
+        std::fs::write(screenshot_path("wall-chromium-offline.png"), &png)
+            .expect("save screenshot");
         if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
             let docs = test_support::process::workspace_root().join("docs/wall.png");
             std::fs::write(&docs, &png).expect("save docs/wall.png");
@@ -222,6 +223,19 @@ async fn wall_in(kind: BrowserKind) {
         "{name}: one WebSocket for 30 s, never restarted"
     );
     every_tile_changes(&b, &wall.names, Duration::from_secs(3), "after 30 s").await;
+    // Each tile's rate is its camera's (10 fps), as the page measures it.
+    let rates = b
+        .eval("return [...window.viewer.cams.keys()].map((n) => window.viewer.fps(n));")
+        .await
+        .expect("rates");
+    let rates: Vec<f64> = rates
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    assert!(
+        rates.len() == CAMERAS && rates.iter().all(|r| (6.0..=14.0).contains(r)),
+        "{name}: tile rates {rates:?}, cameras send 10 fps"
+    );
 
     // A really stalled stream: the gateway stops (SIGSTOP) with the socket
     // open. The watchdog notices from the missing frames and reconnects;
@@ -336,4 +350,54 @@ async fn the_token_in_the_page_address_reaches_the_api_and_the_websocket() {
         },
     )
     .await;
+}
+
+/// Behind stream-director (which does not relay WebSocket upgrades), the
+/// page asks `/director/pick` for a gateway and opens its socket there.
+#[tokio::test]
+async fn behind_the_director_the_page_opens_its_socket_on_the_picked_gateway() {
+    let stack = Stack::start(&["--fps", "10", "--size", "160x120"], &[]).await;
+    let director = std::net::SocketAddr::from(([127, 0, 0, 1], test_support::free_port()));
+    let _director = test_support::process::Proc::start(
+        "stream-director",
+        &[
+            "--listen",
+            &director.to_string(),
+            "--gateways",
+            &stack.http.to_string(),
+            "--check-interval",
+            "0.2",
+            "--public-url",
+            "http://{host}:{port}",
+        ],
+        &[],
+    );
+    wait_for("director ready", Duration::from_secs(20), || async {
+        let r = test_support::http::get(director, "/readyz").await.ok()?;
+        (r.head.status == 200).then_some(())
+    })
+    .await;
+    let b = Browser::launch().await.expect("browser");
+    b.goto(&format!("http://{director}/"))
+        .await
+        .expect("open page through the director");
+    wait_for(
+        "cam0 drawn over a WebSocket to the gateway",
+        Duration::from_secs(20),
+        || async {
+            let s = state(&b).await?;
+            (s["mode"] == "ws" && s["cams"]["cam0"]["drawn"].as_u64()? > 2).then_some(())
+        },
+    )
+    .await;
+    let url = b
+        .eval("return window.viewer.url;")
+        .await
+        .expect("socket url");
+    assert_eq!(
+        url,
+        format!("ws://{}/ws", stack.http),
+        "the socket opened on the gateway, not the director"
+    );
+    test_support::stack::wait_viewers(stack.http, 1, Duration::from_secs(5)).await;
 }
