@@ -156,9 +156,10 @@ def write_report(out, rows, producer_cpu, a):
             f"{r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['latency_ms_max']:.1f} | {r['parse_errors']} |")
     lines += ["", "Producer CPU (whole run, % of one core): " +
               ", ".join(f"{s}: {c:.1f} %" for s, c in producer_cpu.items()), "", "![plot](plot.svg)", ""]
-    # Keep the balancing tier's section (scripts/bench_balanced.py writes it).
+    # Keep the sections other benchmarks write between their <!-- markers -->
+    # (bench_balanced.py, bench_multicore.py): everything from the first one.
     old = (out / "report.md").read_text() if (out / "report.md").exists() else ""
-    kept = old[old.index("<!-- balanced"):] if "<!-- balanced" in old else ""
+    kept = old[old.index("<!-- "):] if "<!-- " in old else ""
     (out / "report.md").write_text("\n".join(lines) + ("\n" + kept if kept else ""))
     (out / "results.json").write_text(json.dumps({"rows": rows, "producer_cpu_percent": producer_cpu}, indent=1))
     (out / "plot.svg").write_text(svg(rows))
