@@ -1,18 +1,20 @@
-//! The capture loop, on its own thread: wait for the next tick, take a frame
-//! from the source, JPEG-encode it if it is not JPEG already, publish it.
-//! Nothing is queued: a frame that cannot be produced in time is skipped and
-//! counted, and an unavailable source is retried with backoff.
+//! The capture loop, one thread per camera: wait for the next tick, take a
+//! frame from the source, JPEG-encode it if it is not JPEG already, publish
+//! it. Nothing is queued: a frame that cannot be produced in time is skipped
+//! and counted, and an unavailable source is retried with backoff, so one
+//! camera's trouble never holds up another's thread.
 
 use std::time::{Duration, Instant};
 
 use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Size};
+use crate::cameras::Camera;
+use crate::config::{DEFAULT_FPS, Size};
 use crate::encode::FrameEncoder;
-use crate::metrics::ProducerMetrics;
+use crate::metrics::CameraMetrics;
 use crate::pacing::{Pacer, RateCap};
-use crate::publish::{PublishError, Publisher};
+use crate::publish::{PublishError, StreamPublisher};
 use crate::source::{Source, SourceError};
 
 pub struct Settings {
@@ -26,24 +28,67 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(c: &Config) -> Self {
+    pub fn for_camera(c: &Camera, max_frame_bytes: usize) -> Self {
         Settings {
-            fps: c.paced_fps(),
-            live_cap: c.fps(),
-            max_size: c.size(),
+            fps: c.fps.unwrap_or(DEFAULT_FPS),
+            live_cap: c.fps,
+            max_size: c.size,
             quality: c.quality,
-            max_frame_bytes: c.max_frame_bytes,
+            max_frame_bytes,
         }
     }
 }
 
+/// Opens `camera`'s source and runs its capture loop until shutdown.
+/// `opened` hears once whether the source could be set up (a description or
+/// the error). With `retry_open`, a source that cannot be set up is counted
+/// and tried again with backoff instead of ending the thread.
+pub fn camera_thread(
+    camera: Camera,
+    publisher: StreamPublisher,
+    settings: Settings,
+    metrics: CameraMetrics,
+    shutdown: CancellationToken,
+    retry_open: bool,
+    opened: std::sync::mpsc::SyncSender<Result<String, crate::source::OpenError>>,
+) {
+    let options = camera.source_options();
+    let mut backoff = Duration::from_millis(200);
+    let mut reported = false;
+    let source = loop {
+        match crate::source::open(&camera.source, &options) {
+            Ok(source) => break source,
+            Err(e) if retry_open && !shutdown.is_cancelled() => {
+                metrics.source_errors.inc();
+                tracing::error!(stream = %camera.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot set up the camera's source");
+                if !reported {
+                    let _ = opened.send(Err(e));
+                    reported = true;
+                }
+                if !sleep_until(Instant::now() + backoff, &shutdown) {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                let _ = opened.send(Err(e));
+                return;
+            }
+        }
+    };
+    if !reported {
+        let _ = opened.send(Ok(source.describe()));
+    }
+    drop(opened);
+    run(source, publisher, settings, metrics, shutdown);
+}
+
 pub fn run(
     mut source: Box<dyn Source>,
-    mut publisher: Publisher,
+    mut publisher: StreamPublisher,
     settings: Settings,
-    metrics: ProducerMetrics,
+    metrics: CameraMetrics,
     shutdown: CancellationToken,
-    runtime: tokio::runtime::Handle,
 ) {
     publisher.set_max_frame_bytes(settings.max_frame_bytes);
     let mut encoder = match FrameEncoder::new(settings.quality, settings.max_size) {
@@ -70,13 +115,15 @@ pub fn run(
         let captured = match source.next_frame(interval.max(Duration::from_millis(100))) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
-            Err(SourceError::BadFrame { what, why }) => {
+            Err(SourceError::BadFrame {
+                what,
+                fault,
+                repeat,
+            }) => {
                 metrics.bad_frames.inc();
-                // Sources leave `what` empty for a repeat they already reported.
-                if !what.is_empty()
-                    && let Some(folded) = bad_log.check(Instant::now())
-                {
-                    tracing::warn!(from = %what, reason = %why, repeats = folded, "skipping unreadable frame");
+                // A repeat the source reported before is only counted.
+                if !repeat && let Some(folded) = bad_log.check(Instant::now()) {
+                    tracing::warn!(from = %what, reason = %fault, repeats = folded, "skipping unreadable frame");
                 }
                 if !live {
                     pacer.advance(Instant::now());
@@ -86,7 +133,7 @@ pub fn run(
             Err(e @ SourceError::Unavailable(_)) => {
                 metrics.source_errors.inc();
                 if let Some(folded) = source_log.check(Instant::now()) {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, repeats = folded, "source unavailable");
+                    tracing::warn!(stream = %publisher.stream(), error = %e, retry_in_ms = backoff.as_millis() as u64, repeats = folded, "source unavailable");
                 }
                 if !sleep_until(Instant::now() + backoff, &shutdown) {
                     break;
@@ -114,7 +161,7 @@ pub fn run(
                     metrics.encode_seconds.observe(t.elapsed().as_secs_f64());
                 }
                 let len = out.jpeg.len();
-                match runtime.block_on(publisher.publish(out.jpeg, out.width, out.height, ts)) {
+                match publisher.publish(out.jpeg, out.width, out.height, ts) {
                     Ok(_) => metrics.mark_published(len),
                     Err(PublishError::Wire(frame_wire::WireError::JpegTooLarge { size, max })) => {
                         metrics.skipped_oversize.inc();
@@ -150,7 +197,7 @@ pub fn run(
             }
         }
     }
-    tracing::debug!("capture loop ended");
+    tracing::debug!(stream = %publisher.stream(), "capture loop ended");
 }
 
 /// Sleeps until `deadline` in short steps; false if shutdown came first.

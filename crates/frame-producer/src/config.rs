@@ -88,6 +88,19 @@ pub struct Config {
     /// container networks, no loss) or `udp` (lower latency on a clean LAN).
     #[arg(long, env = "PRODUCER_RTSP_TRANSPORT", default_value = "tcp", value_parser = ["tcp", "udp"])]
     pub rtsp_transport: String,
+    /// A TOML file listing the cameras this process carries, each on its own
+    /// capture thread and all on the one PUB socket: `[[camera]]` tables
+    /// with `name`, `source` and optionally `size`, `fps`, `quality`,
+    /// `rtsp_transport` (unset ones take these flags' values). With it,
+    /// --source and --stream are ignored. See README, "Many cameras".
+    #[arg(long, env = "PRODUCER_CAMERAS")]
+    pub cameras: Option<std::path::PathBuf>,
+    /// One camera, as `name=NAME,source=SRC[,size=WxH][,fps=N][,quality=Q][,rtsp_transport=tcp|udp]`;
+    /// repeat the flag for more (the variable separates cameras with `;`).
+    /// Added to the --cameras file's cameras; with either, --source and
+    /// --stream are ignored.
+    #[arg(long = "camera", env = "PRODUCER_CAMERA", value_delimiter = ';')]
+    pub camera: Vec<String>,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
@@ -111,11 +124,6 @@ impl Config {
             (None, Some(v)) => Some(KeySource::Value(v.clone())),
             (None, None) => None,
         }
-    }
-
-    /// The rate for sources that produce a frame whenever asked.
-    pub fn paced_fps(&self) -> f64 {
-        self.fps().unwrap_or(DEFAULT_FPS)
     }
 
     /// `--size`, if one was given.
@@ -216,7 +224,7 @@ mod tests {
         assert_eq!(c.source, "test-pattern");
         assert_eq!((c.size(), c.fps()), (None, None));
         assert_eq!(
-            (c.paced_fps(), c.quality, c.stream.as_str()),
+            (c.fps().unwrap_or(DEFAULT_FPS), c.quality, c.stream.as_str()),
             (15.0, 80, "cam0")
         );
         assert_eq!(c.rtsp_transport, "tcp");
@@ -224,6 +232,7 @@ mod tests {
         assert!(c.metrics_listen.ip().is_loopback());
         assert_eq!(c.subscriber_queue_bytes, 32 << 20);
         assert!(c.bus_key_file.is_none() && c.bus_key.is_none());
+        assert!(c.cameras.is_none() && c.camera.is_empty());
     }
 
     #[test]

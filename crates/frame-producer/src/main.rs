@@ -1,11 +1,14 @@
 //! `frame-producer`: captures or generates frames, JPEG-encodes each one once
 //! and publishes it on a ZeroMQ PUB socket for any number of gateways.
 //!
-//! Where things happen: `source/` captures, `capture.rs` paces, `encode.rs`
-//! (with `scale.rs`) makes the JPEG,
-//! `publish.rs` puts frames on the wire, `metrics.rs` answers health checks.
+//! Where things happen: `cameras.rs` says which cameras (one from the flags,
+//! or many from a file), `source/` captures, `capture.rs` paces (a thread
+//! per camera), `encode.rs` (with `scale.rs`) makes the JPEG, `publish.rs`
+//! puts every camera's frames on the one PUB socket, `metrics.rs` answers
+//! health checks.
 
 mod bus;
+mod cameras;
 mod capture;
 mod config;
 mod encode;
@@ -21,20 +24,35 @@ use clap::Parser;
 use crate::config::Config;
 
 fn main() -> std::process::ExitCode {
-    // clap exits with code 2 and a clear message on a bad flag value.
+    // clap exits with code 2 and a clear message on a bad flag value; a bad
+    // source or cameras file is the same kind of mistake and gets the same.
     let config = Config::parse();
+    let cameras = if config.healthcheck {
+        cameras::CameraList {
+            cameras: Vec::new(),
+            listed: false,
+        }
+    } else {
+        match cameras::from_config(&config) {
+            Ok(list) => list,
+            Err(e) => {
+                eprintln!("frame-producer: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    };
     let service = stream_common::service::Service {
         name: "frame-producer",
         log: &config.log,
         healthcheck: config.healthcheck.then_some(config.metrics_listen),
         worker_threads: 1,
     };
-    stream_common::service::main(service, || async_main(config.clone()))
+    stream_common::service::main(service, || async_main(config.clone(), cameras))
 }
 
-async fn async_main(config: Config) -> anyhow::Result<()> {
+async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result<()> {
     let shutdown = stream_common::shutdown::on_signal();
-    let metrics = metrics::ProducerMetrics::new(&config.stream).context("registering metrics")?;
+    let metrics = metrics::ProducerMetrics::new().context("registering metrics")?;
     let subscriber_timeout = std::time::Duration::from_secs(config.subscriber_timeout);
     let keys = bus_keys(&config)?;
     if (config.subscriber_queue_bytes as usize) < config.max_frame_bytes {
@@ -49,49 +67,80 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         subscriber_timeout,
         keys: keys.clone(),
     };
-    let publisher = publish::Publisher::bind(
-        &config.bind,
-        &config.stream,
-        bus_settings,
-        metrics.bus.clone(),
-    )
-    .await
-    .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
+    let publisher = publish::Publisher::bind(&config.bind, bus_settings, metrics.bus.clone())
+        .await
+        .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
     warn_if_exposed(&config, keys.as_ref());
+    if list.listed {
+        tracing::info!(
+            cameras = list.cameras.len(),
+            "cameras listed (--cameras / --camera): --source and --stream are not used"
+        );
+    }
     if let Some(keys) = keys {
         tokio::spawn(reload_keys(keys, publisher.bus_handle(), shutdown.clone()));
     }
-    let publisher_id = publisher.producer_id();
+    let producer_id = publisher.producer_id();
     let metrics_server = metrics::serve(config.metrics_listen, metrics.clone(), shutdown.clone())
         .await
         .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
-    let handle = tokio::runtime::Handle::current();
-    let loop_shutdown = shutdown.clone();
-    let settings = capture::Settings::from_config(&config);
-    // The source is opened on the capture thread and never leaves it.
-    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
-    let thread_config = config.clone();
-    let capture = std::thread::Builder::new()
-        .name("capture".into())
-        .spawn(move || match source::open(&thread_config) {
-            Ok(source) => {
-                let _ = opened_tx.send(Ok(source.describe()));
-                capture::run(source, publisher, settings, metrics, loop_shutdown, handle)
+    // Each source is opened on its camera's thread and never leaves it.
+    let mut threads = Vec::new();
+    let mut opening = Vec::new();
+    let mut names = Vec::new();
+    for camera in list.cameras {
+        let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+        let settings = capture::Settings::for_camera(&camera, config.max_frame_bytes);
+        let stream = publisher.stream(&camera.name);
+        let camera_metrics = metrics.camera(&camera.name);
+        let loop_shutdown = shutdown.clone();
+        let name = camera.name.clone();
+        let redacted = camera.source.redacted();
+        // A listed camera that cannot be set up is retried; the single
+        // camera of --source stops start-up, as it always did.
+        let retry_open = list.listed;
+        let thread = std::thread::Builder::new()
+            .name(format!("capture-{name}"))
+            .spawn(move || {
+                capture::camera_thread(
+                    camera,
+                    stream,
+                    settings,
+                    camera_metrics,
+                    loop_shutdown,
+                    retry_open,
+                    opened_tx,
+                )
+            })
+            .with_context(|| format!("starting the capture thread of camera {name:?}"))?;
+        threads.push(thread);
+        opening.push(opened_rx);
+        names.push((name, redacted));
+    }
+    let described = tokio::task::spawn_blocking(move || {
+        opening.into_iter().map(|rx| rx.recv()).collect::<Vec<_>>()
+    })
+    .await
+    .context("waiting for the capture threads")?;
+    let mut started = 0;
+    for ((camera, source), result) in names.iter().zip(described) {
+        match result {
+            Ok(Ok(described)) => {
+                started += 1;
+                tracing::info!(stream = %camera, source = %described, "camera started");
             }
-            Err(e) => {
-                let _ = opened_tx.send(Err(e));
+            Ok(Err(e)) if list.listed => {
+                tracing::error!(stream = %camera, source = %source, error = %e, "camera not started yet; retrying");
             }
-        })
-        .context("starting the capture thread")?;
-    let described = tokio::task::spawn_blocking(move || opened_rx.recv())
-        .await
-        .context("waiting for the capture thread")?
-        .context("the capture thread ended while opening the source")?
-        .with_context(|| format!("opening source {:?}", config.source))?;
-    let producer_id = publisher_id;
+            Ok(Err(e)) => {
+                return Err(e).with_context(|| format!("opening source {:?}", config.source));
+            }
+            Err(_) => anyhow::bail!("the capture thread of {camera:?} ended while opening"),
+        }
+    }
     tracing::info!(
-        stream = %config.stream,
-        source = %described,
+        cameras = threads.len(),
+        started,
         bind = %config.bind,
         metrics = %config.metrics_listen,
         size = config.size().map(|s| s.to_string()).unwrap_or_else(|| "native".into()),
@@ -104,10 +153,11 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     // The capture thread notices the token within one frame interval; a source
     // stuck in a blocking read must not hold up exit, so wait only briefly.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(700);
-    while !capture.is_finished() && std::time::Instant::now() < deadline {
+    while !threads.iter().all(|t| t.is_finished()) && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     metrics_server.abort();
+    drop(publisher);
     tracing::info!("frame-producer stopped");
     Ok(())
 }

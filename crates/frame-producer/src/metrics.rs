@@ -1,11 +1,16 @@
 //! Producer metrics and the small HTTP listener for `/healthz` and `/metrics`
-//! that container health checks and Prometheus use.
+//! that container health checks and Prometheus use. Per-camera metrics carry
+//! a `stream` label (one process may carry many cameras); the PUB socket's
+//! are the process's, unlabelled. `/healthz` is healthy while any camera
+//! publishes, so one dead camera does not get the others restarted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
@@ -15,6 +20,20 @@ const HEALTHY_WITHIN_NS: u64 = 5_000_000_000;
 #[derive(Clone)]
 pub struct ProducerMetrics {
     registry: Registry,
+    published: IntCounterVec,
+    skipped: IntCounterVec,
+    bad_frames: IntCounterVec,
+    source_errors: IntCounterVec,
+    encode_seconds: HistogramVec,
+    frame_bytes: HistogramVec,
+    pub bus: crate::bus::BusMetrics,
+    started_ns: u64,
+    last_publish_ns: Arc<AtomicU64>,
+}
+
+/// One camera's counters, all labelled `stream="NAME"`.
+#[derive(Clone)]
+pub struct CameraMetrics {
     pub published: IntCounter,
     pub skipped_late: IntCounter,
     pub skipped_rate: IntCounter,
@@ -23,36 +42,41 @@ pub struct ProducerMetrics {
     pub source_errors: IntCounter,
     pub encode_seconds: Histogram,
     pub frame_bytes: Histogram,
-    pub bus: crate::bus::BusMetrics,
-    started_ns: u64,
     last_publish_ns: Arc<AtomicU64>,
 }
 
 impl ProducerMetrics {
-    pub fn new(stream: &str) -> prometheus::Result<Self> {
-        let registry = Registry::new_custom(
-            Some("producer".into()),
-            Some([("stream".to_string(), stream.to_string())].into()),
-        )?;
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("producer".into()), None)?;
         let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
+        let per_stream = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &["stream"])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
         let skipped = IntCounterVec::new(
-            Opts::new("frames_skipped_total", "Frames not published, by reason"),
-            &["reason"],
+            Opts::new(
+                "frames_skipped_total",
+                "Frames not published, by stream and reason",
+            ),
+            &["stream", "reason"],
         )?;
         registry.register(Box::new(skipped.clone()))?;
-        let encode_seconds = Histogram::with_opts(
+        let encode_seconds = HistogramVec::new(
             HistogramOpts::new("encode_seconds", "Time to JPEG-encode one frame").buckets(vec![
                 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064,
             ]),
+            &["stream"],
         )?;
         registry.register(Box::new(encode_seconds.clone()))?;
-        let frame_bytes = Histogram::with_opts(
+        let frame_bytes = HistogramVec::new(
             HistogramOpts::new("frame_bytes", "Size of published JPEGs")
                 .buckets(prometheus::exponential_buckets(8192.0, 2.0, 10)?),
+            &["stream"],
         )?;
         registry.register(Box::new(frame_bytes.clone()))?;
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
@@ -82,15 +106,13 @@ impl ProducerMetrics {
         };
         Ok(ProducerMetrics {
             bus,
-            published: counter("frames_published_total", "Frames published")?,
-            skipped_late: skipped.with_label_values(&["late"]),
-            skipped_rate: skipped.with_label_values(&["rate_cap"]),
-            skipped_oversize: skipped.with_label_values(&["oversize"]),
-            bad_frames: counter(
+            published: per_stream("frames_published_total", "Frames published")?,
+            skipped,
+            bad_frames: per_stream(
                 "bad_frames_total",
                 "Unreadable or corrupt input frames skipped",
             )?,
-            source_errors: counter("source_errors_total", "Times the source was unavailable")?,
+            source_errors: per_stream("source_errors_total", "Times the source was unavailable")?,
             encode_seconds,
             frame_bytes,
             started_ns: stream_common::unix_now_ns(),
@@ -99,14 +121,24 @@ impl ProducerMetrics {
         })
     }
 
-    pub fn mark_published(&self, bytes: usize) {
-        self.published.inc();
-        self.frame_bytes.observe(bytes as f64);
-        self.last_publish_ns
-            .store(stream_common::unix_now_ns(), Ordering::Relaxed);
+    /// The counters of camera `stream` (all present, at 0, from the start).
+    pub fn camera(&self, stream: &str) -> CameraMetrics {
+        let skipped = |reason: &str| self.skipped.with_label_values(&[stream, reason]);
+        CameraMetrics {
+            published: self.published.with_label_values(&[stream]),
+            skipped_late: skipped("late"),
+            skipped_rate: skipped("rate_cap"),
+            skipped_oversize: skipped("oversize"),
+            bad_frames: self.bad_frames.with_label_values(&[stream]),
+            source_errors: self.source_errors.with_label_values(&[stream]),
+            encode_seconds: self.encode_seconds.with_label_values(&[stream]),
+            frame_bytes: self.frame_bytes.with_label_values(&[stream]),
+            last_publish_ns: self.last_publish_ns.clone(),
+        }
     }
 
-    /// Healthy when a frame went out recently, or during the first seconds.
+    /// Healthy when a frame (of any camera) went out recently, or during the
+    /// first seconds.
     fn healthy(&self) -> bool {
         let now = stream_common::unix_now_ns();
         let last = self
@@ -114,6 +146,15 @@ impl ProducerMetrics {
             .load(Ordering::Relaxed)
             .max(self.started_ns);
         now.saturating_sub(last) < HEALTHY_WITHIN_NS
+    }
+}
+
+impl CameraMetrics {
+    pub fn mark_published(&self, bytes: usize) {
+        self.published.inc();
+        self.frame_bytes.observe(bytes as f64);
+        self.last_publish_ns
+            .store(stream_common::unix_now_ns(), Ordering::Relaxed);
     }
 }
 

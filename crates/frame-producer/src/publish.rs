@@ -1,6 +1,11 @@
 //! The PUB side of the wire: one socket, one message per frame,
 //! `[stream][header][jpeg]` as `frame-wire` defines it, or
-//! `[stream][header][jpeg][mac]` when a bus key is set.
+//! `[stream][header][jpeg][mac]` when a bus key is set. One socket carries
+//! every camera of the process: each camera publishes through its own
+//! [`StreamPublisher`] (its topic and its `seq`), all under the process's one
+//! `producer_id`.
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -9,8 +14,16 @@ use frame_wire::{FrameHeader, Limits, VERSION};
 
 use crate::bus::{BusMetrics, BusSettings, Listener, PubServer};
 
+/// The bound socket, shared by every camera of the process.
 pub struct Publisher {
-    bus: PubServer,
+    bus: Arc<PubServer>,
+    keys: Option<frame_wire::auth::KeyStore>,
+    producer_id: u64,
+}
+
+/// One camera's stream on the shared socket: its topic and its own `seq`.
+pub struct StreamPublisher {
+    bus: Arc<PubServer>,
     keys: Option<frame_wire::auth::KeyStore>,
     stream: String,
     producer_id: u64,
@@ -87,7 +100,6 @@ impl Publisher {
     /// reading costs at most `bus.queue_bytes`.
     pub async fn bind(
         endpoint: &str,
-        stream: &str,
         bus: BusSettings,
         metrics: BusMetrics,
     ) -> Result<Self, PublishError> {
@@ -108,17 +120,22 @@ impl Publisher {
         let server = PubServer::start(listener, bus, metrics);
         tracing::info!(endpoint = %server.local_endpoint(), "PUB socket bound");
         Ok(Publisher {
-            bus: server,
+            bus: Arc::new(server),
             keys,
-            stream: stream.to_string(),
             producer_id: random_id(),
-            seq: 0,
-            limits: Limits::default(),
         })
     }
 
-    pub fn set_max_frame_bytes(&mut self, max: usize) {
-        self.limits.max_jpeg_bytes = max;
+    /// A publisher for stream (topic) `stream`, whose `seq` starts at 0.
+    pub fn stream(&self, stream: &str) -> StreamPublisher {
+        StreamPublisher {
+            bus: self.bus.clone(),
+            keys: self.keys.clone(),
+            stream: stream.to_string(),
+            producer_id: self.producer_id,
+            seq: 0,
+            limits: Limits::default(),
+        }
     }
 
     pub fn producer_id(&self) -> u64 {
@@ -129,11 +146,22 @@ impl Publisher {
     pub fn bus_handle(&self) -> crate::bus::BusHandle {
         self.bus.handle()
     }
+}
+
+impl StreamPublisher {
+    /// The stream name (topic).
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn set_max_frame_bytes(&mut self, max: usize) {
+        self.limits.max_jpeg_bytes = max;
+    }
 
     /// Publishes one JPEG, signed when a key is set. Never blocks: each
     /// subscriber has its own bounded queue (and nothing is kept when there
-    /// is none).
-    pub async fn publish(
+    /// is none), so capture threads call it directly.
+    pub fn publish(
         &mut self,
         jpeg: Bytes,
         width: u32,

@@ -17,7 +17,7 @@ use ff::media::Type as Media;
 use ffmpeg_next as ff;
 use stream_common::jpeg::Yuv420;
 
-use super::{Captured, Picture, Source, SourceError};
+use super::{Captured, FrameFault, OpenError, Picture, Source, SourceError, Unavailable};
 use crate::config::Size;
 use crate::scale::fit;
 
@@ -55,37 +55,14 @@ struct Session {
     jpeg: Option<Bytes>,
 }
 
-/// Whether `spec` names something for FFmpeg: a network camera or a video file.
-pub fn handles(spec: &str) -> bool {
-    const VIDEO: [&str; 11] = [
-        "mp4",
-        "mkv",
-        "avi",
-        "mov",
-        "webm",
-        "ts",
-        "m4v",
-        "flv",
-        "mpg",
-        "mpeg",
-        "mjpeg.avi",
-    ];
-    let lower = spec.to_ascii_lowercase();
-    ["rtsp://", "rtsps://", "rtmp://", "srt://", "ffmpeg:"]
-        .iter()
-        .any(|p| lower.starts_with(p))
-        || lower
-            .rsplit_once('.')
-            .is_some_and(|(_, ext)| VIDEO.contains(&ext))
-}
-
 impl FfmpegSource {
-    pub fn new(spec: &str, rtsp_transport: &str, max: Option<Size>) -> anyhow::Result<Self> {
-        ff::init().map_err(|e| anyhow::anyhow!("initialising FFmpeg: {e}"))?;
+    /// `url`: what FFmpeg opens (`SourceSpec::Ffmpeg`'s, without `ffmpeg:`).
+    pub fn new(url: &str, rtsp_transport: &str, max: Option<Size>) -> Result<Self, OpenError> {
+        ff::init().map_err(OpenError::Ffmpeg)?;
         // FFmpeg's own chatter (per-packet warnings) would flood the log;
         // failures reach us as errors and are logged once with context.
         ff::util::log::set_level(ff::util::log::Level::Fatal);
-        let url = spec.strip_prefix("ffmpeg:").unwrap_or(spec).to_string();
+        let url = url.to_string();
         let network = url.contains("://") && !url.starts_with("file://");
         Ok(FfmpegSource {
             url,
@@ -111,11 +88,17 @@ impl FfmpegSource {
             options.set("analyzeduration", "500000");
             options.set("probesize", "262144");
         }
-        let input = ff::format::input_with_dictionary(&self.url, options)
-            .map_err(|e| SourceError::Unavailable(format!("opening {}: {e}", self.redacted())))?;
-        let stream = input.streams().best(Media::Video).ok_or_else(|| {
-            SourceError::Unavailable(format!("{} has no video stream", self.redacted()))
+        let input = ff::format::input_with_dictionary(&self.url, options).map_err(|source| {
+            Unavailable::Ffmpeg {
+                doing: "opening",
+                what: self.redacted(),
+                source,
+            }
         })?;
+        let stream = input
+            .streams()
+            .best(Media::Video)
+            .ok_or_else(|| Unavailable::NoVideo(self.redacted()))?;
         let index = stream.index();
         let tb = stream.time_base();
         let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
@@ -125,13 +108,23 @@ impl FfmpegSource {
         } else {
             25.0
         };
-        let context = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| SourceError::Unavailable(format!("reading codec parameters: {e}")))?;
+        let context = ff::codec::context::Context::from_parameters(stream.parameters()).map_err(
+            |source| Unavailable::Ffmpeg {
+                doing: "reading the codec parameters of",
+                what: self.redacted(),
+                source,
+            },
+        )?;
         let codec = context.id();
         let passthrough = codec == ff::codec::Id::MJPEG;
-        let video = context.decoder().video().map_err(|e| {
-            SourceError::Unavailable(format!("no decoder for {codec:?} in this FFmpeg: {e}"))
-        })?;
+        let video = context
+            .decoder()
+            .video()
+            .map_err(|source| Unavailable::Ffmpeg {
+                doing: "finding a decoder (this FFmpeg may lack one) for",
+                what: format!("{codec:?} in {}", self.redacted()),
+                source,
+            })?;
         let size = (video.width(), video.height());
         let decoder = (!passthrough).then_some(video);
         if !self.opened_once || self.network {
@@ -163,12 +156,7 @@ impl FfmpegSource {
 
     /// The URL without a password, for logs.
     fn redacted(&self) -> String {
-        match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(s), Some(at)) if at > s => {
-                format!("{}://***@{}", &self.url[..s], &self.url[at + 1..])
-            }
-            _ => self.url.clone(),
-        }
+        super::spec::redact(&self.url)
     }
 
     /// Reads packets until a picture is ready in the session, the input
@@ -202,8 +190,13 @@ impl FfmpegSource {
                         _ => return Ok(Step::Ended),
                     }
                 }
-                Err(e) => {
-                    return Err(SourceError::Unavailable(format!("reading: {e}")));
+                Err(source) => {
+                    return Err(Unavailable::Ffmpeg {
+                        doing: "reading",
+                        what: super::spec::redact(&self.url),
+                        source,
+                    }
+                    .into());
                 }
             }
             if packet.stream() != s.index {
@@ -217,11 +210,14 @@ impl FfmpegSource {
                     return Ok(Step::Ready(ts));
                 }
                 Some(d) => {
-                    if let Err(e) = d.send_packet(&packet) {
-                        return Err(SourceError::BadFrame {
-                            what: "decoder".into(),
-                            why: format!("decoder refused a packet: {e}"),
-                        });
+                    if let Err(source) = d.send_packet(&packet) {
+                        return Err(SourceError::bad(
+                            "decoder",
+                            FrameFault::Ffmpeg {
+                                doing: "the decoder refused a packet".into(),
+                                source,
+                            },
+                        ));
                     }
                 }
             }
@@ -265,7 +261,7 @@ impl Source for FfmpegSource {
                     Ok(Step::Waiting) => return Ok(None),
                     Ok(Step::Ended) if self.network => {
                         self.session = None;
-                        return Err(SourceError::Unavailable("the stream ended".into()));
+                        return Err(Unavailable::Ended.into());
                     }
                     Ok(Step::Ended) => {
                         // Loop: the next pass starts one frame after the last.
@@ -307,11 +303,8 @@ impl Source for FfmpegSource {
             return Ok(None);
         };
         if let Some(jpeg) = s.jpeg.take() {
-            let (w, h) =
-                stream_common::jpeg::dimensions(&jpeg).ok_or_else(|| SourceError::BadFrame {
-                    what: "stream".into(),
-                    why: format!("undecodable JPEG of {} bytes", jpeg.len()),
-                })?;
+            let (w, h) = stream_common::jpeg::dimensions(&jpeg)
+                .ok_or_else(|| SourceError::bad("stream", FrameFault::BrokenJpeg(jpeg.len())))?;
             return Ok(Some(Captured {
                 picture: Picture::Jpeg {
                     data: jpeg,
@@ -379,19 +372,29 @@ impl Session {
                         h,
                         ff::software::scaling::Flags::AREA,
                     )
-                    .map_err(|e| SourceError::BadFrame {
-                        what: "decoder".into(),
-                        why: format!("no conversion from {format:?}: {e}"),
+                    .map_err(|source| {
+                        SourceError::bad(
+                            "decoder",
+                            FrameFault::Ffmpeg {
+                                doing: format!("no conversion from {format:?}"),
+                                source,
+                            },
+                        )
                     })?;
                     self.scaler = Some((format, sw, sh, w, h, ctx));
                 }
                 if let Some((_, _, _, _, _, scaler)) = self.scaler.as_mut() {
-                    scaler.run(&self.frame, &mut self.converted).map_err(|e| {
-                        SourceError::BadFrame {
-                            what: "decoder".into(),
-                            why: format!("converting {format:?}: {e}"),
-                        }
-                    })?;
+                    scaler
+                        .run(&self.frame, &mut self.converted)
+                        .map_err(|source| {
+                            SourceError::bad(
+                                "decoder",
+                                FrameFault::Ffmpeg {
+                                    doing: format!("converting {format:?}"),
+                                    source,
+                                },
+                            )
+                        })?;
                 }
                 &self.converted
             }
@@ -403,10 +406,10 @@ impl Session {
             strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
         };
         if !image.is_valid() {
-            return Err(SourceError::BadFrame {
-                what: "decoder".into(),
-                why: format!("decoder produced an unexpected {w}x{h} {format:?} picture"),
-            });
+            return Err(SourceError::bad(
+                "decoder",
+                FrameFault::Decoded(format!("{w}x{h} {format:?} picture")),
+            ));
         }
         Ok(Picture::Yuv420(image))
     }
@@ -415,28 +418,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recognises_cameras_and_video_files() {
-        for yes in [
-            "rtsp://10.0.0.5:554/stream1",
-            "RTSP://cam/x",
-            "/footage/lobby.mp4",
-            "clip.MKV",
-            "ffmpeg:/dev/video0",
-        ] {
-            assert!(handles(yes), "{yes}");
-        }
-        for no in [
-            "test-pattern",
-            "/frames",
-            "clip.mjpeg",
-            "http://cam/video",
-            "v4l2:/dev/video0",
-        ] {
-            assert!(!handles(no), "{no}");
-        }
-    }
 
     #[test]
     fn passwords_stay_out_of_logs() {
@@ -450,7 +431,7 @@ mod tests {
         let mut s = FfmpegSource::new("/nonexistent/clip.mp4", "tcp", None).expect("init");
         let r = s.next_frame(Duration::from_millis(50));
         assert!(
-            matches!(r, Err(SourceError::Unavailable(_))),
+            matches!(r, Err(SourceError::Unavailable(Unavailable::Ffmpeg { .. }))),
             "{:?}",
             r.err()
         );

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use stream_common::canvas::Canvas;
 
-use super::{Captured, Picture, Source, SourceError};
+use super::{Captured, FrameFault, Picture, Source, SourceError, Unavailable};
 
 pub struct FileSource {
     path: PathBuf,
@@ -39,8 +39,13 @@ impl FileSource {
     }
 
     fn reload(&mut self) -> Result<(), SourceError> {
-        let unavailable =
-            |e: std::io::Error| SourceError::Unavailable(format!("{}: {e}", self.path.display()));
+        let path = self.path.display().to_string();
+        let unavailable = |source: std::io::Error| Unavailable::Io {
+            doing: "reading",
+            path: path.clone(),
+            source,
+            hint: "",
+        };
         let meta = std::fs::metadata(&self.path).map_err(unavailable)?;
         self.items = if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&self.path)
@@ -59,10 +64,7 @@ impl FileSource {
         };
         self.next = 0;
         if self.items.is_empty() {
-            return Err(SourceError::Unavailable(format!(
-                "no images in {}",
-                self.path.display()
-            )));
+            return Err(Unavailable::NoImages(self.path.clone()).into());
         }
         Ok(())
     }
@@ -72,27 +74,21 @@ impl FileSource {
             Item::Jpeg(data) => (self.path.display().to_string(), data),
             Item::File(path) => {
                 let what = path.display().to_string();
-                let data = std::fs::read(&path).map_err(|e| SourceError::BadFrame {
-                    what: what.clone(),
-                    why: e.to_string(),
-                })?;
+                let data = std::fs::read(&path)
+                    .map_err(|e| SourceError::bad(what.clone(), FrameFault::Read(e)))?;
                 if extension(&path) == "png" {
                     decode_png(&data, &mut self.canvas)
-                        .map_err(|why| SourceError::BadFrame { what, why })?;
+                        .map_err(|fault| SourceError::bad(what, fault))?;
                     return Ok(None);
                 }
                 (what, Bytes::from(data))
             }
         };
-        let bad = |why: &str| SourceError::BadFrame {
-            what: what.clone(),
-            why: why.to_string(),
-        };
         if !frame_wire::looks_like_jpeg(&data) {
-            return Err(bad("not a complete JPEG (SOI/EOI missing)"));
+            return Err(SourceError::bad(what, FrameFault::NotJpeg));
         }
-        let (width, height) =
-            stream_common::jpeg::dimensions(&data).ok_or_else(|| bad("unreadable JPEG header"))?;
+        let (width, height) = stream_common::jpeg::dimensions(&data)
+            .ok_or_else(|| SourceError::bad(what, FrameFault::JpegHeader))?;
         Ok(Some((data, width, height)))
     }
 }
@@ -105,15 +101,18 @@ fn extension(p: &Path) -> String {
 }
 
 /// Decodes a PNG of any colour type into the canvas as RGB.
-fn decode_png(data: &[u8], canvas: &mut Canvas) -> Result<(), String> {
+fn decode_png(data: &[u8], canvas: &mut Canvas) -> Result<(), FrameFault> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(data));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
+    let mut reader = decoder.read_info()?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let info = reader.next_frame(&mut buf)?;
     let (w, h) = (info.width, info.height);
     if w == 0 || h == 0 || w > frame_wire::MAX_DIMENSION || h > frame_wire::MAX_DIMENSION {
-        return Err(format!("unsupported size {w}x{h}"));
+        return Err(FrameFault::Size {
+            width: w,
+            height: h,
+        });
     }
     if canvas.width() != w || canvas.height() != h {
         *canvas = Canvas::new(w, h);
@@ -159,12 +158,13 @@ impl Source for FileSource {
                     capture_ts_ns,
                 }))
             }
-            Err(SourceError::BadFrame { what, why }) => {
+            Err(SourceError::BadFrame { what, fault, .. }) => {
                 // One warning per bad file, not one per loop.
-                let first = self.warned.insert(what.clone());
+                let repeat = !self.warned.insert(what.clone());
                 Err(SourceError::BadFrame {
-                    what: if first { what } else { String::new() },
-                    why,
+                    what,
+                    fault,
+                    repeat,
                 })
             }
             Err(e) => Err(e),
@@ -212,7 +212,7 @@ mod tests {
             _ => panic!("jpeg must pass through"),
         }
         assert!(
-            matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.ends_with("b.jpg"))
+            matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, fault: FrameFault::NotJpeg, repeat: false }) if what.ends_with("b.jpg"))
         );
         match src.next_frame(t).expect("c.png").expect("frame").picture {
             Picture::Rgb(canvas) => assert_eq!(
@@ -221,17 +221,17 @@ mod tests {
             ),
             _ => panic!("png must be decoded"),
         }
-        // Looped; the second warning for b.jpg is suppressed (empty `what`).
+        // Looped; the second fault of b.jpg is marked a repeat (not logged again).
         assert!(src.next_frame(t).is_ok());
         assert!(
-            matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, .. }) if what.is_empty())
+            matches!(src.next_frame(t), Err(SourceError::BadFrame { ref what, repeat: true, .. }) if what.ends_with("b.jpg"))
         );
 
         std::fs::remove_dir_all(&dir).expect("cleanup");
         let _ = src.next_frame(t);
         assert!(matches!(
             src.next_frame(t),
-            Err(SourceError::Unavailable(_))
+            Err(SourceError::Unavailable(Unavailable::Io { .. }))
         ));
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use stream_common::multipart::{MultipartParser, boundary_from_content_type};
 
-use super::{Captured, Picture, Source, SourceError};
+use super::{Captured, OpenError, Picture, Source, SourceError, Unavailable};
 
 struct Latest {
     frame: Option<(Bytes, u32, u32, u64)>,
@@ -21,12 +21,16 @@ pub struct HttpRelay {
 }
 
 impl HttpRelay {
-    pub fn start(url: &str) -> anyhow::Result<Self> {
+    pub fn start(url: &str) -> Result<Self, OpenError> {
         let slot = Arc::new((Mutex::new(Latest { frame: None }), Condvar::new()));
         let (u, s) = (url.to_string(), slot.clone());
         std::thread::Builder::new()
             .name("http-relay".into())
-            .spawn(move || reader_loop(&u, &s))?;
+            .spawn(move || reader_loop(&u, &s))
+            .map_err(|source| OpenError::Thread {
+                what: "http-relay",
+                source,
+            })?;
         Ok(HttpRelay {
             url: url.to_string(),
             slot,
@@ -121,10 +125,10 @@ impl Source for HttpRelay {
         let (lock, cv) = &*self.slot;
         let guard = lock
             .lock()
-            .map_err(|_| SourceError::Unavailable("relay thread panicked".into()))?;
+            .map_err(|_| SourceError::from(Unavailable::ThreadGone("http-relay")))?;
         let (mut guard, _) = cv
             .wait_timeout_while(guard, timeout, |l| l.frame.is_none())
-            .map_err(|_| SourceError::Unavailable("relay thread panicked".into()))?;
+            .map_err(|_| SourceError::from(Unavailable::ThreadGone("http-relay")))?;
         Ok(guard
             .frame
             .take()

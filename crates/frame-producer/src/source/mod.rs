@@ -7,6 +7,8 @@
 //! - `v4l2`: USB webcams and capture cards (`v4l2:/dev/videoN`).
 //! - `ffmpeg`: RTSP cameras and video files, decoded with FFmpeg.
 //!
+//! `spec` parses what `--source` names, the same in every build.
+//!
 //! A source is opened on the capture thread and stays there, so it need not
 //! be `Send` (FFmpeg's scaler is not).
 
@@ -15,6 +17,7 @@ mod ffmpeg;
 mod files;
 mod http;
 mod pattern;
+pub mod spec;
 pub mod v4l2;
 
 use std::time::Duration;
@@ -23,7 +26,7 @@ use bytes::Bytes;
 use stream_common::canvas::Canvas;
 use stream_common::jpeg::Yuv420;
 
-use crate::config::Config;
+pub use spec::{SourceSpec, SpecError};
 
 /// A captured picture: JPEG bytes to pass through, or pixels to encode.
 pub enum Picture<'a> {
@@ -46,11 +49,108 @@ pub struct Captured<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// One frame could not be read or decoded; the next one may be fine.
-    #[error("bad frame from {what}: {why}")]
-    BadFrame { what: String, why: String },
+    /// `repeat`: the source reported this same fault before, so it is
+    /// counted but not logged again.
+    #[error("bad frame from {what}: {fault}")]
+    BadFrame {
+        what: String,
+        fault: FrameFault,
+        repeat: bool,
+    },
     /// The source is gone or not there yet; retried with backoff.
     #[error("source unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[from] Unavailable),
+}
+
+impl SourceError {
+    /// A first-time bad frame from `what`.
+    pub fn bad(what: impl Into<String>, fault: FrameFault) -> Self {
+        SourceError::BadFrame {
+            what: what.into(),
+            fault,
+            repeat: false,
+        }
+    }
+}
+
+/// Why one frame was skipped.
+// Camera sources (feature builds) use every variant.
+#[cfg_attr(not(any(feature = "ffmpeg", feature = "v4l2")), allow(dead_code))]
+#[derive(Debug, thiserror::Error)]
+pub enum FrameFault {
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("not a complete JPEG (SOI/EOI missing)")]
+    NotJpeg,
+    #[error("unreadable JPEG header")]
+    JpegHeader,
+    #[error("broken JPEG ({0} bytes)")]
+    BrokenJpeg(usize),
+    #[error("PNG: {0}")]
+    Png(#[from] png::DecodingError),
+    #[error("unsupported picture size {width}x{height}")]
+    Size { width: u32, height: u32 },
+    #[error("converting the camera's pixels: {0}")]
+    Convert(#[from] v4l2::convert::ConvertError),
+    #[cfg(feature = "ffmpeg")]
+    #[error("{doing}: {source}")]
+    Ffmpeg {
+        doing: String,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("decoder produced an unexpected {0}")]
+    Decoded(String),
+}
+
+/// Why a source cannot deliver now.
+// Camera sources (feature builds) use every variant.
+#[cfg_attr(not(any(feature = "ffmpeg", feature = "v4l2")), allow(dead_code))]
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("{doing} {path}: {source}{hint}")]
+    Io {
+        doing: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+        /// What to check, for the errors people hit (may be empty).
+        hint: &'static str,
+    },
+    #[error("no images in {0}")]
+    NoImages(std::path::PathBuf),
+    #[error("{path}: {problem}")]
+    Device { path: String, problem: String },
+    #[cfg(feature = "ffmpeg")]
+    #[error("{doing} {what}: {source}")]
+    Ffmpeg {
+        doing: &'static str,
+        what: String,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    #[error("{0} has no video stream")]
+    NoVideo(String),
+    #[error("the stream ended")]
+    Ended,
+    #[error("the {0} thread stopped")]
+    ThreadGone(&'static str),
+}
+
+/// Why a source could not be set up at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("starting the {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(feature = "ffmpeg")]
+    #[error("initialising FFmpeg: {0}")]
+    Ffmpeg(#[source] ffmpeg_next::Error),
 }
 
 pub trait Source {
@@ -68,116 +168,101 @@ pub trait Source {
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<Captured<'_>>, SourceError>;
 }
 
-/// Opens the source named by `--source`. Cameras and files are opened
-/// lazily by their first `next_frame`, so a camera that is not there yet is a
-/// retried error rather than a failed start.
-pub fn open(config: &Config) -> anyhow::Result<Box<dyn Source>> {
-    let spec = config.source.as_str();
-    if spec == "test-pattern" {
-        let size = config.size().unwrap_or(crate::config::DEFAULT_PATTERN_SIZE);
-        return Ok(Box::new(pattern::TestPattern::new(size, &config.stream)));
-    }
-    if spec.starts_with("http://") || spec.starts_with("https://") {
-        return Ok(Box::new(http::HttpRelay::start(spec)?));
-    }
-    if let Some(device) = spec.strip_prefix("v4l2:") {
-        return open_v4l2(&v4l2_path(device), config);
-    }
-    if is_ffmpeg(spec) {
-        return open_ffmpeg(spec, config);
-    }
-    if let Some(rest) = spec.split_once("://").map(|(scheme, _)| scheme) {
-        anyhow::bail!(
-            "unsupported source scheme {rest:?} (use test-pattern, a path, http://, rtsp:// or v4l2:/dev/videoN)"
-        );
-    }
-    Ok(Box::new(files::FileSource::new(spec.into())))
+/// What a source needs besides its spec: one camera's settings.
+// Camera sources (feature builds) use every variant.
+#[cfg_attr(not(any(feature = "ffmpeg", feature = "v4l2")), allow(dead_code))]
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    /// The stream name, drawn by the test pattern.
+    pub stream: &'a str,
+    pub size: Option<crate::config::Size>,
+    pub fps: Option<f64>,
+    pub rtsp_transport: &'a str,
 }
 
-/// `v4l2:0` is short for `v4l2:/dev/video0`.
-fn v4l2_path(device: &str) -> String {
-    match device.parse::<u32>() {
-        Ok(n) => format!("/dev/video{n}"),
-        Err(_) => device.to_string(),
-    }
-}
-
-fn is_ffmpeg(spec: &str) -> bool {
-    #[cfg(feature = "ffmpeg")]
-    return ffmpeg::handles(spec);
-    #[cfg(not(feature = "ffmpeg"))]
-    {
-        let lower = spec.to_ascii_lowercase();
-        lower.starts_with("rtsp") || lower.starts_with("ffmpeg:") || {
-            [".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts"]
-                .iter()
-                .any(|e| lower.ends_with(e))
+/// Opens a source. Cameras and files are opened lazily by their first
+/// `next_frame`, so a camera that is not there yet is a retried error rather
+/// than a failed start.
+pub fn open(spec: &SourceSpec, options: &Options<'_>) -> Result<Box<dyn Source>, OpenError> {
+    spec.check_built()?;
+    match spec {
+        SourceSpec::TestPattern => {
+            let size = options.size.unwrap_or(crate::config::DEFAULT_PATTERN_SIZE);
+            Ok(Box::new(pattern::TestPattern::new(size, options.stream)))
         }
+        SourceSpec::Files(path) => Ok(Box::new(files::FileSource::new(path.clone()))),
+        SourceSpec::Http(url) => Ok(Box::new(http::HttpRelay::start(url)?)),
+        SourceSpec::V4l2(device) => open_v4l2(device, options),
+        SourceSpec::Ffmpeg(url) => open_ffmpeg(url, options),
     }
 }
 
 #[cfg(feature = "ffmpeg")]
-fn open_ffmpeg(spec: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
+fn open_ffmpeg(url: &str, options: &Options<'_>) -> Result<Box<dyn Source>, OpenError> {
     Ok(Box::new(ffmpeg::FfmpegSource::new(
-        spec,
-        &config.rtsp_transport,
-        config.size(),
+        url,
+        options.rtsp_transport,
+        options.size,
     )?))
 }
 
 #[cfg(not(feature = "ffmpeg"))]
-fn open_ffmpeg(spec: &str, _config: &Config) -> anyhow::Result<Box<dyn Source>> {
-    anyhow::bail!(
-        "{spec:?} needs FFmpeg, and this build has no `ffmpeg` feature: use the Docker image or build with `--features frame-producer/ffmpeg`"
-    )
+fn open_ffmpeg(url: &str, _options: &Options<'_>) -> Result<Box<dyn Source>, OpenError> {
+    // check_built refused it already; kept total for the type checker.
+    Err(SpecError::NeedsFeature {
+        spec: url.to_string(),
+        feature: "ffmpeg",
+    }
+    .into())
 }
 
 #[cfg(feature = "v4l2")]
-fn open_v4l2(device: &str, config: &Config) -> anyhow::Result<Box<dyn Source>> {
+fn open_v4l2(device: &str, options: &Options<'_>) -> Result<Box<dyn Source>, OpenError> {
     let want = v4l2::negotiate::Want {
-        size: config.size().map(|s| (s.width, s.height)),
-        fps: config.fps(),
+        size: options.size.map(|s| (s.width, s.height)),
+        fps: options.fps,
     };
     Ok(Box::new(v4l2::V4l2Source::new(device, want)))
 }
 
 #[cfg(not(feature = "v4l2"))]
-fn open_v4l2(device: &str, _config: &Config) -> anyhow::Result<Box<dyn Source>> {
-    anyhow::bail!(
-        "v4l2:{device} needs the `v4l2` build feature: use the Docker image or build with `--features frame-producer/v4l2`"
-    )
+fn open_v4l2(device: &str, _options: &Options<'_>) -> Result<Box<dyn Source>, OpenError> {
+    Err(SpecError::NeedsFeature {
+        spec: format!("v4l2:{device}"),
+        feature: "v4l2",
+    }
+    .into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn v4l2_devices_by_path_or_number() {
-        assert_eq!(v4l2_path("0"), "/dev/video0");
-        assert_eq!(v4l2_path("12"), "/dev/video12");
-        assert_eq!(
-            v4l2_path("/dev/v4l/by-id/usb-cam"),
-            "/dev/v4l/by-id/usb-cam"
-        );
+    fn options() -> Options<'static> {
+        Options {
+            stream: "cam0",
+            size: None,
+            fps: None,
+            rtsp_transport: "tcp",
+        }
     }
 
     #[test]
-    fn sources_without_their_build_feature_or_scheme_are_refused_clearly() {
-        use clap::Parser;
-        let open_spec = |spec: &str| {
-            let config = Config::try_parse_from(["p", "--source", spec]).expect("config");
-            open(&config).err().map(|e| e.to_string())
+    fn sources_without_their_build_feature_are_refused_naming_it() {
+        let open_spec = |s: &str| {
+            let spec = SourceSpec::parse(s).expect("parses in every build");
+            open(&spec, &options()).err().map(|e| e.to_string())
         };
-        let err = open_spec("gopher://camera").expect("unknown scheme refused");
-        assert!(err.contains("unsupported source scheme"), "{err}");
         if cfg!(not(feature = "ffmpeg")) {
-            let err = open_spec("rtsp://cam/stream").expect("needs ffmpeg");
-            assert!(err.contains("`ffmpeg` feature"), "{err}");
+            for s in ["rtsp://cam/stream", "rtmp://live/app", "clip.mp4"] {
+                let err = open_spec(s).expect("needs ffmpeg");
+                assert!(err.contains("`ffmpeg` build feature"), "{err}");
+            }
         }
         if cfg!(not(feature = "v4l2")) {
             let err = open_spec("v4l2:0").expect("needs v4l2");
             assert!(err.contains("`v4l2` build feature"), "{err}");
         }
+        assert!(open_spec("test-pattern").is_none());
     }
 }

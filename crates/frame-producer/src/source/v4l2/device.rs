@@ -16,7 +16,7 @@ use v4l::{Device, Format, FourCC, Fraction};
 
 use super::convert::I420;
 use super::negotiate::{Offer, PixelKind, Want, choose};
-use crate::source::{Captured, Picture, Source, SourceError};
+use crate::source::{Captured, FrameFault, Picture, Source, SourceError, Unavailable};
 
 pub struct V4l2Source {
     path: String,
@@ -48,22 +48,24 @@ impl V4l2Source {
 
     fn open(&self, timeout: Duration) -> Result<Session, SourceError> {
         let path = &self.path;
-        let device = Device::with_path(path).map_err(|e| unavailable(path, "opening", &e))?;
+        let device = Device::with_path(path).map_err(|e| unavailable(path, "opening", e))?;
         let caps = device
             .query_caps()
-            .map_err(|e| unavailable(path, "querying", &e))?;
+            .map_err(|e| unavailable(path, "querying", e))?;
         let can = v4l::capability::Flags::VIDEO_CAPTURE | v4l::capability::Flags::STREAMING;
         if !caps.capabilities.contains(can) {
-            return Err(SourceError::Unavailable(format!(
-                "{path} ({}) is not a streaming capture device",
-                caps.card
-            )));
+            return Err(Unavailable::Device {
+                path: path.clone(),
+                problem: format!("({}) is not a streaming capture device", caps.card),
+            }
+            .into());
         }
         let offers =
-            offers(&device, self.want).map_err(|e| unavailable(path, "listing formats of", &e))?;
-        let choice = choose(&offers, self.want).ok_or_else(|| {
-            SourceError::Unavailable(format!(
-                "{path} offers no format this producer reads (MJPEG, YUYV, NV12, YU12); it offers {}",
+            offers(&device, self.want).map_err(|e| unavailable(path, "listing formats of", e))?;
+        let choice = choose(&offers, self.want).ok_or_else(|| Unavailable::Device {
+            path: path.clone(),
+            problem: format!(
+                "offers no format this producer reads (MJPEG, YUYV, NV12, YU12); it offers {}",
                 offers
                     .iter()
                     .map(|o| String::from_utf8_lossy(&o.fourcc).into_owned())
@@ -71,17 +73,15 @@ impl V4l2Source {
                     .into_iter()
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))
+            ),
         })?;
         let asked = Format::new(choice.width, choice.height, FourCC::new(&choice.fourcc));
         let got = device
             .set_format(&asked)
-            .map_err(|e| unavailable(path, "setting the format of", &e))?;
-        let kind = PixelKind::from_fourcc(got.fourcc.repr).ok_or_else(|| {
-            SourceError::Unavailable(format!(
-                "{path} switched to unsupported format {}",
-                got.fourcc
-            ))
+            .map_err(|e| unavailable(path, "setting the format of", e))?;
+        let kind = PixelKind::from_fourcc(got.fourcc.repr).ok_or_else(|| Unavailable::Device {
+            path: path.clone(),
+            problem: format!("switched to unsupported format {}", got.fourcc),
         })?;
         let fps = match choice.fps {
             Some(fps) => {
@@ -117,7 +117,7 @@ impl V4l2Source {
             "camera opened"
         );
         let mut stream = Stream::with_buffers(&device, Type::VideoCapture, 4)
-            .map_err(|e| unavailable(path, "mapping buffers of", &e))?;
+            .map_err(|e| unavailable(path, "mapping buffers of", e))?;
         stream.set_timeout(timeout);
         Ok(Session {
             stream,
@@ -186,7 +186,7 @@ fn offers(device: &Device, want: Want) -> io::Result<Vec<Offer>> {
     Ok(out)
 }
 
-fn unavailable(path: &str, doing: &str, e: &io::Error) -> SourceError {
+fn unavailable(path: &str, doing: &'static str, e: io::Error) -> SourceError {
     let hint = match e.raw_os_error() {
         Some(2) | Some(19) | Some(6) => {
             " (no such device: is the camera plugged in, and passed to the container with `devices:`?)"
@@ -196,7 +196,13 @@ fn unavailable(path: &str, doing: &str, e: &io::Error) -> SourceError {
         Some(25) => " (not a V4L2 device)",
         _ => "",
     };
-    SourceError::Unavailable(format!("{doing} {path}: {e}{hint}"))
+    Unavailable::Io {
+        doing,
+        path: path.to_string(),
+        source: e,
+        hint,
+    }
+    .into()
 }
 
 impl Source for V4l2Source {
@@ -224,7 +230,7 @@ impl Source for V4l2Source {
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(None),
             Err(e) => {
-                let err = unavailable(&self.path, "reading from", &e);
+                let err = unavailable(&self.path, "reading from", e);
                 self.session = None;
                 return Err(err);
             }
@@ -232,10 +238,10 @@ impl Source for V4l2Source {
         let capture_ts_ns = stream_common::unix_now_ns();
         if kind == PixelKind::Mjpeg {
             if !frame_wire::looks_like_jpeg(data) {
-                return Err(SourceError::BadFrame {
-                    what: self.path.clone(),
-                    why: format!("camera delivered a broken JPEG ({} bytes)", data.len()),
-                });
+                return Err(SourceError::bad(
+                    self.path.clone(),
+                    FrameFault::BrokenJpeg(data.len()),
+                ));
             }
             let (w, h) = stream_common::jpeg::dimensions(data).unwrap_or((width, height));
             return Ok(Some(Captured {
@@ -249,10 +255,7 @@ impl Source for V4l2Source {
         }
         self.raw
             .convert(kind, data, width, height, stride)
-            .map_err(|e| SourceError::BadFrame {
-                what: self.path.clone(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| SourceError::bad(self.path.clone(), FrameFault::Convert(e)))?;
         Ok(Some(Captured {
             picture: Picture::Yuv420(self.raw.view()),
             capture_ts_ns,
