@@ -304,8 +304,42 @@ async fn wall_in(kind: BrowserKind) {
         (v == true).then_some(())
     })
     .await;
+    // Keyboard: arrows move between tiles, Enter enlarges.
+    let keys = "const k = (key) => document.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true}));
+        document.querySelector('.tile[data-name=\"cam00\"]').focus();
+        k('ArrowRight'); k('ArrowDown');
+        const focused = document.activeElement.dataset.name;
+        k('Enter');
+        return focused;";
+    let focused = b.eval(keys).await.expect("keys");
+    assert_eq!(
+        focused, "cam05",
+        "{name}: right then down from cam00 on a 4-column grid"
+    );
+    wait_for("cam05 enlarged by Enter", Duration::from_secs(10), || async {
+        let v = b
+            .eval("return location.hash === '#stream=cam05' && window.viewer.cams.get('cam05').drawn > 0
+                && !document.getElementById('single').hidden;")
+            .await
+            .ok()?;
+        (v == true).then_some(())
+    })
+    .await;
+    b.eval("location.hash = ''; return 1;").await.expect("hash");
+
+    // A phone: one column.
+    b.set_window_size(390, 800).await.expect("resize");
+    wait_for("one column on a phone", Duration::from_secs(10), || async {
+        let v = b
+            .eval("return !document.getElementById('grid').hidden
+                && getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length;")
+            .await
+            .ok()?;
+        (v == 1).then_some(())
+    })
+    .await;
     let png = b.screenshot().await.expect("screenshot");
-    std::fs::write(screenshot_path(&format!("wall-{name}.png")), &png).expect("save");
+    std::fs::write(screenshot_path(&format!("phone-{name}.png")), &png).expect("save");
 }
 
 #[tokio::test]

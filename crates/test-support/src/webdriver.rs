@@ -248,6 +248,27 @@ impl Browser {
         }
     }
 
+    /// Resizes the browser window (CSS pixels, outer size).
+    pub async fn set_window_size(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        let rect = json!({"width": width, "height": height});
+        match &self.session {
+            Session::W3c { addr, id } => w3c_call(
+                *addr,
+                "POST",
+                &format!("/session/{id}/window/rect"),
+                Some(rect),
+            )
+            .await
+            .map(|_| ()),
+            Session::Marionette(m) => m
+                .lock()
+                .await
+                .command("WebDriver:SetWindowRect", rect)
+                .await
+                .map(|_| ()),
+        }
+    }
+
     /// A PNG screenshot of the page.
     pub async fn screenshot(&self) -> anyhow::Result<Vec<u8>> {
         let v = match &self.session {
