@@ -435,3 +435,105 @@ async fn behind_the_director_the_page_opens_its_socket_on_the_picked_gateway() {
     );
     test_support::stack::wait_viewers(stack.http, 1, Duration::from_secs(5)).await;
 }
+
+/// An older gateway without `/ws`, played by a relay in front of a real
+/// gateway that answers 404 to `/ws` and passes everything else through.
+/// Returns its address and how many `/ws` requests it has refused.
+async fn gateway_without_websocket(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let addr = listener.local_addr().expect("relay addr");
+    let refused = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                    if head.len() > 64 * 1024 {
+                        return;
+                    }
+                }
+                if head.starts_with(b"GET /ws") {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = client
+                        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                // One request per connection, so each is seen here.
+                let text = String::from_utf8_lossy(&head).to_string();
+                let (h, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                let mut out: String = h
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                out.push_str("Connection: close\r\n\r\n");
+                out.push_str(rest);
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if server.write_all(out.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, refused)
+}
+
+/// Against a gateway that has no WebSocket the page still shows pictures:
+/// the enlarged camera as the MJPEG `<img>`, tiles as snapshots refreshed
+/// once a second; and it retries the socket with backoff, not in a storm.
+#[tokio::test]
+async fn without_a_websocket_the_page_falls_back_to_mjpeg_and_snapshots() {
+    let stack = Stack::start(&["--fps", "10", "--size", "160x120"], &[]).await;
+    let (old, refused) = gateway_without_websocket(stack.http).await;
+    let b = Browser::launch().await.expect("browser");
+    b.goto(&format!("http://{old}/#stream=cam0"))
+        .await
+        .expect("open");
+    wait_for("the MJPEG <img> playing", Duration::from_secs(20), || async {
+        let v = b
+            .eval("const i = document.getElementById('fallback'); return window.viewer.mode === 'mjpeg'
+                && !i.hidden && i.src.includes('/stream/cam0') && i.complete && i.naturalWidth;")
+            .await
+            .ok()?;
+        (v == 160).then_some(())
+    })
+    .await;
+    b.eval("location.hash = ''; return 1;").await.expect("hash");
+    let first = wait_for("a snapshot tile", Duration::from_secs(10), || async {
+        let s = state(&b).await?;
+        s["cams"]["cam0"]["drawn"].as_u64().filter(|d| *d > 0)
+    })
+    .await;
+    wait_for("the tile refreshed", Duration::from_secs(5), || async {
+        let s = state(&b).await?;
+        s["cams"]["cam0"]["drawn"].as_u64().filter(|d| *d > first)
+    })
+    .await;
+    let before = refused.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let retries = refused.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(before >= 1, "the page never tried its WebSocket");
+    assert!(
+        retries <= 2,
+        "{retries} socket retries in 4 s: a retry storm"
+    );
+}
