@@ -263,12 +263,30 @@ fn parse_file(
         problem,
     };
     let doc: FileDoc = toml::from_str(text).map_err(|e| {
+        // The line itself names the field even when TOML's message does not
+        // (`source = test-pattern` is "invalid boolean": strings need quotes).
         let place = e
             .span()
-            .map(|s| format!("line {}: ", line_of(text, s.start)))
+            .map(|s| {
+                let line = line_of(text, s.start);
+                let shown: String = text
+                    .lines()
+                    .nth(line - 1)
+                    .unwrap_or_default()
+                    .trim()
+                    .chars()
+                    .take(80)
+                    .collect();
+                format!("line {line} ({shown}): ")
+            })
             .unwrap_or_default();
         let message = e.message().trim_end().replace('\n', " ");
-        file_error(format!("{place}{message} (camera fields: {FIELDS})"))
+        let hint = if message.contains("expected one of") {
+            String::new()
+        } else {
+            format!(" (camera fields: {FIELDS}; text values in quotes)")
+        };
+        file_error(format!("{place}{message}{hint}"))
     })?;
     let mut out = Vec::new();
     for (index, table) in doc.camera.iter().enumerate() {
@@ -445,7 +463,7 @@ rtsp_transport = "udp"
             ),
             (
                 "[[camera]]\nname = \"a\"\nsorce = \"test-pattern\"\n",
-                "line 3: unknown field `sorce`",
+                "line 3 (sorce = \"test-pattern\"): unknown field `sorce`",
             ),
             (
                 "[[camera]]\nname = \"a\"\n\n",
@@ -453,7 +471,7 @@ rtsp_transport = "udp"
             ),
             (
                 "[[camera]]\nname = \"a\"\nsource = test-pattern\n",
-                "line 3:",
+                "line 3 (source = test-pattern):",
             ),
             (
                 "[[camera]]\nname = \"a\"\nsource = \"test-pattern\"\nfps = [1]\n",
