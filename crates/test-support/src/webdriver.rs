@@ -336,13 +336,22 @@ async fn w3c_call(
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // SIGTERM to the whole group first (xvfb-run then removes its
-        // display's lock file), SIGKILL to what is left.
-        let pgid = self.child.id() as i32;
+        let pgid = self.child.id();
         let group = format!("-{pgid}");
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", "--", &group])
-            .status();
+        if self.kind == BrowserKind::WebKit {
+            // Only the driver and its browser: xvfb-run then sees its
+            // command end and stops Xvfb itself, which removes the display's
+            // lock file (a TERM to the whole group would leave it behind).
+            for pid in group_members(pgid, &["WebKitWebDriver", "MiniBrowser"]) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        } else {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &group])
+                .status();
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         while std::time::Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
@@ -365,6 +374,27 @@ impl Drop for Browser {
         let _ = std::fs::remove_dir_all(&self.profile);
         let _ = std::fs::remove_file(self.profile.with_extension("log"));
     }
+}
+
+/// Processes in process group `pgid` whose command name is one of `names`
+/// (from /proc: exactly this browser's, never another test's).
+fn group_members(pgid: u32, names: &[&str]) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid pgrp ...
+        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let pgrp: u32 = rest.split_whitespace().nth(2)?.parse().ok()?;
+        (pgrp == pgid
+            && names
+                .iter()
+                .any(|n| n.starts_with(comm) || comm.starts_with(n)))
+        .then_some(pid)
+    })
+    .collect()
 }
 
 /// Where screenshots go.
