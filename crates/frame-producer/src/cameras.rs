@@ -500,6 +500,19 @@ rtsp_transport = "udp"
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../../deploy/cameras.example.toml");
+        let r = parse_file(Path::new("cameras.example.toml"), text, &flags(&[]));
+        if cfg!(feature = "ffmpeg") {
+            let names: Vec<_> = r.expect("valid").into_iter().map(|(c, _)| c.name).collect();
+            assert_eq!(names, ["lobby", "garage", "yard", "clip"]);
+        } else {
+            let err = r.expect_err("the video needs ffmpeg").to_string();
+            assert!(err.contains("(clip)") && err.contains("`ffmpeg`"), "{err}");
+        }
+    }
+
+    #[test]
     fn repeated_flags_list_cameras() {
         let c = flags(&[
             "--camera",
