@@ -343,13 +343,16 @@ async fn compose_with_three_gateways_behind_nginx() {
         "took {:?}",
         t.elapsed()
     );
-    assert!(
-        victim_reader
-            .next_frame_within(Duration::from_secs(5))
-            .await
-            .is_err(),
-        "the killed gateway's stream ends"
-    );
+    // Frames already received may still be read; then the stream ends.
+    let mut drained = 0;
+    while victim_reader
+        .next_frame_within(Duration::from_secs(5))
+        .await
+        .is_ok()
+    {
+        drained += 1;
+        assert!(drained < 30, "the killed gateway's stream goes on");
+    }
     let (rate, instance) = stream_rate(lb, Duration::from_secs(2)).await;
     assert!(
         rate > FPS * 0.8 && instance != victim_instance,
