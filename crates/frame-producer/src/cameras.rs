@@ -176,9 +176,11 @@ pub fn from_config(config: &Config) -> Result<CameraList, CamerasError> {
     let mut cameras: Vec<(Camera, String)> = Vec::new();
     let file = config
         .cameras
-        .as_ref()
-        .filter(|p| !p.as_os_str().is_empty());
-    if let Some(path) = file {
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    if let Some(path) = &file {
         let text = std::fs::read_to_string(path).map_err(|source| CamerasError::Read {
             path: path.clone(),
             source,
@@ -549,6 +551,13 @@ rtsp_transport = "udp"
         .expect_err("duplicate")
         .to_string();
         assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn empty_options_mean_none() {
+        let list = from_config(&flags(&["--cameras", "", "--camera", ""])).expect("valid");
+        assert!(!list.listed);
+        assert_eq!(list.cameras[0].name, "cam0");
     }
 
     #[test]

@@ -93,8 +93,9 @@ pub struct Config {
     /// with `name`, `source` and optionally `size`, `fps`, `quality`,
     /// `rtsp_transport` (unset ones take these flags' values). With it,
     /// --source and --stream are ignored. See README, "Many cameras".
+    /// (A string, not a path, so that an empty variable means "none".)
     #[arg(long, env = "PRODUCER_CAMERAS")]
-    pub cameras: Option<std::path::PathBuf>,
+    pub cameras: Option<String>,
     /// One camera, as `name=NAME,source=SRC[,size=WxH][,fps=N][,quality=Q][,rtsp_transport=tcp|udp]`;
     /// repeat the flag for more (the variable separates cameras with `;`).
     /// Added to the --cameras file's cameras; with either, --source and
@@ -233,6 +234,10 @@ mod tests {
         assert_eq!(c.subscriber_queue_bytes, 32 << 20);
         assert!(c.bus_key_file.is_none() && c.bus_key.is_none());
         assert!(c.cameras.is_none() && c.camera.is_empty());
+        // Compose passes unset variables as empty ones.
+        let c =
+            Config::try_parse_from(["p", "--cameras", "", "--camera", ""]).expect("empty is none");
+        assert_eq!(c.cameras.as_deref(), Some(""));
     }
 
     #[test]
