@@ -180,6 +180,10 @@ async fn wall_in(kind: BrowserKind) {
             std::fs::write(&docs, &png).expect("save docs/wall.png");
         }
     }
+    // Offline for longer than the page's stall limit (4 s): the gateway's
+    // placeholder keeps the socket alive, so the watchdog must not restart
+    // it (checked with the 30 s below). The wait is the duration under test.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     wall.restart(i);
     let mut last_offline = now_ms();
     let deadline = Instant::now() + Duration::from_secs(15);
