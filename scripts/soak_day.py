@@ -12,12 +12,12 @@ What runs, all on loopback, release binaries:
 Every minute one CSV row: RSS, fds and threads of both services, viewer
 fps (p50, min) and capture-to-receive latency p99, parse errors, invalid
 messages counted. At the end: an SVG plot and a check that nothing grows,
-by the least-squares slope over the last half of the run (each process's own
-lifetime: restarts reset it).
+by the least-squares slope over the last half of the run.
 
     scripts/soak_day.py --hours 24            # the real thing
     scripts/soak_day.py --minutes 6 --viewers 50 --producer-restart 120 --gateway-restart 240
-Writes bench/soak/soak.csv, bench/soak/soak.svg and prints the figures.
+Writes bench/soak/soak.csv, soak.svg and report.md (figures), and prints them;
+--report-only CSV redoes the plot and report from a CSV.
 """
 import argparse
 import csv
@@ -159,6 +159,42 @@ def svg_plot(rows, path: pathlib.Path):
     path.write_text("\n".join(out))
 
 
+LIMITS = {"gateway_rss_mb": 5.0, "producer_rss_mb": 5.0, "gateway_fds": 2.0, "gateway_threads": 1.0}
+
+
+def verdicts(rows):
+    """(name, slope per hour over the last half, limit, ok) for each watched column."""
+    half = rows[len(rows) // 2:]
+    out = []
+    for key_, limit in LIMITS.items():
+        pts = [(float(r["minute"]) / 60, float(r[key_])) for r in half if r[key_] != ""]
+        s = slope([p[0] for p in pts], [p[1] for p in pts])
+        out.append((key_, s, limit, s <= limit))
+    return out
+
+
+def report_md(rows, out: pathlib.Path, settings: str):
+    """bench/soak/report.md: the figures and the plot."""
+    def col(k):
+        return [float(r[k]) for r in rows if r[k] != ""]
+    lines = [
+        "# Soak run (scripts/soak_day.py)", "",
+        f"{len(rows)} minutes; {settings}.", "",
+        "![soak plot](soak.svg)", "",
+        "| figure | min | max | last |", "|---|---|---|---|",
+    ]
+    for k in ("producer_rss_mb", "producer_fds", "producer_threads", "gateway_rss_mb", "gateway_fds",
+              "gateway_threads", "connected", "fps_p50", "fps_min", "latency_p99_ms", "parse_errors"):
+        v = col(k)
+        if v:
+            lines.append(f"| {k} | {min(v):.2f} | {max(v):.2f} | {v[-1]:.2f} |")
+    lines += ["", "Growth over the last half of the run (least-squares slope per hour; restarts included):", "",
+              "| figure | slope/h | limit/h | verdict |", "|---|---|---|---|"]
+    for k, s, limit, ok in verdicts(rows):
+        lines.append(f"| {k} | {s:+.3f} | {limit} | {'flat' if ok else 'GROWS'} |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=0)
@@ -169,7 +205,17 @@ def main() -> int:
     ap.add_argument("--producer-restart", type=float, default=600)
     ap.add_argument("--gateway-restart", type=float, default=3600)
     ap.add_argument("--out", default=str(ROOT / "bench" / "soak"))
+    ap.add_argument("--report-only", metavar="CSV", help="only write report.md and the plot from a CSV")
     args = ap.parse_args()
+    settings = (f"{args.viewers} viewers reconnecting every minute, {args.size} @ {args.fps} fps, producer restart "
+                f"every {args.producer_restart:.0f} s, gateway every {args.gateway_restart:.0f} s, bus garbage, bus key on")
+    if args.report_only:
+        rows = list(csv.DictReader(open(args.report_only)))
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        svg_plot(rows, out / "soak.svg")
+        report_md(rows, out, settings)
+        return 0
     total = args.hours * 3600 if args.hours else args.minutes * 60
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,15 +289,10 @@ def main() -> int:
     gateway.stop()
     svg_plot(rows, out / "soak.svg")
 
-    # Nothing grows: slope over the last half, per hour, on each process's
-    # samples since its last restart within that half.
-    half = rows[len(rows) // 2:]
+    report_md(rows, out, settings)
+    # Nothing grows: slope over the last half, per hour.
     verdict = 0
-    limits = {"gateway_rss_mb": 5.0, "producer_rss_mb": 5.0, "gateway_fds": 2.0, "gateway_threads": 1.0}
-    for key_, limit in limits.items():
-        pts = [(float(r["minute"]) / 60, float(r[key_])) for r in half if r[key_] != ""]
-        s = slope([p[0] for p in pts], [p[1] for p in pts])
-        ok = s <= limit
+    for key_, s, limit, ok in verdicts(rows):
         verdict |= not ok
         print(f"{key_}: slope {s:+.2f}/h over the last half (limit {limit}/h) {'ok' if ok else 'GROWS'}")
     errors = sum(int(r["parse_errors"] or 0) for r in rows)
