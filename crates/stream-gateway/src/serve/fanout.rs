@@ -462,6 +462,12 @@ async fn writer(
                 if changed.is_err() { break }
                 let Some(part) = slot.borrow_and_update().clone() else { continue };
                 w.pass(&part);
+                w.tally.flush();
+                // A saturated writer always has a newer frame waiting: let
+                // this thread's other writers, accept loop and requests run
+                // between passes.
+                tokio::task::yield_now().await;
+                continue;
             }
             Some(event) = w.events.next(), if !w.events.is_empty() => w.event(event),
         }
