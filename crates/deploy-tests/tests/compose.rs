@@ -250,7 +250,11 @@ async fn compose_with_three_gateways_behind_nginx() {
         ],
     };
     // The overrides are valid compose on top of the main file.
-    for extra in ["deploy/compose.cameras.yml", "deploy/compose.webcam.yml"] {
+    for extra in [
+        "deploy/compose.cameras.yml",
+        "deploy/compose.webcam.yml",
+        "deploy/compose.many-cameras.yml",
+    ] {
         project.run(&["-f", "docker-compose.yml", "-f", extra, "config", "-q"]);
     }
     project.run(&["up", "-d", "--no-build", "--scale", "stream-gateway=3"]);
