@@ -52,6 +52,12 @@ pub struct Config {
     /// Seconds a client may take to send its request head.
     #[arg(long, env = "DIRECTOR_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
     pub header_timeout: Duration,
+    /// Camera affinity: send each camera's viewers to this many gateways,
+    /// the same ones every time (rendezvous hashing of the stream name over
+    /// the healthy gateways), so with many cameras each gateway serves few
+    /// cameras fully. 0: every viewer to the next gateway in turn.
+    #[arg(long, env = "DIRECTOR_AFFINITY", default_value_t = 0)]
+    pub affinity: usize,
     /// Runtime worker threads (the director does little: one is plenty).
     #[arg(long, env = "DIRECTOR_THREADS", default_value_t = 1)]
     pub threads: usize,

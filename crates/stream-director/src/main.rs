@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use stream_director::choose::RoundRobin;
+use stream_director::choose::{Affinity, Choose, RoundRobin};
 use stream_director::config::Config;
 use stream_director::pool::{self, Pool};
 use stream_director::serve::Director;
@@ -33,6 +33,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listen = %config.listen,
         gateways = ?config.gateways,
         public_url = %config.public_url,
+        affinity = config.affinity,
         "stream-director started"
     );
     let pool = Arc::new(Pool::default());
@@ -43,9 +44,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.check_timeout,
         cancel.clone(),
     ));
+    let choose: Box<dyn Choose> = match config.affinity {
+        0 => Box::new(RoundRobin::default()),
+        width => Box::new(Affinity::new(width)),
+    };
     let director = Arc::new(Director {
         pool,
-        choose: Box::new(RoundRobin::default()),
+        choose,
         public_url: config.public_url.clone(),
         header_timeout: config.header_timeout,
         stats: Default::default(),

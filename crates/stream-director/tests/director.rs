@@ -257,3 +257,116 @@ async fn malformed_requests_are_refused() {
         .expect("answer");
     assert_eq!(r.head.status, 431);
 }
+
+/// The stream a viewer of `path` is served, and by which gateway.
+async fn view_stream(director: SocketAddr, cam: &str) -> anyhow::Result<(String, MjpegReader)> {
+    let (mut r, _) = MjpegReader::open_following(director, &format!("/stream/{cam}"), 1).await?;
+    r.next_frame_within(Duration::from_secs(5)).await?;
+    let instance = r.head().header("x-gateway-instance").unwrap_or("").into();
+    Ok((instance, r))
+}
+
+#[tokio::test]
+async fn camera_affinity_keeps_each_camera_on_its_gateway() {
+    // Eight cameras from one producer process, three gateways, affinity 1:
+    // every viewer of a camera lands on that camera's one gateway.
+    let cameras: Vec<String> = (0..8)
+        .map(|i| format!("name=cam{i},source=test-pattern,size=160x120,fps=10"))
+        .collect();
+    let mut args = Vec::new();
+    for c in &cameras {
+        args.extend(["--camera", c.as_str()]);
+    }
+    let producer = Producer::start(&args);
+    let mut gws: Vec<Gateway> = ["gw-a", "gw-b", "gw-c"]
+        .iter()
+        .map(|name| Gateway::start(&producer.endpoint, name))
+        .collect();
+    let director = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let list = gws
+        .iter()
+        .map(|g| g.addr.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let _director = Proc::start(
+        "stream-director",
+        &[
+            "--listen",
+            &director.to_string(),
+            "--gateways",
+            &list,
+            "--check-interval",
+            "0.2",
+            "--check-timeout",
+            "0.5",
+            "--public-url",
+            "http://{host}:{port}",
+            "--affinity",
+            "1",
+        ],
+        &[],
+    );
+    wait_gateways(director, &["gw-a", "gw-b", "gw-c"], Duration::from_secs(20)).await;
+    wait_for(
+        "all 8 cameras at every gateway",
+        Duration::from_secs(20),
+        || async {
+            for g in &gws {
+                let r = http::get(g.addr, "/api/streams").await.ok()?;
+                (r.text().matches("\"name\"").count() == 8).then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
+
+    let mut home: BTreeMap<String, String> = BTreeMap::new();
+    let mut readers = Vec::new();
+    for round in 0..3 {
+        for i in 0..8 {
+            let cam = format!("cam{i}");
+            let (instance, r) = view_stream(director, &cam).await.expect("view");
+            let first = home.entry(cam.clone()).or_insert_with(|| instance.clone());
+            assert_eq!(
+                *first, instance,
+                "{cam}, viewer {round}: always its own gateway"
+            );
+            readers.push((cam, instance, r));
+        }
+    }
+    let used: std::collections::BTreeSet<&String> = home.values().collect();
+    assert!(used.len() >= 2, "8 cameras all on one gateway: {home:?}");
+
+    // Kill the gateway of cam0: its viewers come back, through the
+    // director, on another gateway within 5 s; other gateways' viewers
+    // keep streaming.
+    let victim = home["cam0"].clone();
+    let idx = gws
+        .iter()
+        .position(|g| g.instance == victim)
+        .expect("victim");
+    gws[idx].proc.kill();
+    let t = Instant::now();
+    let back = wait_for(
+        "cam0 back on another gateway",
+        Duration::from_secs(5),
+        || async {
+            let (instance, r) = view_stream(director, "cam0").await.ok()?;
+            (instance != victim).then_some((instance, r))
+        },
+    )
+    .await;
+    eprintln!("cam0 back on {} after {:?}", back.0, t.elapsed());
+    for (cam, instance, r) in readers.iter_mut().filter(|(_, i, _)| *i != victim) {
+        for _ in 0..3 {
+            r.next_frame_within(Duration::from_secs(2))
+                .await
+                .unwrap_or_else(|e| panic!("{cam} on {instance} interrupted: {e:#}"));
+        }
+    }
+    // And it stays there: cam0's new home is stable too.
+    for _ in 0..3 {
+        let (instance, _r) = view_stream(director, "cam0").await.expect("view");
+        assert_eq!(instance, back.0);
+    }
+}
