@@ -31,12 +31,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+#[path = "zmtp.rs"]
+pub mod zmtp;
+use zmtp::{
+    InFrame, Request, check_greeting, command_parts, greeting, ready_command, request, socket_type,
+};
+
 /// Time a peer has for the greeting and READY exchange.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// With a key: time a peer has to present a valid token after connecting.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest frame a subscriber may send us (subscriptions are short).
-const MAX_INBOUND_FRAME: u64 = 4096;
 /// Most subscriptions (and tokens) one peer may hold.
 const MAX_SUBSCRIPTIONS: usize = 256;
 const MAX_TOKENS: usize = 4;
@@ -357,127 +361,22 @@ pub enum PeerError {
     Timeout(&'static str),
 }
 
-/// Our greeting: ZMTP 3.0, NULL mechanism, not as-server.
-pub fn greeting() -> [u8; 64] {
-    let mut g = [0u8; 64];
-    g[0] = 0xFF;
-    g[9] = 0x7F;
-    g[10] = 3;
-    g[11] = 0;
-    g[12..16].copy_from_slice(b"NULL");
-    g
-}
-
-/// Checks a peer's greeting: ZMTP 3.x with the NULL mechanism.
-pub fn check_greeting(g: &[u8; 64]) -> Result<(), PeerError> {
-    if g[0] != 0xFF || g[9] & 0x01 != 0x01 {
-        return Err(PeerError::Protocol("not a ZMTP 3 greeting"));
-    }
-    if g[10] < 3 {
-        return Err(PeerError::Protocol("ZMTP version below 3"));
-    }
-    if &g[12..16] != b"NULL" || g[16..32].iter().any(|&b| b != 0) {
-        return Err(PeerError::Protocol("mechanism is not NULL"));
-    }
-    Ok(())
-}
-
-fn ready_command() -> Vec<u8> {
-    let mut body = Vec::new();
-    body.push(5);
-    body.extend_from_slice(b"READY");
-    body.push(11);
-    body.extend_from_slice(b"Socket-Type");
-    body.extend_from_slice(&3u32.to_be_bytes());
-    body.extend_from_slice(b"PUB");
-    let mut f = vec![0x04, body.len() as u8];
-    f.extend_from_slice(&body);
-    f
-}
-
-/// One frame from a peer.
-#[derive(Debug, PartialEq, Eq)]
-pub struct InFrame {
-    pub command: bool,
-    pub more: bool,
-    pub body: Vec<u8>,
-}
-
 async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<InFrame, PeerError> {
     let flags = r.read_u8().await?;
-    if flags & 0xF8 != 0 {
-        return Err(PeerError::Protocol("reserved flag bits set"));
-    }
-    let len = if flags & 0x02 != 0 {
-        r.read_u64().await?
-    } else {
-        u64::from(r.read_u8().await?)
-    };
-    if len > MAX_INBOUND_FRAME {
-        return Err(PeerError::Protocol("frame from subscriber too large"));
-    }
-    let mut body = vec![0u8; len as usize];
+    let mut size = [0u8; 8];
+    let n = zmtp::size_bytes(flags).map_err(PeerError::Protocol)?;
+    r.read_exact(&mut size[..n]).await?;
+    let len = zmtp::body_len(&size[..n]).map_err(PeerError::Protocol)?;
+    let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    Ok(InFrame {
-        command: flags & 0x04 != 0,
-        more: flags & 0x01 != 0,
-        body,
-    })
-}
-
-/// A command's name and its body after the name.
-fn command_parts(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let n = *body.first()? as usize;
-    let name = body.get(1..1 + n)?;
-    Some((name, &body[1 + n..]))
-}
-
-/// The `Socket-Type` property of a READY command body (after the name).
-fn socket_type(mut props: &[u8]) -> Option<&[u8]> {
-    while !props.is_empty() {
-        let n = *props.first()? as usize;
-        let name = props.get(1..1 + n)?;
-        let len_at = 1 + n;
-        let vlen = u32::from_be_bytes(props.get(len_at..len_at + 4)?.try_into().ok()?) as usize;
-        let value = props.get(len_at + 4..len_at + 4 + vlen)?;
-        if name.eq_ignore_ascii_case(b"Socket-Type") {
-            return Some(value);
-        }
-        props = &props[len_at + 4 + vlen..];
-    }
-    None
-}
-
-/// What one inbound frame asks for, after the handshake.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Request {
-    Subscribe(Vec<u8>),
-    Cancel(Vec<u8>),
-    Ignore,
-}
-
-/// Interprets a frame a subscriber sent after the handshake.
-pub fn request(f: &InFrame) -> Request {
-    if f.command {
-        match command_parts(&f.body) {
-            Some((b"SUBSCRIBE", rest)) => Request::Subscribe(rest.to_vec()),
-            Some((b"CANCEL", rest)) => Request::Cancel(rest.to_vec()),
-            _ => Request::Ignore,
-        }
-    } else {
-        match f.body.split_first() {
-            Some((1, rest)) if !f.more => Request::Subscribe(rest.to_vec()),
-            Some((0, rest)) if !f.more => Request::Cancel(rest.to_vec()),
-            _ => Request::Ignore,
-        }
-    }
+    Ok(InFrame::new(flags, body))
 }
 
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<(), PeerError> {
     s.write_all(&greeting()).await?;
     let mut g = [0u8; 64];
     s.read_exact(&mut g).await?;
-    check_greeting(&g)?;
+    check_greeting(&g).map_err(PeerError::Protocol)?;
     s.write_all(&ready_command()).await?;
     let f = read_frame(s).await?;
     let (name, props) = command_parts(&f.body).ok_or(PeerError::Protocol("bad command"))?;
