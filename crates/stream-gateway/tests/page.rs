@@ -442,24 +442,24 @@ async fn behind_the_director_the_page_opens_its_socket_on_the_picked_gateway() {
 
 /// An older gateway without `/ws`, played by a relay in front of a real
 /// gateway that answers 404 to `/ws` and passes everything else through.
-/// Returns its address and how many `/ws` requests it has refused.
+/// Returns its address, how many `/ws` requests it has refused, and how
+/// many times `/favicon.ico` was asked for.
 async fn gateway_without_websocket(
     upstream: std::net::SocketAddr,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+) -> (std::net::SocketAddr, Counter, Counter) {
+    use std::sync::atomic::Ordering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind relay");
     let addr = listener.local_addr().expect("relay addr");
-    let refused = std::sync::Arc::new(AtomicUsize::new(0));
-    let count = refused.clone();
+    let refused = Counter::default();
+    let favicon = Counter::default();
+    let (count, favicon_count) = (refused.clone(), favicon.clone());
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
             let count = count.clone();
+            let favicons = favicon_count.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -471,6 +471,9 @@ async fn gateway_without_websocket(
                     if head.len() > 64 * 1024 {
                         return;
                     }
+                }
+                if head.starts_with(b"GET /favicon.ico") {
+                    favicons.fetch_add(1, Ordering::Relaxed);
                 }
                 if head.starts_with(b"GET /ws") {
                     count.fetch_add(1, Ordering::Relaxed);
@@ -498,16 +501,20 @@ async fn gateway_without_websocket(
             });
         }
     });
-    (addr, refused)
+    (addr, refused, favicon)
 }
+
+type Counter = std::sync::Arc<std::sync::atomic::AtomicUsize>;
 
 /// Against a gateway that has no WebSocket the page still shows pictures:
 /// the enlarged camera as the MJPEG `<img>`, tiles as snapshots refreshed
 /// once a second; and it retries the socket with backoff, not in a storm.
+/// The relay sees every request, so it also checks the browser never asks
+/// for `/favicon.ico`.
 #[tokio::test]
 async fn without_a_websocket_the_page_falls_back_to_mjpeg_and_snapshots() {
     let stack = Stack::start(&["--fps", "10", "--size", "160x120"], &[]).await;
-    let (old, refused) = gateway_without_websocket(stack.http).await;
+    let (old, refused, favicons) = gateway_without_websocket(stack.http).await;
     let b = Browser::launch().await.expect("browser");
     b.goto(&format!("http://{old}/#stream=cam0"))
         .await
@@ -539,5 +546,12 @@ async fn without_a_websocket_the_page_falls_back_to_mjpeg_and_snapshots() {
     assert!(
         retries <= 2,
         "{retries} socket retries in 4 s: a retry storm"
+    );
+    // The icon is inline: no 404 for /favicon.ico on every load (headless
+    // Chromium asks for it when the page names none).
+    assert_eq!(
+        favicons.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the browser asked for /favicon.ico"
     );
 }
