@@ -362,7 +362,8 @@ async fn webkit_shows_a_live_wall_of_16_cameras() {
 }
 
 /// With token auth, a user who only has the token opens `/?token=…`: the
-/// page carries it to `/api/streams` and `/ws`.
+/// page carries it to `/api/streams` and `/ws`. With one camera, it is shown
+/// once, and its bar says "1 viewer".
 #[tokio::test]
 async fn the_token_in_the_page_address_reaches_the_api_and_the_websocket() {
     let stack = Stack::start(
@@ -388,6 +389,33 @@ async fn the_token_in_the_page_address_reaches_the_api_and_the_websocket() {
         },
     )
     .await;
+    // One camera appears once (the old page showed it live and as a tile).
+    let shown = b
+        .eval("return document.querySelectorAll('.tile').length + (document.getElementById('single').hidden ? 0 : 1);")
+        .await
+        .expect("tiles");
+    assert_eq!(shown, 1, "one camera, shown once");
+    // Enlarged: "1 viewer", not "1 viewers".
+    b.eval("location.hash = '#stream=cam0'; return 1;")
+        .await
+        .expect("hash");
+    let meta = wait_for(
+        "the enlarged camera's bar",
+        Duration::from_secs(10),
+        || async {
+            let t = b
+                .eval("return document.getElementById('single-meta').textContent;")
+                .await
+                .ok()?;
+            let t = t.as_str()?.to_string();
+            t.contains("· 1 viewer").then_some(t)
+        },
+    )
+    .await;
+    assert!(
+        meta.contains("· 1 viewer") && !meta.contains("viewers"),
+        "status bar: {meta:?}"
+    );
 }
 
 /// Behind stream-director (which does not relay WebSocket upgrades), the
