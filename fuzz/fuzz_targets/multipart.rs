@@ -6,7 +6,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stream_common::multipart::{MultipartParser, boundary_from_content_type};
+#[path = "../../crates/stream-common/src/multipart.rs"]
+#[allow(dead_code)]
+mod multipart;
+
+use multipart::{MultipartParser, boundary_from_content_type};
 
 const MAX_PART: usize = 64 * 1024;
 
