@@ -148,13 +148,14 @@ def svg_plot(rows, path: pathlib.Path):
         out.append(f'<text x="{ox + pad}" y="{oy + 14}">{title}</text>')
         if len(ys) < 2:
             continue
-        lo, hi = min(ys), max(ys)
+        # From zero, so that noise in a flat line does not look like growth.
+        lo, hi = min(0.0, min(ys)), max(ys) * 1.15
         hi = hi if hi > lo else lo + 1
         tmax = max(t) or 1
         pts = " ".join(f"{ox + pad + (x / tmax) * (w - 2 * pad):.1f},{oy + h - pad - (y - lo) / (hi - lo) * (h - 2 * pad - 10):.1f}"
                        for x, y in zip(ts, ys))
         out.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>')
-        out.append(f'<text x="{ox + pad}" y="{oy + h - 8}">min {lo:.1f}, max {max(ys):.1f}, over {tmax:.0f} min</text>')
+        out.append(f'<text x="{ox + pad}" y="{oy + h - 8}">min {min(ys):.1f}, max {max(ys):.1f} (axis from 0), over {tmax:.0f} min</text>')
     out.append("</svg>")
     path.write_text("\n".join(out))
 
