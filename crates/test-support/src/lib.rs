@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod http;
+pub mod link;
 pub mod marionette;
 pub mod media;
 pub mod process;
