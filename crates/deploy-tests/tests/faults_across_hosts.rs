@@ -7,9 +7,10 @@
 //!   within 2 s of the heal; the other gateway's viewers never notice; new
 //!   viewers meanwhile are sent to the gateway that has video;
 //! - 1 % of the packets from the producer to a gateway are dropped: its
-//!   viewers keep the full rate, every part intact, no stall. (The 100 ms
-//!   delay of the issue needs `tc netem`, which this kernel lacks; the loss
-//!   is made with nftables in the gateway's network namespace.)
+//!   viewers keep the full rate, every part intact, no stall. (The loss is
+//!   made with nftables in the gateway's network namespace; this kernel has
+//!   no `tc netem`, so 100 ms of delay together with 1 % loss is tested on
+//!   loopback through a delaying relay: stream-gateway's tests/faults.rs.)
 //! - one gateway is killed with SIGKILL under load: its viewers, coming back
 //!   through the director as the page's watchdog does, stream from the other
 //!   within 5 s; the other's viewers never notice;
