@@ -3,6 +3,7 @@
 #   scripts/bench.sh                    fan-out (about 10 minutes): bench/report.md, bench/plot.svg
 #   scripts/bench.sh --sources          producer cost per frame by source (about 1 minute): bench/sources.md
 #   scripts/bench.sh --multicore ...    gateway with K threads vs. K floor servers (scripts/bench_multicore.py --help)
+#   scripts/bench.sh --wall             16 cameras: pages over one WebSocket vs. one MJPEG stream per camera
 #   scripts/bench.sh --balanced         balancing tiers on Docker against straight to the gateways
 #                                       (about 3 minutes): a section of bench/report.md
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
@@ -31,5 +32,6 @@ case "${1:-}" in
     APP_IMAGE=mjpeg-fanout:bench scripts/docker-images.sh --bins target/release
     exec python3 scripts/bench_balanced.py "$@" ;;
   --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
+  --wall) shift; exec python3 scripts/bench_wall.py "$@" ;;
   *) exec python3 scripts/bench.py "$@" ;;
 esac

@@ -5,7 +5,8 @@
 //! director's 307) are followed as browsers do; the report counts which
 //! gateway (`X-Gateway-Instance`) served how many clients, and the whole
 //! machine's busy and kernel time over the window, so a benchmark can charge
-//! the kernel's share of a balancing tier.
+//! the kernel's share of a balancing tier. With `--ws`, each client is the
+//! viewer page instead: one WebSocket carrying several streams.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -23,9 +24,9 @@ struct Args {
     /// Server address(es), `HOST:PORT`, comma list: clients take them in turn.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
     addr: Vec<String>,
-    /// Request path.
-    #[arg(long, default_value = "/video_feed")]
-    path: String,
+    /// Request path; a comma list: clients take them in turn.
+    #[arg(long, value_delimiter = ',', default_value = "/video_feed")]
+    path: Vec<String>,
     /// Concurrent clients.
     #[arg(long, default_value_t = 10)]
     clients: usize,
@@ -39,6 +40,11 @@ struct Args {
     /// window; repeat for several (their CPU is summed).
     #[arg(long)]
     pid: Vec<u32>,
+    /// Be the viewer page instead: each client opens one WebSocket (`/ws`,
+    /// docs/websocket.md) watching these streams (comma list). Rates are
+    /// then per client and stream; frames counted are messages received.
+    #[arg(long, value_delimiter = ',')]
+    ws: Vec<String>,
 }
 
 #[derive(Default)]
@@ -127,7 +133,15 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     let mut instances = BTreeMap::new();
     for i in 0..args.clients {
         let addr = addrs[i % addrs.len()];
-        let (r, from) = MjpegReader::open_following(addr, &args.path, 1)
+        if !args.ws.is_empty() {
+            let ws = open_ws(addr, &args.ws)
+                .await
+                .with_context(|| format!("WebSocket client {i}"))?;
+            tasks.push(tokio::spawn(ws_client(ws, window.clone())));
+            continue;
+        }
+        let path = &args.path[i % args.path.len()];
+        let (r, from) = MjpegReader::open_following(addr, path, 1)
             .await
             .with_context(|| format!("client {i}"))?;
         redirected += usize::from(from != addr);
@@ -166,7 +180,11 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         stats.push(t.await?);
     }
     let seconds = args.duration;
-    let mut fps: Vec<f64> = stats.iter().map(|s| s.frames as f64 / seconds).collect();
+    let per_client = args.ws.len().max(1) as f64;
+    let mut fps: Vec<f64> = stats
+        .iter()
+        .map(|s| s.frames as f64 / seconds / per_client)
+        .collect();
     fps.sort_by(f64::total_cmp);
     let mut lat: Vec<f64> = stats
         .iter()
@@ -236,6 +254,65 @@ async fn client(mut reader: MjpegReader, window: Arc<OnceLock<(Instant, Instant)
                     s.latencies_ms.push(age * 1000.0);
                 }
             }
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_ws(addr: std::net::SocketAddr, streams: &[String]) -> anyhow::Result<Ws> {
+    use futures_util::SinkExt;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+    let watch = serde_json::json!({ "watch": streams }).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(watch))
+        .await?;
+    Ok(ws)
+}
+
+/// A page's WebSocket: every binary message is one frame of a watched
+/// stream, `[1][flags][name_len][name][capture_ts_ns][seq][jpeg]`.
+async fn ws_client(mut ws: Ws, window: Arc<OnceLock<(Instant, Instant)>>) -> ClientStats {
+    use futures_util::StreamExt;
+    let mut s = ClientStats::default();
+    loop {
+        let now = Instant::now();
+        let (start, end) = window.get().copied().unwrap_or((
+            now + Duration::from_secs(3600),
+            now + Duration::from_secs(3600),
+        ));
+        if now >= end {
+            return s;
+        }
+        let msg =
+            match tokio::time::timeout((end - now).min(Duration::from_secs(1)), ws.next()).await {
+                Err(_) => continue,
+                Ok(Some(Ok(m))) => m,
+                Ok(_) => {
+                    s.errors += 1;
+                    return s;
+                }
+            };
+        let tokio_tungstenite::tungstenite::Message::Binary(b) = msg else {
+            continue;
+        };
+        if Instant::now() < start {
+            continue;
+        }
+        let n = usize::from(*b.get(2).unwrap_or(&0));
+        let (Some(ts), Some(jpeg)) = (b.get(3 + n..11 + n), b.get(19 + n..)) else {
+            s.errors += 1;
+            return s;
+        };
+        if b[0] != 1 || !frame_wire::looks_like_jpeg(jpeg) {
+            s.errors += 1;
+            return s;
+        }
+        s.frames += 1;
+        s.bytes += jpeg.len() as u64;
+        let ts = u64::from_le_bytes(ts.try_into().unwrap_or([0; 8])) as f64 / 1e9;
+        if ts > 0.0 {
+            s.latencies_ms.push((stream_now() - ts) * 1000.0);
         }
     }
 }
