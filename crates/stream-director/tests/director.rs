@@ -53,6 +53,27 @@ fn spawn_gateway(zmq: &str, addr: SocketAddr, instance: &str) -> Proc {
     )
 }
 
+/// A director over `gateways` (comma list) on a free port, checking them
+/// often, redirecting to the address it checked; `extra` flags appended.
+fn start_director(gateways: &str, extra: &[&str]) -> (SocketAddr, Proc) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = addr.to_string();
+    let mut args = vec![
+        "--listen",
+        listen.as_str(),
+        "--gateways",
+        gateways,
+        "--check-interval",
+        "0.2",
+        "--check-timeout",
+        "0.5",
+        "--public-url",
+        "http://{host}:{port}",
+    ];
+    args.extend_from_slice(extra);
+    (addr, Proc::start("stream-director", &args, &[]))
+}
+
 /// The director's view: instance of every live gateway, and how many are ready.
 async fn director_view(director: SocketAddr) -> Option<(Vec<String>, usize)> {
     let r = http::get(director, "/director/gateways").await.ok()?;
@@ -97,24 +118,8 @@ async fn director_sends_viewers_to_healthy_gateways_directly() {
     let producer = Producer::start(&["--size", "320x240", "--fps", "15"]);
     let mut a = Gateway::start(&producer.endpoint, "gw-a");
     let b = Gateway::start(&producer.endpoint, "gw-b");
-    let director = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let gateways = format!("127.0.0.1:{},127.0.0.1:{}", a.addr.port(), b.addr.port());
-    let _director = Proc::start(
-        "stream-director",
-        &[
-            "--listen",
-            &director.to_string(),
-            "--gateways",
-            &gateways,
-            "--check-interval",
-            "0.2",
-            "--check-timeout",
-            "0.5",
-            "--public-url",
-            "http://{host}:{port}",
-        ],
-        &[],
-    );
+    let (director, _director) = start_director(&gateways, &[]);
     wait_gateways(director, &["gw-a", "gw-b"], Duration::from_secs(20)).await;
 
     // The redirect itself: 307, no body, a gateway's own address.
@@ -282,30 +287,12 @@ async fn camera_affinity_keeps_each_camera_on_its_gateway() {
         .iter()
         .map(|name| Gateway::start(&producer.endpoint, name))
         .collect();
-    let director = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let list = gws
         .iter()
         .map(|g| g.addr.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let _director = Proc::start(
-        "stream-director",
-        &[
-            "--listen",
-            &director.to_string(),
-            "--gateways",
-            &list,
-            "--check-interval",
-            "0.2",
-            "--check-timeout",
-            "0.5",
-            "--public-url",
-            "http://{host}:{port}",
-            "--affinity",
-            "1",
-        ],
-        &[],
-    );
+    let (director, _director) = start_director(&list, &["--affinity", "1"]);
     wait_gateways(director, &["gw-a", "gw-b", "gw-c"], Duration::from_secs(20)).await;
     wait_for(
         "all 8 cameras at every gateway",
