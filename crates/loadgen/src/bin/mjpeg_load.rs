@@ -224,20 +224,23 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     })
 }
 
+/// Where a client stands in the measuring window: `None` once it is over,
+/// else when it opens (counting starts there) and how long to wait for the
+/// next frame before looking again.
+fn window_now(window: &OnceLock<(Instant, Instant)>) -> Option<(Instant, Duration)> {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(3600);
+    let (start, end) = window.get().copied().unwrap_or((later, later));
+    (now < end).then(|| (start, (end - now).min(Duration::from_secs(1))))
+}
+
 async fn client(mut reader: MjpegReader, window: Arc<OnceLock<(Instant, Instant)>>) -> ClientStats {
     let mut s = ClientStats::default();
     loop {
-        let now = Instant::now();
-        let (start, end) = window.get().copied().unwrap_or((
-            now + Duration::from_secs(3600),
-            now + Duration::from_secs(3600),
-        ));
-        if now >= end {
+        let Some((start, wait)) = window_now(&window) else {
             return s;
-        }
-        match tokio::time::timeout((end - now).min(Duration::from_secs(1)), reader.next_frame())
-            .await
-        {
+        };
+        match tokio::time::timeout(wait, reader.next_frame()).await {
             Err(_) => continue,
             Ok(Err(_)) => {
                 s.errors += 1;
@@ -276,23 +279,17 @@ async fn ws_client(mut ws: Ws, window: Arc<OnceLock<(Instant, Instant)>>) -> Cli
     use futures_util::StreamExt;
     let mut s = ClientStats::default();
     loop {
-        let now = Instant::now();
-        let (start, end) = window.get().copied().unwrap_or((
-            now + Duration::from_secs(3600),
-            now + Duration::from_secs(3600),
-        ));
-        if now >= end {
+        let Some((start, wait)) = window_now(&window) else {
             return s;
-        }
-        let msg =
-            match tokio::time::timeout((end - now).min(Duration::from_secs(1)), ws.next()).await {
-                Err(_) => continue,
-                Ok(Some(Ok(m))) => m,
-                Ok(_) => {
-                    s.errors += 1;
-                    return s;
-                }
-            };
+        };
+        let msg = match tokio::time::timeout(wait, ws.next()).await {
+            Err(_) => continue,
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => {
+                s.errors += 1;
+                return s;
+            }
+        };
         let tokio_tungstenite::tungstenite::Message::Binary(b) = msg else {
             continue;
         };
