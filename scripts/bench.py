@@ -165,6 +165,20 @@ def write_report(out, rows, producer_cpu, a):
     (out / "plot.svg").write_text(svg(rows))
 
 
+def replace_section(path, begin, end, section):
+    """Writes `section` (which starts with `begin` and ends with `end`) into
+    the report at `path`: in place of the old one, or appended. Each
+    benchmark owns the section between its markers; write_report keeps them."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + section.rstrip("\n") + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + section.rstrip("\n") + "\n"
+    path.write_text(new)
+
+
 def svg(rows):
     """Two panels: µs CPU per frame and p99 latency against clients (log x)."""
     import math

@@ -40,6 +40,8 @@ import subprocess
 import sys
 import time
 
+from bench import replace_section  # the report section every benchmark writes
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
 IMAGE = os.environ.get("BENCH_IMAGE", "mjpeg-fanout:bench")
@@ -264,12 +266,7 @@ def write_report(out, rows, passes, a):
     # Our section of report.md, between markers (the fan-out run keeps it).
     section = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}\n"
     report = out / "report.md"
-    text = report.read_text() if report.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    report.write_text(text)
+    replace_section(report, BEGIN, END, section)
     print(f"written: {report} (section '{BEGIN}')")
 
 

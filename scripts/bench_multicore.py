@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from bench import stop, wait_port  # the single-core benchmark's helpers
+from bench import replace_section, stop, wait_port  # the single-core benchmark's helpers
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
@@ -225,14 +225,7 @@ def write(path, rows, a):
             f"{r['us_per_frame']:.2f} | {'%.2f×' % ratio if ratio else ''} | {r['fps_p50']:.2f} | {r['fps_min']:.2f} | "
             f"{r['latency_ms_p99']:.1f} | {r['unanswered']} | {r['rss_mb']:.1f} |")
     lines.append(END)
-    section = "\n".join(lines)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + section + "\n"
-    path.write_text(new)
+    replace_section(path, BEGIN, END, "\n".join(lines))
     print(f"table: {path}")
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from bench import BIN, free_port, pinned, stop, wait_port
+from bench import BIN, free_port, pinned, replace_section, stop, wait_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- wall: scripts/bench.sh --wall -->", "<!-- /wall -->"
@@ -101,13 +101,7 @@ def write(path, rows, a):
                      f"{r['server_cpu_us_per_frame']:.2f} | {r['server_cpu_us_per_frame'] / base:.2f}× | "
                      f"{r['fps_p50']:.2f} | {r['fps_min']:.2f} | {r['latency_ms_p99']:.1f} | {r['server_rss_mb']:.1f} |")
     lines.append(END)
-    section = "\n".join(lines)
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(new)
+    replace_section(path, BEGIN, END, "\n".join(lines))
     print(f"table: {path}")
 
 
