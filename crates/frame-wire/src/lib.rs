@@ -14,16 +14,26 @@
 //!
 //! - A signed message (version 2, when producer and gateway share a key) has a
 //!   4th part, a MAC over the other three (see [`auth`]).
+//! - Version 3 ([`message`]) puts the kind of message in the topic
+//!   (`f/cam1/` frames, `p/cam1/` previews, `d/cam1/` detections), so that a
+//!   subscription names exactly one stream and one kind.
 //!
 //! Decoding validates everything and returns a [`WireError`]; it never panics on
 //! any input and never allocates more than the configured limits allow.
 
 pub mod auth;
+pub mod detections;
+pub mod message;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Key, KeyRing, MacError};
+pub use crate::detections::{Detection, Detections};
+pub use crate::message::{
+    KIND_VERSION, Kind, Message, decode_message, encode_detections, encode_message, subscription,
+    topic,
+};
 
 /// The header version of an unsigned message `[topic][header][jpeg]`.
 pub const VERSION: u8 = 1;
@@ -95,7 +105,7 @@ pub enum WireError {
     EmptyHeader,
     #[error("header is {0} bytes, more than the {MAX_HEADER_BYTES} allowed")]
     HeaderTooLarge(usize),
-    #[error("unsupported header version {0} (this build reads version {VERSION})")]
+    #[error("unsupported header version {0} (this build reads versions 1 to {KIND_VERSION})")]
     UnsupportedVersion(u8),
     #[error("malformed header: {0}")]
     MalformedHeader(String),
@@ -111,6 +121,12 @@ pub enum WireError {
     JpegTooLarge { size: usize, max: usize },
     #[error("payload is not a JPEG (missing SOI/EOI markers)")]
     NotJpeg,
+    #[error("topic {0:?} is not <kind>/<stream>/")]
+    BadTopic(String),
+    #[error("unknown message kind {:?} (a newer publisher?)", char::from(*.0))]
+    UnknownKind(u8),
+    #[error("malformed detections: {0}")]
+    MalformedDetections(String),
 }
 
 impl WireError {
@@ -132,6 +148,9 @@ impl WireError {
             WireError::InvalidSize { .. } => "frame_size",
             WireError::JpegTooLarge { .. } => "too_large",
             WireError::NotJpeg => "not_jpeg",
+            WireError::BadTopic(_) => "bad_topic",
+            WireError::UnknownKind(_) => "unknown_kind",
+            WireError::MalformedDetections(_) => "bad_detections",
         }
     }
 }
@@ -162,7 +181,8 @@ pub fn looks_like_jpeg(data: &[u8]) -> bool {
     data.len() >= 4 && data.starts_with(&[0xFF, 0xD8]) && data.ends_with(&[0xFF, 0xD9])
 }
 
-fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), WireError> {
+/// Checks the header's name and size, whatever the payload.
+fn validate_frame_fields(header: &FrameHeader) -> Result<(), WireError> {
     validate_stream_name(&header.stream)?;
     let dims_ok = |d: u32| (1..=MAX_DIMENSION).contains(&d);
     if !dims_ok(header.width) || !dims_ok(header.height) {
@@ -171,6 +191,12 @@ fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), Wi
             height: header.height,
         });
     }
+    Ok(())
+}
+
+/// Checks a header and the JPEG it describes.
+fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), WireError> {
+    validate_frame_fields(header)?;
     if jpeg.len() > limits.max_jpeg_bytes {
         return Err(WireError::JpegTooLarge {
             size: jpeg.len(),
@@ -183,9 +209,13 @@ fn validate(header: &FrameHeader, jpeg: &[u8], limits: &Limits) -> Result<(), Wi
     Ok(())
 }
 
+fn known_version(v: u8) -> bool {
+    matches!(v, VERSION | SIGNED_VERSION | KIND_VERSION)
+}
+
 /// Encodes just the header part.
 pub fn encode_header(header: &FrameHeader) -> Result<Vec<u8>, WireError> {
-    if header.version != VERSION && header.version != SIGNED_VERSION {
+    if !known_version(header.version) {
         return Err(WireError::UnsupportedVersion(header.version));
     }
     bincode::serde::encode_to_vec(header, config())
@@ -195,7 +225,7 @@ pub fn encode_header(header: &FrameHeader) -> Result<Vec<u8>, WireError> {
 /// Decodes and checks just the header part.
 pub fn decode_header(bytes: &[u8]) -> Result<FrameHeader, WireError> {
     let version = *bytes.first().ok_or(WireError::EmptyHeader)?;
-    if version != VERSION && version != SIGNED_VERSION {
+    if !known_version(version) {
         return Err(WireError::UnsupportedVersion(version));
     }
     if bytes.len() > MAX_HEADER_BYTES {

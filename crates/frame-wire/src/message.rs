@@ -1,0 +1,235 @@
+//! Version 3: messages of several kinds on one bus, each on its own topic.
+//!
+//! A topic is `<tag>/<stream>/`: `f/cam1/` carries cam1's full-rate frames,
+//! `p/cam1/` its preview (a small JPEG about once a second), `d/cam1/` what a
+//! detector found in it. ZeroMQ filters subscriptions by prefix at the
+//! publisher, so the closing `/` makes a subscription to `f/cam1/` exact
+//! (it no longer matches `cam10`), and `p/` subscribes to every preview.
+//! Stream names cannot contain `/`, and version 1/2 topics (the bare name)
+//! cannot start with one, so the two schemes never match each other.
+//!
+//! Every kind uses the same [`FrameHeader`] layout with version byte
+//! [`KIND_VERSION`]; the kind decides what the third part is (a JPEG, or a
+//! [`Detections`] payload). Signing is as in version 2: a 4th part with the
+//! MAC over topic, header and payload, required when a key is configured.
+//! Gateways that predate version 3 refuse these messages by their version
+//! byte (one counter, no misreading); a receiver that meets a tag it does not
+//! know counts it as `unknown_kind` and carries on.
+
+use bytes::Bytes;
+
+use crate::auth::{Key, KeyRing, MacError};
+use crate::detections::Detections;
+use crate::{
+    Frame, FrameHeader, Limits, WireError, decode_header, decode_with, encode_header, validate,
+    validate_frame_fields, validate_stream_name,
+};
+
+/// The header version of every kind-tagged (`<tag>/<stream>/`) message,
+/// signed (4 parts) or not (3 parts).
+pub const KIND_VERSION: u8 = 3;
+
+/// What a message carries; its tag is the topic's first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A full-rate frame: `f/<stream>/`, payload a JPEG.
+    Frame,
+    /// A small, low-rate picture every gateway keeps for every stream:
+    /// `p/<stream>/`, payload a JPEG.
+    Preview,
+    /// What a detector found in a frame: `d/<stream>/`, payload [`Detections`].
+    Detections,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Frame, Kind::Preview, Kind::Detections];
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Kind::Frame => b'f',
+            Kind::Preview => b'p',
+            Kind::Detections => b'd',
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.tag() == tag)
+    }
+
+    /// A short stable name for metric labels and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Frame => "frame",
+            Kind::Preview => "preview",
+            Kind::Detections => "detections",
+        }
+    }
+}
+
+/// The topic of `kind` messages of `stream`: `f/cam1/`.
+pub fn topic(kind: Kind, stream: &str) -> Bytes {
+    let mut t = Vec::with_capacity(stream.len() + 3);
+    t.extend_from_slice(&[kind.tag(), b'/']);
+    t.extend_from_slice(stream.as_bytes());
+    t.push(b'/');
+    Bytes::from(t)
+}
+
+/// What to subscribe to for `kind` messages of one stream (`Some`: exactly
+/// that stream) or of every stream (`None`: the prefix `f/`).
+pub fn subscription(kind: Kind, stream: Option<&str>) -> Vec<u8> {
+    match stream {
+        Some(s) => topic(kind, s).to_vec(),
+        None => vec![kind.tag(), b'/'],
+    }
+}
+
+/// True for a kind-tagged topic (`x/…`), known kind or not; false for a
+/// version 1/2 topic (a bare stream name).
+pub fn is_kind_topic(topic: &[u8]) -> bool {
+    topic.len() >= 2 && topic[1] == b'/'
+}
+
+/// Splits a kind-tagged topic into its tag and stream name.
+pub fn parse_topic(topic: &[u8]) -> Result<(u8, &str), WireError> {
+    let bad =
+        || WireError::BadTopic(String::from_utf8_lossy(&topic[..topic.len().min(80)]).into_owned());
+    if topic.len() < 4 || topic[1] != b'/' || topic[topic.len() - 1] != b'/' {
+        return Err(bad());
+    }
+    let name = std::str::from_utf8(&topic[2..topic.len() - 1]).map_err(|_| bad())?;
+    validate_stream_name(name)?;
+    Ok((topic[0], name))
+}
+
+/// One decoded message of any version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A full-rate frame (`f/<stream>/`, or a version 1/2 message).
+    Frame(Frame),
+    /// A preview picture (`p/<stream>/`).
+    Preview(Frame),
+    /// Detections in the frame the header names (`d/<stream>/`).
+    Detections {
+        header: FrameHeader,
+        detections: Detections,
+    },
+}
+
+impl Message {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Frame(_) => Kind::Frame,
+            Message::Preview(_) => Kind::Preview,
+            Message::Detections { .. } => Kind::Detections,
+        }
+    }
+
+    pub fn header(&self) -> &FrameHeader {
+        match self {
+            Message::Frame(f) | Message::Preview(f) => &f.header,
+            Message::Detections { header, .. } => header,
+        }
+    }
+}
+
+/// Builds a version 3 message of `kind` (3 parts, or 4 signed with `key`),
+/// checking it first so a publisher cannot send what a receiver refuses.
+/// `payload` is a JPEG for frames and previews, an encoded [`Detections`]
+/// for detections (see [`encode_detections`]).
+pub fn encode_message(
+    kind: Kind,
+    header: &FrameHeader,
+    payload: Bytes,
+    limits: &Limits,
+    key: Option<&Key>,
+) -> Result<Vec<Bytes>, WireError> {
+    match kind {
+        Kind::Frame | Kind::Preview => validate(header, &payload, limits)?,
+        Kind::Detections => {
+            validate_frame_fields(header)?;
+            Detections::decode(&payload)?;
+        }
+    }
+    let mut header = header.clone();
+    header.version = KIND_VERSION;
+    let head = Bytes::from(encode_header(&header)?);
+    let topic = topic(kind, &header.stream);
+    let mut parts = Vec::with_capacity(4);
+    let mac = key.map(|k| k.sign_frame(&topic, &head, &payload));
+    parts.extend([topic, head, payload]);
+    parts.extend(mac);
+    Ok(parts)
+}
+
+/// Builds a detections message for the frame `header` describes.
+pub fn encode_detections(
+    header: &FrameHeader,
+    detections: &Detections,
+    key: Option<&Key>,
+) -> Result<Vec<Bytes>, WireError> {
+    let payload = Bytes::from(detections.encode()?);
+    encode_message(Kind::Detections, header, payload, &Limits::default(), key)
+}
+
+/// Decodes one message of any version: kind-tagged topics as version 3,
+/// bare-name topics as version 1/2 frames. With `keys`, only signed messages
+/// whose MAC verifies are accepted (checked first, in constant time); without,
+/// only unsigned ones.
+pub fn decode_message(
+    parts: &[Bytes],
+    limits: &Limits,
+    keys: Option<&KeyRing>,
+) -> Result<Message, WireError> {
+    match parts.first() {
+        Some(topic) if is_kind_topic(topic) => {}
+        _ => return decode_with(parts, limits, keys).map(Message::Frame),
+    }
+    let (topic, head, payload) = match (parts, keys) {
+        ([topic, head, payload], None) => (topic, head, payload),
+        ([_, _, _], Some(_)) => return Err(WireError::Unsigned),
+        ([_, _, _, _], None) => return Err(WireError::SignedWithoutKey),
+        ([topic, head, payload, mac], Some(ring)) => {
+            ring.verify_frame(topic, head, payload, mac)
+                .map_err(|e| match e {
+                    MacError::UnknownKey => WireError::UnknownKey,
+                    MacError::Malformed | MacError::Mismatch => WireError::BadMac,
+                })?;
+            (topic, head, payload)
+        }
+        _ => return Err(WireError::PartCount(parts.len())),
+    };
+    let (tag, name) = parse_topic(topic)?;
+    let kind = Kind::from_tag(tag).ok_or(WireError::UnknownKind(tag))?;
+    let header = decode_header(head)?;
+    if header.version != KIND_VERSION {
+        return Err(WireError::UnsupportedVersion(header.version));
+    }
+    if header.stream != name {
+        return Err(WireError::TopicMismatch {
+            topic: name.to_owned(),
+            stream: header.stream,
+        });
+    }
+    Ok(match kind {
+        Kind::Frame | Kind::Preview => {
+            validate(&header, payload, limits)?;
+            let frame = Frame {
+                header,
+                jpeg: payload.clone(),
+            };
+            if kind == Kind::Frame {
+                Message::Frame(frame)
+            } else {
+                Message::Preview(frame)
+            }
+        }
+        Kind::Detections => {
+            validate_frame_fields(&header)?;
+            Message::Detections {
+                detections: Detections::decode(payload)?,
+                header,
+            }
+        }
+    })
+}
