@@ -11,7 +11,7 @@ use std::sync::Once;
 
 use bytes::Bytes;
 use frame_wire::auth::{KeyRing, KeySource, KeyStore};
-use frame_wire::{Frame, Limits, WireError};
+use frame_wire::{Limits, Message, WireError};
 
 use crate::config::Config;
 
@@ -92,15 +92,15 @@ impl BusAuth {
     }
 
     /// Decodes and, with a key, verifies one message.
-    pub fn decode(&self, parts: &[Bytes], limits: &Limits) -> Result<Frame, WireError> {
+    pub fn decode(&self, parts: &[Bytes], limits: &Limits) -> Result<Message, WireError> {
         match self {
-            BusAuth::Off => frame_wire::decode_with(parts, limits, None),
+            BusAuth::Off => frame_wire::decode_message(parts, limits, None),
             BusAuth::Keys(store) => {
                 if let Err(e) = store.refresh_if_due() {
                     log_reload_error(&e.to_string());
                 }
                 let ring: std::sync::Arc<KeyRing> = store.ring();
-                frame_wire::decode_with(parts, limits, Some(&ring))
+                frame_wire::decode_message(parts, limits, Some(&ring))
             }
         }
     }
