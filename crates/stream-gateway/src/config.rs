@@ -35,6 +35,10 @@ pub struct Config {
     /// Seconds without a frame after which a stream is shown as offline.
     #[arg(long, env = "GATEWAY_STALE_AFTER", default_value = "3", value_parser = parse_secs)]
     pub stale_after: Duration,
+    /// Seconds after which a stream's detections are old news: replaced by an
+    /// empty set (sent to listeners), so boxes do not stay when a detector stops.
+    #[arg(long, env = "GATEWAY_DETECTIONS_STALE_AFTER", default_value = "3", value_parser = parse_secs)]
+    pub detections_stale_after: Duration,
     /// Seconds without any frame from a producer before its socket is recreated
     /// (zmq.rs alone can take 30 s to reconnect).
     #[arg(long, env = "GATEWAY_RESUBSCRIBE_AFTER", default_value = "1", value_parser = parse_secs)]

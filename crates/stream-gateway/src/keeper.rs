@@ -1,7 +1,8 @@
 //! Keeps every stream's viewers fed when the producer is not: re-sends the
 //! last frame about once a second while a source is idle (Chromium otherwise
 //! holds back the newest frame, and a write is how dead clients are found),
-//! and switches to a "NO SIGNAL" placeholder once a stream is stale.
+//! and switches to a "NO SIGNAL" placeholder once a stream is stale; clears
+//! detections nobody has refreshed for a while (`detections.rs`).
 //! One task for all streams, so nothing here is per viewer.
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::streams::Streams;
 pub struct Settings {
     pub stale_after: Duration,
     pub idle_resend: Duration,
+    pub detections_stale_after: Duration,
 }
 
 impl Settings {
@@ -23,6 +25,7 @@ impl Settings {
         Settings {
             stale_after: c.stale_after,
             idle_resend: c.idle_resend,
+            detections_stale_after: c.detections_stale_after,
         }
     }
 }
@@ -36,6 +39,7 @@ pub async fn run(streams: Arc<Streams>, settings: Settings, shutdown: Cancellati
             _ = tick.tick() => {}
         }
         for stream in streams.all() {
+            stream.detections.expire(settings.detections_stale_after);
             let Some(since) = stream.check_stale(settings.stale_after) else {
                 stream.resend_if_idle(settings.idle_resend);
                 continue;

@@ -9,10 +9,13 @@
 //! (`serve/connection.rs`), decide it once (`serve/admission.rs`) and hand
 //! every viewer to the fan-out writer (`serve/fanout.rs`); warp's route
 //! table (`serve/routes.rs`) answers everything else.
+//! `detections.rs` keeps each stream's latest detections (from a detector on
+//! the bus) beside its frame slot, prepared once for every listener.
 //! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
 //! "NO SIGNAL" placeholder when it goes stale.
 
 mod config;
+mod detections;
 mod keeper;
 mod metrics;
 mod part;

@@ -19,6 +19,9 @@ pub struct GatewayMetrics {
     invalid: IntCounterVec,
     resubscribes: IntCounterVec,
     thread_viewers: IntGaugeVec,
+    detection_messages: IntCounterVec,
+    detections: IntCounterVec,
+    pub detections_ignored: IntCounter,
     pub rejected_clients: IntCounter,
     pub auth_failures: IntCounter,
     pub connections: IntGauge,
@@ -36,6 +39,7 @@ pub struct StreamMetrics {
     pub skipped: IntCounter,
     pub fanout_missed: IntCounter,
     pub latency: Histogram,
+    pub detections: crate::detections::DetectionMetrics,
 }
 
 impl GatewayMetrics {
@@ -112,6 +116,24 @@ impl GatewayMetrics {
                 Opts::new("thread_viewers", "Viewers served by each serving thread"),
                 &["thread"]
             )?),
+            detection_messages: reg!(IntCounterVec::new(
+                Opts::new(
+                    "detection_messages_total",
+                    "Detections messages received for a stream"
+                ),
+                s
+            )?),
+            detections: reg!(IntCounterVec::new(
+                Opts::new(
+                    "detections_total",
+                    "Boxes received in detections messages, by label (at most 32 labels a stream, then other)"
+                ),
+                &["stream", "label"]
+            )?),
+            detections_ignored: reg!(IntCounter::new(
+                "detection_messages_ignored_total",
+                "Detections messages for a stream this gateway has no frame of"
+            )?),
             rejected_clients: reg!(IntCounter::new(
                 "rejected_clients_total",
                 "Viewers refused at --max-clients"
@@ -142,6 +164,10 @@ impl GatewayMetrics {
             skipped: self.skipped.with_label_values(&[name]),
             fanout_missed: self.fanout_missed.with_label_values(&[name]),
             latency: self.latency.with_label_values(&[name]),
+            detections: crate::detections::DetectionMetrics {
+                messages: self.detection_messages.with_label_values(&[name]),
+                boxes: self.detections.clone(),
+            },
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::detections::Latest;
 use crate::metrics::{GatewayMetrics, StreamMetrics};
 use crate::part::Part;
 
@@ -22,6 +23,8 @@ pub struct Stream {
     slot: watch::Sender<Slot>,
     state: Mutex<State>,
     pub metrics: StreamMetrics,
+    /// What a detector last found in it (`detections.rs`).
+    pub detections: Latest,
 }
 
 /// What the keeper and `/api/streams` need to know about a stream.
@@ -59,6 +62,7 @@ impl Stream {
                 interval_ewma: 0.0,
                 next_seq: 0,
             }),
+            detections: Latest::new(name, metrics.detections.clone()),
             metrics,
         }
     }

@@ -9,6 +9,8 @@ pub mod marionette;
 pub mod media;
 pub mod process;
 pub mod producer;
+pub mod publisher;
+pub mod sse;
 pub mod stack;
 pub mod wall;
 pub mod webdriver;

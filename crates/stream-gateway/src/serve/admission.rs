@@ -124,9 +124,18 @@ pub struct WsViewer {
     pub key: String,
 }
 
+/// An admitted listener of `/events/{name}` (a stream's detections as
+/// Server-Sent Events): a seat, and the stream.
+pub struct EventsViewer {
+    pub seat: Seat,
+    pub stream: Arc<Stream>,
+}
+
 pub enum Decision {
     /// A GET of a stream: the socket goes to the fan-out writer.
     Stream(Viewer),
+    /// A GET of a stream's detections as Server-Sent Events: to the fan-out too.
+    Events(EventsViewer),
     /// A WebSocket for the page (docs/websocket.md): to the fan-out too.
     WebSocket(WsViewer),
     /// A HEAD of a stream: the stream's head, no body.
@@ -246,6 +255,9 @@ impl Admission {
         if head.path == "/ws" {
             return self.websocket(head);
         }
+        if let Some(name) = head.path.strip_prefix("/events/") {
+            return self.events(name, is_get);
+        }
         let Some(target) = routes::stream_target(&head.path, &q) else {
             return Decision::Route;
         };
@@ -286,6 +298,25 @@ impl Admission {
                 self.at_capacity_seen();
                 None
             }
+        }
+    }
+
+    /// `/events/{name}` (credentials already checked): a seat like any viewer.
+    fn events(&self, name: &str, is_get: bool) -> Decision {
+        let Some(stream) = self.streams.get(name) else {
+            return Decision::Reply(routes::no_stream(Some(name)));
+        };
+        if !is_get {
+            let mut r = Response::new(Bytes::new());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::serve::response::EVENT_STREAM),
+            );
+            return Decision::Reply(r);
+        }
+        match self.seat() {
+            Some(seat) => Decision::Events(EventsViewer { seat, stream }),
+            None => Decision::Reply(at_capacity()),
         }
     }
 
@@ -469,6 +500,7 @@ mod tests {
             Decision::Stream(_) => 1,
             Decision::StreamHead => 2,
             Decision::WebSocket(_) => 4,
+            Decision::Events(_) => 5,
             Decision::Route => 3,
             Decision::Reply(r) => r.status().as_u16(),
         }
@@ -519,6 +551,14 @@ mod tests {
             404
         );
         assert_eq!(
+            status(&a.decide(&head("GET /events/cam0 HTTP/1.1\r\n\r\n"))),
+            5
+        );
+        assert_eq!(
+            status(&a.decide(&head("GET /events/nope HTTP/1.1\r\n\r\n"))),
+            404
+        );
+        assert_eq!(
             status(&a.decide(&head("GET /stream/cam0?fps=0 HTTP/1.1\r\n\r\n"))),
             400
         );
@@ -550,6 +590,8 @@ mod tests {
             "/video_feed",
             "/snapshot",
             "/api/streams",
+            "/api/streams/cam0/detections",
+            "/events/cam0",
             "/metrics",
             "/",
         ] {

@@ -86,6 +86,11 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
                 shared.fanout.join(shard, socket, bytes, viewer);
                 return;
             }
+            Decision::Events(viewer) => {
+                let bytes = response::events_head(&common);
+                shared.fanout.join_events(shard, socket, bytes, viewer);
+                return;
+            }
             Decision::WebSocket(viewer) => {
                 let bytes = websocket::upgrade_head(&common, &viewer.key);
                 if write(&mut socket, &bytes, &shared).await.is_ok() {

@@ -9,6 +9,12 @@
 //! skips frames instead of queueing them. A viewer that closes its socket is
 //! released at once (its read side is watched), frames flowing or not.
 //!
+//! A stream's detections (`detections.rs`) go out the same way, from the
+//! same writer: to its Server-Sent Events listeners (`/events/{name}`, who
+//! get nothing else) and to the WebSockets watching it that asked for them.
+//! Newest only here too: a listener still writing an older message skips
+//! the ones that come meanwhile and gets the newest when its socket drains.
+//!
 //! A new viewer goes to the shard with the fewest viewers, so every core
 //! carries its share and, when the machine cannot keep up, every viewer's
 //! rate drops together. Its socket is moved out of the accepting thread's
@@ -33,9 +39,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::detections::Prepared;
 use crate::metrics::GatewayMetrics;
 use crate::part::Part;
-use crate::serve::admission::{Seat, Viewer, Watching, WsViewer};
+use crate::serve::admission::{EventsViewer, Seat, Viewer, Watching, WsViewer};
 use crate::serve::websocket::{self, WsShared};
 use crate::streams::{Stream, Streams};
 
@@ -68,6 +75,8 @@ enum JoiningKind {
     Mjpeg { head: Bytes, viewer: Viewer },
     /// A WebSocket whose handshake is answered.
     Ws(WsViewer),
+    /// A Server-Sent Events listener and its response head.
+    Events { head: Bytes, viewer: EventsViewer },
 }
 
 /// Counts a viewer in its shard's load (and the shard's gauge) while it lives.
@@ -124,6 +133,12 @@ impl Fanout {
         self.hand_over(local, socket, JoiningKind::Ws(viewer));
     }
 
+    /// Hands a Server-Sent Events listener of a stream's detections to the
+    /// least loaded shard. `head` is written before any event.
+    pub fn join_events(&self, local: usize, socket: TcpStream, head: Bytes, viewer: EventsViewer) {
+        self.hand_over(local, socket, JoiningKind::Events { head, viewer });
+    }
+
     fn hand_over(&self, local: usize, socket: TcpStream, kind: JoiningKind) {
         let load = |i: usize| self.shards[i].load.load(Ordering::Relaxed);
         let local = local.min(self.shards.len() - 1);
@@ -161,6 +176,13 @@ pub enum Joined {
     Ws {
         shared: Arc<WsShared>,
         watching: Watching,
+    },
+    /// A Server-Sent Events listener: its own socket, detections only.
+    Events {
+        socket: TcpStream,
+        head: Bytes,
+        viewer: EventsViewer,
+        load: Load,
     },
 }
 
@@ -219,6 +241,16 @@ pub async fn run_shard(mut inbox: ShardInbox, stop: CancellationToken) {
                 };
                 writers.deliver(stream, joined);
             }
+            JoiningKind::Events { head, viewer } => {
+                let stream = viewer.stream.clone();
+                let joined = Joined::Events {
+                    socket,
+                    head,
+                    viewer,
+                    load: joining.load,
+                };
+                writers.deliver(stream, joined);
+            }
             JoiningKind::Ws(viewer) => {
                 let load = joining.load;
                 let client = websocket::run_client(
@@ -247,14 +279,21 @@ struct Conn {
     min_interval: Option<Duration>,
     next_allowed: Instant,
     last_seq: Option<u64>,
-    _watching: Watching,
-    /// An MJPEG viewer's seat and load; a WebSocket's are its client task's.
+    /// A Server-Sent Events listener: detections, never frames.
+    events: bool,
+    /// The detections version last handed to it (`Prepared::version`).
+    det_sent: u64,
+    /// Counts it in `gateway_viewers{stream}` (not an events listener).
+    _watching: Option<Watching>,
+    /// An MJPEG or events viewer's seat and load; a WebSocket's are its
+    /// client task's.
     _seat: Option<(Seat, Load)>,
 }
 
 /// Where a viewer's bytes go, and what is not written yet (the response
 /// head, or the rest of a part) with how far we got.
 enum Out {
+    /// A socket of its own: an MJPEG viewer or an events listener.
     Mjpeg {
         socket: Arc<TcpStream>,
         pending: Option<(Bytes, usize)>,
@@ -324,6 +363,17 @@ impl Conn {
                 }
                 self.min_interval = st.min_interval;
                 Some(part.ws.clone())
+            }
+        }
+    }
+
+    /// The detections message for this viewer, if it wants detections.
+    fn detections_of(&self, d: &Prepared, stream: &str) -> Option<Bytes> {
+        match &self.out {
+            Out::Mjpeg { .. } => self.events.then(|| d.sse.clone()),
+            Out::Ws(shared) => {
+                let st = shared.lock();
+                (st.detections && st.watching.contains(stream)).then(|| d.ws.clone())
             }
         }
     }
@@ -431,6 +481,9 @@ async fn writer(
     stop: CancellationToken,
 ) {
     let mut slot = stream.subscribe();
+    let mut dets = stream.detections.subscribe();
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Writer {
         tally: Tally::new(&stream),
         stream,
@@ -449,13 +502,14 @@ async fn writer(
             new = incoming.recv() => {
                 let Some(j) = new else { break };
                 let part = slot.borrow_and_update().clone();
+                let current = dets.borrow_and_update().clone();
                 if !has_viewers {
                     w.last_pass_seq = part.as_ref().map(|p| p.seq);
                 }
-                w.add(j, part.as_deref());
+                w.add(j, part.as_deref(), &current);
                 // A burst of new viewers is taken in at once, before the next frame.
                 while let Ok(j) = incoming.try_recv() {
-                    w.add(j, part.as_deref());
+                    w.add(j, part.as_deref(), &current);
                 }
             }
             changed = slot.changed(), if has_viewers => {
@@ -469,14 +523,28 @@ async fn writer(
                 tokio::task::yield_now().await;
                 continue;
             }
-            Some(event) = w.events.next(), if !w.events.is_empty() => w.event(event),
+            changed = dets.changed(), if has_viewers => {
+                if changed.is_err() { break }
+                let d = dets.borrow_and_update().clone();
+                w.pass_detections(&d);
+            }
+            _ = beat.tick(), if has_viewers => w.heartbeat(),
+            Some(event) = w.events.next(), if !w.events.is_empty() => {
+                let current = dets.borrow().clone();
+                w.event(event, &current);
+            }
         }
         w.tally.flush();
     }
 }
 
+/// How often an events listener gets a comment line (`:`) when nothing
+/// else was sent, so proxies keep the connection open.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+const HEARTBEAT_LINE: &[u8] = b":\n\n";
+
 impl Writer {
-    fn add(&mut self, j: Joined, part: Option<&Part>) {
+    fn add(&mut self, j: Joined, part: Option<&Part>, current: &Prepared) {
         self.next_id += 1;
         let now = Instant::now();
         let conn = match j {
@@ -495,7 +563,9 @@ impl Writer {
                 min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
                 next_allowed: now,
                 last_seq: None,
-                _watching: viewer.watching,
+                events: false,
+                det_sent: 0,
+                _watching: Some(viewer.watching),
                 _seat: Some((viewer.seat, load)),
             },
             Joined::Ws { shared, watching } => Conn {
@@ -505,8 +575,35 @@ impl Writer {
                 min_interval: None,
                 next_allowed: now,
                 last_seq: None,
-                _watching: watching,
+                events: false,
+                det_sent: 0,
+                _watching: Some(watching),
                 _seat: None,
+            },
+            Joined::Events {
+                socket,
+                head,
+                viewer,
+                load,
+            } => Conn {
+                out: Out::Mjpeg {
+                    socket: Arc::new(socket),
+                    pending: Some((head, 0)),
+                },
+                id: self.next_id,
+                waiting: false,
+                min_interval: None,
+                next_allowed: now,
+                last_seq: None,
+                events: true,
+                // Only detections still fresh are worth sending at once.
+                det_sent: if current.received.is_some() {
+                    0
+                } else {
+                    current.version
+                },
+                _watching: None,
+                _seat: Some((viewer.seat, load)),
             },
         };
         let watch_input = matches!(conn.out, Out::Mjpeg { .. });
@@ -517,9 +614,79 @@ impl Writer {
         if watch_input {
             self.events.push(on_readable(&conn, i));
         }
+        let events = conn.events;
         self.conns[i] = Some(conn);
-        // The head, then the current frame at once rather than at the next one.
-        self.send(i, part);
+        if events {
+            // The head, then the current detections.
+            self.send_detections(i, current);
+        } else {
+            // The head, then the current frame at once rather than at the next one.
+            self.send(i, part);
+        }
+    }
+
+    /// One detections message to every viewer that wants it and can take it now.
+    fn pass_detections(&mut self, d: &Prepared) {
+        for i in 0..self.conns.len() {
+            if self.conns[i].as_ref().is_some_and(|c| !c.waiting) {
+                self.send_detections(i, d);
+            }
+        }
+    }
+
+    /// Writes `d` to viewer `i` (after any pending bytes) if it wants
+    /// detections and has not had this version.
+    fn send_detections(&mut self, i: usize, d: &Prepared) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        let next = if c.det_sent < d.version {
+            c.detections_of(d, &self.stream.name)
+        } else {
+            None
+        };
+        let wrote = match c.write(None) {
+            Wrote::Done => match next {
+                Some(bytes) => {
+                    c.det_sent = d.version;
+                    c.write(Some(bytes))
+                }
+                None => Wrote::Done,
+            },
+            other => other,
+        };
+        self.wrote(i, wrote);
+    }
+
+    /// A comment line to every events listener with nothing left to write.
+    fn heartbeat(&mut self) {
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_mut() else {
+                continue;
+            };
+            if !c.events || c.waiting {
+                continue;
+            }
+            let wrote = match c.write(None) {
+                Wrote::Done => c.write(Some(Bytes::from_static(HEARTBEAT_LINE))),
+                other => other,
+            };
+            self.wrote(i, wrote);
+        }
+    }
+
+    /// Follows up a write to viewer `i`: wait for its socket, or drop it.
+    fn wrote(&mut self, i: usize, wrote: Wrote) {
+        match wrote {
+            Wrote::Done => {}
+            Wrote::Partial => {
+                if let Some(c) = self.conns[i].as_mut() {
+                    let drained = on_writable(c, i);
+                    self.events.push(drained);
+                }
+            }
+            Wrote::Gone => self.remove(i),
+        }
     }
 
     /// One frame to every viewer that can take it now.
@@ -545,7 +712,7 @@ impl Writer {
             let Some(c) = self.conns[i].as_ref() else {
                 continue;
             };
-            if c.waiting || c.next_allowed > now {
+            if c.waiting || c.next_allowed > now || c.events {
                 // Still writing an older part (or capped): skip this frame.
                 continue;
             }
@@ -553,7 +720,7 @@ impl Writer {
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: Event, current: &Prepared) {
         let (i, id) = match event {
             Event::Writable(i, id) | Event::Readable(i, id) => (i, id),
         };
@@ -575,7 +742,8 @@ impl Writer {
             Event::Writable(..) => {
                 c.waiting = false;
                 match c.write(None) {
-                    Wrote::Done => {}
+                    // Drained: detections that came meanwhile go now.
+                    Wrote::Done => self.send_detections(i, current),
                     Wrote::Partial => {
                         let again = on_writable(c, i);
                         self.events.push(again);

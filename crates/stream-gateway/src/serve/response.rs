@@ -61,6 +61,24 @@ pub fn stream_head(common: &Common<'_>, with_preamble: bool) -> Bytes {
     out.freeze()
 }
 
+/// The content type of Server-Sent Events.
+pub const EVENT_STREAM: &str = "text/event-stream";
+
+/// The head of `/events/{name}` (detections as Server-Sent Events), with a
+/// first line asking browsers to reconnect after a second, not three.
+/// Like a stream, it never ends and is framed by closing the connection.
+pub fn events_head(common: &Common<'_>) -> Bytes {
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let head = head(common, StatusCode::OK, h);
+    let mut out = BytesMut::from(&head[..]);
+    out.put_slice(b"retry: 1000\n\n");
+    out.freeze()
+}
+
 /// A response head with no body of its own (a stream's, a WebSocket's).
 pub fn head(common: &Common<'_>, status: StatusCode, mut h: HeaderMap) -> Bytes {
     common.apply(status, &mut h);

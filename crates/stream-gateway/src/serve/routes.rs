@@ -8,9 +8,11 @@
 //! | `/stream/{name}` | a stream (`?fps=N` caps this client's rate) |
 //! | `/snapshot`, `/snapshot/{name}` | the cached latest JPEG, at once |
 //! | `/api/streams` | JSON state of every stream, in stream order |
+//! | `/api/streams/{name}/detections` | the stream's latest detections, JSON (`detections.rs`) |
 //! | `/healthz`, `/readyz`, `/metrics` | process health, readiness, Prometheus |
 //!
-//! Stream routes are matched by [`stream_target`] and answered by the
+//! Stream routes ([`stream_target`]) and `/events/{name}` (detections as
+//! Server-Sent Events) are matched by admission and answered by the
 //! fan-out writer, never by warp; warp's table below has the rest. Both
 //! run after admission (`admission.rs`), which has already checked
 //! credentials, so the handlers here are plain.
@@ -77,6 +79,7 @@ pub struct App {
     pub metrics: Arc<GatewayMetrics>,
     instance_id: String,
     stale_after: Duration,
+    detections_stale_after: Duration,
 }
 
 impl App {
@@ -86,6 +89,7 @@ impl App {
             metrics,
             instance_id: config.instance_id.clone(),
             stale_after: config.stale_after,
+            detections_stale_after: config.detections_stale_after,
         }
     }
 
@@ -127,6 +131,9 @@ impl App {
         let api = warp::path!("api" / "streams")
             .and(with_app.clone())
             .map(|app: App| app.api_streams());
+        let detections = warp::path!("api" / "streams" / String / "detections")
+            .and(with_app.clone())
+            .map(|name: String, app: App| app.detections(&name));
         let healthz = warp::path!("healthz").map(|| text(StatusCode::OK, "ok").map(Into::into));
         let readyz = warp::path!("readyz")
             .and(with_app.clone())
@@ -149,6 +156,8 @@ impl App {
                     .or(snapshot)
                     .unify()
                     .or(api)
+                    .unify()
+                    .or(detections)
                     .unify()
                     .or(healthz)
                     .unify()
@@ -234,6 +243,22 @@ impl App {
         })
         .unwrap_or_default();
         let mut r = Response::new(body.into());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+
+    /// The latest detections of a stream, prepared when they arrived; an
+    /// empty `boxes` when there are none (or only stale ones).
+    fn detections(&self, name: &str) -> Response {
+        let Some(stream) = self.streams.get(name) else {
+            return no_stream(Some(name)).map(Into::into);
+        };
+        let mut r = Response::new(stream.detections.json(self.detections_stale_after).into());
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

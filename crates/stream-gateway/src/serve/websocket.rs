@@ -6,7 +6,8 @@
 //! (`fanout.rs`): a WebSocket viewer joins the writer of each stream it
 //! watches on its thread, and each writes the frame's prepared message
 //! (`Part::ws`) with one `write()`. What is per connection lives here: the
-//! handshake, the client's small messages (which streams, at what rate),
+//! handshake, the client's small messages (which streams, at what rate,
+//! with or without their detections),
 //! pings and close, and the state the writers share for one socket, so that
 //! two streams' messages never interleave on it.
 
@@ -67,6 +68,8 @@ pub struct WsState {
     pub pending: Option<(Bytes, usize)>,
     pub watching: HashSet<String>,
     pub min_interval: Option<Duration>,
+    /// Also send the watched streams' detections (`detections.rs`).
+    pub detections: bool,
     pub closed: bool,
 }
 
@@ -82,6 +85,9 @@ struct Watch {
     watch: Vec<String>,
     #[serde(default)]
     fps: Option<f64>,
+    /// Also the watched streams' detections; pages that predate them do not ask.
+    #[serde(default)]
+    detections: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -171,6 +177,7 @@ pub async fn run_client(
             pending: None,
             watching: HashSet::new(),
             min_interval: None,
+            detections: false,
             closed: false,
         }),
     });
@@ -252,6 +259,7 @@ fn handle_frames(shared: &WsShared, buf: &mut BytesMut) -> Result<bool, FrameErr
                         .fps
                         .filter(|f| (0.1..=240.0).contains(f))
                         .map(|f| Duration::from_secs_f64(1.0 / f));
+                    st.detections = w.detections;
                 }
                 Err(e) => tracing::debug!(error = %e, "ignoring a WebSocket message"),
             },
@@ -319,6 +327,7 @@ mod tests {
         let w: Watch = serde_json::from_slice(&t).expect("json");
         assert_eq!(w.watch, ["cam0", "cam1"]);
         assert_eq!(w.fps, Some(2.0));
+        assert!(!w.detections, "old pages never get detections");
         assert_eq!(
             parse_frame(&mut buf).expect("ok"),
             Some(ClientFrame::Ping(Bytes::from_static(b"hi")))
