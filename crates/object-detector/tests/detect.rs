@@ -1,0 +1,308 @@
+//! End to end on loopback with the real binaries and the real model: the
+//! producer's file source publishes a picture, the detector analyses it and
+//! publishes detections, and a ZeroMQ subscriber here reads them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use frame_wire::{Detections, FrameHeader, Kind, Limits, Message};
+use test_support::producer::Producer;
+use test_support::{free_port, wait_for};
+use zeromq::{Socket, SocketSend, ZmqMessage};
+
+use common::{Detector, picture_dir};
+
+/// The person in darknet's person.jpg (640x424), in pixels: a woman
+/// standing left of centre beside a horse and a dog. Measured with the
+/// model (0.995 at threshold 0.3) and checked by eye; the horse and the
+/// dog are not people.
+const PERSON_BOX: (f32, f32, f32, f32) = (183.0, 104.0, 273.0, 382.0);
+const PERSON_SIZE: (f32, f32) = (640.0, 424.0);
+
+fn iou(a: (f32, f32, f32, f32), b: (f32, f32, f32, f32)) -> f32 {
+    let ix = a.2.min(b.2) - a.0.max(b.0);
+    let iy = a.3.min(b.3) - a.1.max(b.1);
+    if ix <= 0.0 || iy <= 0.0 {
+        return 0.0;
+    }
+    let inter = ix * iy;
+    inter / ((a.2 - a.0) * (a.3 - a.1) + (b.2 - b.0) * (b.3 - b.1) - inter)
+}
+
+/// Detections messages of `stream` for `within`, skipping other kinds.
+async fn detections_of(
+    sub: &mut common::Sub,
+    stream: &str,
+    within: Duration,
+) -> Vec<(FrameHeader, Detections)> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match sub.next(left).await {
+            Ok(Message::Detections { header, detections }) if header.stream == stream => {
+                out.push((header, detections))
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_the_person_in_person_jpg_within_10_s() {
+    let dir = picture_dir("person.jpg");
+    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let detector = Detector::start(&[&producer.endpoint], &["--detect-fps", "5"]);
+    let mut sub = detector.subscribe(Kind::Detections).await;
+    let started = Instant::now();
+    let (header, found) = loop {
+        let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+        assert!(
+            !left.is_zero(),
+            "no detections message with the person within 10 s"
+        );
+        let Ok(Message::Detections { header, detections }) = sub.next(left).await else {
+            continue;
+        };
+        assert_eq!(header.stream, "cam0");
+        let (w, h) = PERSON_SIZE;
+        let person = detections.boxes.iter().find(|b| {
+            b.label == "person"
+                && b.score >= 0.5
+                && iou(
+                    (b.x * w, b.y * h, (b.x + b.w) * w, (b.y + b.h) * h),
+                    PERSON_BOX,
+                ) >= 0.5
+        });
+        if let Some(p) = person {
+            break (header.clone(), p.clone());
+        }
+    };
+    // The message names the frame it was found in.
+    assert_eq!((header.width, header.height), (640, 424));
+    let age_ns = stream_common::unix_now_ns().saturating_sub(header.capture_ts_ns);
+    assert!(
+        age_ns < 5_000_000_000,
+        "capture time carried over: {age_ns} ns ago"
+    );
+    assert!(found.score <= 1.0);
+
+    // The rate is held to --detect-fps: the producer's other frames are
+    // skipped and counted, never queued.
+    let window = Duration::from_secs(2);
+    let burst = detections_of(&mut sub, "cam0", window).await;
+    assert!(
+        (5..=13).contains(&burst.len()),
+        "{} detections messages in {window:?} at --detect-fps 5",
+        burst.len()
+    );
+    assert!(
+        burst.windows(2).all(|w| w[1].0.seq > w[0].0.seq),
+        "newest frames, in order"
+    );
+    assert!(
+        detector
+            .metric("detector_frames_skipped_total", &["stream=\"cam0\""])
+            .await
+            > 0.0
+    );
+    assert!(
+        detector
+            .metric("detector_frames_analysed_total", &["stream=\"cam0\""])
+            .await
+            >= 5.0
+    );
+    assert!(
+        detector
+            .metric(
+                "detector_detections_total",
+                &["stream=\"cam0\"", "label=\"person\""]
+            )
+            .await
+            >= 1.0
+    );
+    assert!(
+        detector
+            .metric("detector_inference_seconds_count", &[])
+            .await
+            >= 5.0
+    );
+    drop(producer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_no_person_in_dog_jpg() {
+    let dir = picture_dir("dog.jpg");
+    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let detector = Detector::start(&[&producer.endpoint], &[]);
+    let mut sub = detector.subscribe(Kind::Detections).await;
+    // Wait for the first analysed frame, then look at several.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} detections messages in 10 s",
+            seen.len()
+        );
+        seen.extend(detections_of(&mut sub, "cam0", Duration::from_millis(500)).await);
+    }
+    for (header, d) in &seen {
+        assert_eq!(d.model, "ssdlite-mobilenet-v2-person");
+        assert!(
+            d.boxes.iter().all(|b| b.label != "person"),
+            "frame {} of a dog, a bicycle and a truck: {:?}",
+            header.seq,
+            d.boxes
+        );
+    }
+}
+
+/// A producer of garbage and corrupt frames: a PUB socket on a free port.
+async fn junk_publisher() -> (zeromq::PubSocket, String) {
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let mut socket = zeromq::PubSocket::new();
+    socket.bind(&endpoint).await.expect("bind junk publisher");
+    (socket, endpoint)
+}
+
+fn corrupt_frame(seq: u64) -> Vec<Bytes> {
+    let header = FrameHeader {
+        version: frame_wire::KIND_VERSION,
+        seq,
+        capture_ts_ns: stream_common::unix_now_ns(),
+        width: 640,
+        height: 480,
+        producer_id: 7,
+        stream: "junk".into(),
+    };
+    // Passes the wire format's checks (SOI ... EOI) but is no picture.
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    jpeg.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8));
+    jpeg.extend([0xFF, 0xD9]);
+    frame_wire::encode_message(
+        Kind::Frame,
+        &header,
+        Bytes::from(jpeg),
+        &Limits::default(),
+        None,
+    )
+    .expect("encodable")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_corrupt_frames_are_counted_and_change_nothing_else() {
+    let dir = picture_dir("person.jpg");
+    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let (mut junk, junk_endpoint) = junk_publisher().await;
+    let mut detector = Detector::start(&[&producer.endpoint, &junk_endpoint], &[]);
+    let mut sub = detector.subscribe(Kind::Detections).await;
+
+    // Send until the detector has counted both kinds of junk (its
+    // subscription may not have reached the junk publisher yet).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for seq in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "garbage and a corrupt JPEG not both counted within 10 s"
+        );
+        let garbage = ZmqMessage::try_from(vec![
+            Bytes::from_static(b"f/junk/"),
+            Bytes::from_static(b"\x03not a header"),
+            Bytes::from_static(b"not a jpeg"),
+        ])
+        .expect("message");
+        let _ = junk.send(garbage).await;
+        let _ = junk
+            .send(ZmqMessage::try_from(corrupt_frame(seq)).expect("message"))
+            .await;
+        let bad = detector
+            .metric(
+                "detector_bad_frames_total",
+                &["stream=\"junk\"", "reason=\"jpeg\""],
+            )
+            .await;
+        let invalid = detector
+            .metric("detector_invalid_messages_total", &[])
+            .await;
+        if bad >= 1.0 && invalid >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Everything else goes on: the real camera's person is still found,
+    // and nothing is ever published for the junk stream.
+    let after = detections_of(&mut sub, "cam0", Duration::from_secs(2)).await;
+    assert!(
+        after
+            .iter()
+            .any(|(_, d)| d.boxes.iter().any(|b| b.label == "person")),
+        "cam0 still analysed after the junk: {after:?}"
+    );
+    let junk_out = detections_of(&mut sub, "junk", Duration::from_millis(500)).await;
+    assert!(
+        junk_out.is_empty(),
+        "nothing published for junk: {junk_out:?}"
+    );
+    assert!(detector.proc.try_wait().is_none(), "detector still running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotated_stream_has_the_box_drawn() {
+    let dir = picture_dir("person.jpg");
+    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let detector = Detector::start(&[&producer.endpoint], &["--annotate"]);
+    let mut sub = detector.subscribe(Kind::Frame).await;
+    let frame = loop {
+        match sub.next(Duration::from_secs(10)).await {
+            Ok(Message::Frame(f)) if f.header.stream == "cam0-detect" => break f,
+            Ok(_) => {}
+            Err(e) => panic!("no cam0-detect frame within 10 s: {e}"),
+        }
+    };
+    let (px, w, h) = stream_common::jpeg::decode_rgb(&frame.jpeg).expect("a JPEG");
+    // Drawn on the picture as decoded for the model: DCT-scaled to 3/4
+    // (480x318, the smallest scale at least 300 pixels each way).
+    assert_eq!((w, h), (480, 318));
+    // The box's left edge runs down x = 183 * 3/4 between y = 104 * 3/4
+    // and 382 * 3/4: look for the outline's green within a few pixels of
+    // it at mid-height.
+    let (edge_x, mid_y) = (137u32, 182u32);
+    let green = (edge_x - 5..edge_x + 5).any(|x| {
+        let p = &px[((mid_y * w + x) * 3) as usize..][..3];
+        p[1] > 180 && p[0] < 90 && p[2] < 120
+    });
+    assert!(
+        green,
+        "the box's outline is drawn at the person's left edge"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_model_is_a_clear_start_up_error() {
+    let mut proc = test_support::process::Proc::start(
+        "object-detector",
+        &[
+            "--model",
+            "/nonexistent/ssdlite.onnx",
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        &[],
+    );
+    let status = wait_for("the detector to exit", Duration::from_secs(10), || {
+        let status = proc.try_wait();
+        async move { status }
+    })
+    .await;
+    assert!(!status.success(), "exit code {status:?}");
+    let log = proc.log();
+    assert!(
+        log.contains("/nonexistent/ssdlite.onnx") && log.contains("scripts/model.sh"),
+        "names the file and the script: {log}"
+    );
+}
