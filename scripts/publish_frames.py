@@ -5,13 +5,15 @@ An example of a producer in another language:
     python3 scripts/publish_frames.py --bind tcp://127.0.0.1:5555 --stream cam9 photos/*.jpg
     python3 scripts/publish_frames.py --key-file bus.key --bind tcp://10.0.0.5:5555 photos/
 
-Each message is three parts: [stream name][header][jpeg], the header being
-<B Q Q I I Q> (version, seq, capture ns, width, height, producer id), then a
-u64 length and the UTF-8 stream name, all little-endian.
+Wire version 3: each message is three parts, [topic][header][jpeg]. The topic
+is b"f/<stream>/" for full-rate frames and b"p/<stream>/" for the preview that
+gateways keep for every stream (here the same picture, about once a second).
+The header is <B Q Q I I Q> (version 3, seq, capture ns, width, height,
+producer id), then a u64 length and the UTF-8 stream name, all little-endian.
 
-With a bus key (--key-file, or the BUS_KEY_FILE / BUS_KEY variables) the header
-version is 2 and a 4th part carries HMAC-SHA-256 over the other three:
-[0x01][key id, 4 bytes][tag, 32 bytes] (docs/wire-format.md, "Authentication").
+With a bus key (--key-file, or the BUS_KEY_FILE / BUS_KEY variables) a 4th part
+carries HMAC-SHA-256 over the other three: [0x01][key id, 4 bytes][tag, 32
+bytes] (docs/wire-format.md, "Authentication").
 Unlike frame-producer, a libzmq PUB cannot refuse subscribers without the key:
 anyone who reaches the port can read the frames, so bind a private address.
 """
@@ -27,8 +29,7 @@ import time
 
 import zmq
 
-VERSION = 1
-SIGNED_VERSION = 2
+VERSION = 3
 
 
 def load_key(text: str) -> bytes:
@@ -71,10 +72,16 @@ def jpeg_size(data: bytes):
     return None
 
 
-def header(seq: int, ts_ns: int, width: int, height: int, producer_id: int, stream: str,
-           version: int = VERSION) -> bytes:
+def header(seq: int, ts_ns: int, width: int, height: int, producer_id: int, stream: str) -> bytes:
     name = stream.encode()
-    return struct.pack("<BQQIIQQ", version, seq, ts_ns, width, height, producer_id, len(name)) + name
+    return struct.pack("<BQQIIQQ", VERSION, seq, ts_ns, width, height, producer_id, len(name)) + name
+
+
+def message(tag: bytes, stream: str, head: bytes, jpeg: bytes, key) -> list:
+    """One message of kind `tag` (b"f" frame, b"p" preview), signed with `key` if set."""
+    topic = tag + b"/" + stream.encode() + b"/"
+    parts = [topic, head, jpeg]
+    return parts if key is None else parts + [mac_part(key, topic, head, jpeg)]
 
 
 def main() -> int:
@@ -85,6 +92,7 @@ def main() -> int:
     ap.add_argument("--stream", default="py0")
     ap.add_argument("--fps", type=float, default=10.0)
     ap.add_argument("--count", type=int, default=0, help="stop after this many frames (0: forever)")
+    ap.add_argument("--preview-interval", type=float, default=1.0, help="seconds between previews")
     ap.add_argument("paths", nargs="+", help="JPEG files or directories of them")
     args = ap.parse_args()
 
@@ -118,16 +126,19 @@ def main() -> int:
     producer_id = random.getrandbits(64)
     interval = 1.0 / args.fps
     start = time.monotonic()
-    seq = 0
+    seq = previews = 0
+    next_preview = start
     while args.count == 0 or seq < args.count:
         data, (w, h) = frames[seq % len(frames)]
-        topic = args.stream.encode()
-        if key is None:
-            head = header(seq, time.time_ns(), w, h, producer_id, args.stream)
-            sock.send_multipart([topic, head, data], copy=False)
-        else:
-            head = header(seq, time.time_ns(), w, h, producer_id, args.stream, SIGNED_VERSION)
-            sock.send_multipart([topic, head, data, mac_part(key, topic, head, data)], copy=False)
+        ts = time.time_ns()
+        head = header(seq, ts, w, h, producer_id, args.stream)
+        sock.send_multipart(message(b"f", args.stream, head, data, key), copy=False)
+        if time.monotonic() >= next_preview:
+            # Previews count their own seq. A real producer sends a small picture.
+            head = header(previews, ts, w, h, producer_id, args.stream)
+            sock.send_multipart(message(b"p", args.stream, head, data, key), copy=False)
+            previews += 1
+            next_preview = max(next_preview + args.preview_interval, time.monotonic())
         seq += 1
         time.sleep(max(0.0, start + seq * interval - time.monotonic()))
     return 0

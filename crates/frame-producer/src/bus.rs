@@ -121,9 +121,18 @@ struct PeerState {
     queued: usize,
 }
 
+/// True when one of a subscriber's subscriptions selects `topic`. ZeroMQ's
+/// rule is a prefix match: `""` and `f/` select every camera's frames,
+/// `f/cam1/` only cam1's (the closing `/` keeps cam10 out), `p/` every
+/// preview. Key tokens are proofs, not subscriptions: they are kept apart
+/// (`PeerState::tokens`) and, starting with `\0`, could not match a topic.
+pub fn selects(prefixes: &[Bytes], topic: &[u8]) -> bool {
+    prefixes.iter().any(|p| topic.starts_with(p))
+}
+
 impl PeerState {
     fn matches(&self, topic: &[u8]) -> bool {
-        self.prefixes.iter().any(|p| topic.starts_with(p))
+        selects(&self.prefixes, topic)
     }
 
     fn reauthorize(&mut self, ring: &KeyRing) {
@@ -249,6 +258,22 @@ impl PubServer {
             drop(st);
             peer.wake.notify_one();
         }
+    }
+
+    /// How many subscribers would get a message on `topic` now: connected,
+    /// holding the key when one is set, and subscribed to a prefix of it.
+    /// Capture threads ask before every frame, to skip encoding what nobody
+    /// would receive.
+    pub fn subscribers_to(&self, topic: &[u8]) -> usize {
+        let peers: Vec<Arc<Peer>> = self.shared.peers().iter().map(|(_, p)| p.clone()).collect();
+        let need_auth = self.shared.settings.keys.is_some();
+        peers
+            .iter()
+            .filter(|peer| {
+                let st = peer.lock();
+                (!need_auth || st.authorized.is_some()) && st.matches(topic)
+            })
+            .count()
     }
 
     /// A handle for the key reloader, which lives apart from the publisher.
@@ -674,6 +699,144 @@ mod tests {
         assert!(m.dropped.get() > 300, "dropped only {}", m.dropped.get());
         assert_eq!(server.peer_count(), 1);
         drop(sub);
+    }
+
+    #[test]
+    fn a_subscription_selects_topics_by_prefix_and_a_token_selects_none() {
+        use frame_wire::{Kind, subscription, topic};
+        let subs = |list: &[&[u8]]| -> Vec<Bytes> {
+            list.iter().map(|s| Bytes::copy_from_slice(s)).collect()
+        };
+        let (f1, f10, p1) = (
+            topic(Kind::Frame, "cam1"),
+            topic(Kind::Frame, "cam10"),
+            topic(Kind::Preview, "cam1"),
+        );
+        // "" and "f/" want every camera's frames; "p/" only previews.
+        for all in [&b""[..], b"f/"] {
+            assert!(selects(&subs(&[all]), &f1) && selects(&subs(&[all]), &f10));
+        }
+        assert!(!selects(&subs(&[b"p/"]), &f1));
+        assert!(selects(&subs(&[b"p/"]), &p1));
+        // One camera's subscription is exact: cam1, not cam10, not previews.
+        let cam1 = subscription(Kind::Frame, Some("cam1"));
+        assert!(selects(&subs(&[&cam1]), &f1));
+        assert!(!selects(&subs(&[&cam1]), &f10));
+        assert!(!selects(&subs(&[&cam1]), &p1));
+        assert!(selects(&subs(&[b"p/", &cam1]), &f1), "any of several");
+        // A version 1 subscription (the bare name) matches no version 3 topic.
+        assert!(!selects(&subs(&[b"cam1"]), &f1));
+        assert!(!selects(&[], &f1), "no subscription, nothing");
+        // Key tokens start with \0, which no topic does.
+        let token = format!("{TOKEN_PREFIX}00112233");
+        assert!(!selects(&subs(&[token.as_bytes()]), &f1));
+    }
+
+    /// A ZMTP SUB on `addr` past the handshake, subscribed to `subs`.
+    async fn raw_subscriber(addr: std::net::SocketAddr, subs: &[&[u8]]) -> tokio::net::TcpStream {
+        let mut sub = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        sub.write_all(&greeting()).await.expect("greeting");
+        let mut g = [0u8; 64];
+        sub.read_exact(&mut g).await.expect("server greeting");
+        let body = b"\x05READY\x0bSocket-Type\x00\x00\x00\x03SUB";
+        let mut out = vec![0x04, body.len() as u8];
+        out.extend_from_slice(body);
+        sub.write_all(&out).await.expect("ready");
+        read_frame(&mut sub).await.expect("server READY");
+        for s in subs {
+            send_request(&mut sub, 1, s).await;
+        }
+        sub
+    }
+
+    /// Sends a ZMTP 3.0 subscribe (`1`) or cancel (`0`) message.
+    async fn send_request(sub: &mut tokio::net::TcpStream, op: u8, prefix: &[u8]) {
+        let mut out = vec![0x00, (prefix.len() + 1) as u8, op];
+        out.extend_from_slice(prefix);
+        sub.write_all(&out).await.expect("subscription");
+    }
+
+    async fn await_count(server: &PubServer, topic: &[u8], want: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = server.subscribers_to(topic);
+            if n == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} subscribers to {:?}, want {want}",
+                n,
+                String::from_utf8_lossy(topic)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What the capture threads ask: who wants a camera's full rate, as
+    /// subscribers come, subscribe, cancel and go.
+    #[tokio::test]
+    async fn subscribers_to_a_topic_follow_subscriptions_and_connections() {
+        use frame_wire::{Kind, topic};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let settings = BusSettings {
+            queue_bytes: 1 << 20,
+            subscriber_timeout: Duration::ZERO,
+            keys: None,
+        };
+        let server = PubServer::start(Listener::Tcp(listener), settings, metrics());
+        let (f1, f10) = (topic(Kind::Frame, "cam1"), topic(Kind::Frame, "cam10"));
+        assert_eq!(server.subscribers_to(&f1), 0);
+
+        let previews = raw_subscriber(addr, &[b"p/"]).await;
+        let mut one = raw_subscriber(addr, &[b"p/", b"f/cam1/"]).await;
+        await_count(&server, &f1, 1).await;
+        assert_eq!(server.subscribers_to(&f10), 0, "cam10 is not cam1");
+        let all = raw_subscriber(addr, &[b""]).await;
+        await_count(&server, &f10, 1).await;
+        await_count(&server, &f1, 2).await;
+        // Cancelling and disconnecting both let go.
+        send_request(&mut one, 0, b"f/cam1/").await;
+        await_count(&server, &f1, 1).await;
+        drop(all);
+        await_count(&server, &f1, 0).await;
+        await_count(&server, &f10, 0).await;
+        assert_eq!(server.subscribers_to(&topic(Kind::Preview, "cam1")), 2);
+        drop((previews, one));
+    }
+
+    /// With a key, a subscriber counts only once it has proved the key.
+    #[tokio::test]
+    async fn with_a_key_only_proven_subscribers_count() {
+        use frame_wire::auth::{KeySource, KeyStore};
+        use frame_wire::{Kind, topic};
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let keys = KeyStore::load(KeySource::Value(hex.into())).expect("key");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let settings = BusSettings {
+            queue_bytes: 1 << 20,
+            subscriber_timeout: Duration::ZERO,
+            keys: Some(keys.clone()),
+        };
+        let server = PubServer::start(Listener::Tcp(listener), settings, metrics());
+        let f1 = topic(Kind::Frame, "cam1");
+        let _anonymous = raw_subscriber(addr, &[b""]).await;
+        let token = keys
+            .ring()
+            .signing()
+            .subscription_token(unix_secs(), [7; 16]);
+        let _proven = raw_subscriber(addr, &[token.as_bytes(), b"f/cam1/"]).await;
+        await_count(&server, &f1, 1).await;
+        while server.peer_count() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(server.subscribers_to(&f1), 1, "both connected, one counts");
     }
 
     #[test]

@@ -3,6 +3,13 @@
 //! it. Nothing is queued: a frame that cannot be produced in time is skipped
 //! and counted, and an unavailable source is retried with backoff, so one
 //! camera's trouble never holds up another's thread.
+//!
+//! Encode on demand: before each frame the loop asks the bus whether any
+//! subscriber wants this camera's full rate (`f/<name>/`). When none does,
+//! the source keeps being read (the camera connection stays up, and a first
+//! viewer waits at most for the camera's next frame, or keyframe) but the
+//! frame is not scaled or encoded. Either way, about once a second a frame
+//! also becomes the camera's preview (`preview.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cameras::Camera;
 use crate::config::{DEFAULT_FPS, Size};
-use crate::encode::FrameEncoder;
+use crate::encode::{Encoded, FrameEncoder};
 use crate::metrics::CameraMetrics;
 use crate::pacing::{Pacer, RateCap};
+use crate::preview::{PreviewSettings, Previews};
 use crate::publish::{PublishError, StreamPublisher};
 use crate::source::{Source, SourceError};
 
@@ -25,16 +33,18 @@ pub struct Settings {
     pub max_size: Option<Size>,
     pub quality: u8,
     pub max_frame_bytes: usize,
+    pub preview: PreviewSettings,
 }
 
 impl Settings {
-    pub fn for_camera(c: &Camera, max_frame_bytes: usize) -> Self {
+    pub fn for_camera(c: &Camera, max_frame_bytes: usize, preview: PreviewSettings) -> Self {
         Settings {
             fps: c.fps.unwrap_or(DEFAULT_FPS),
             live_cap: c.fps,
             max_size: c.size,
             quality: c.quality,
             max_frame_bytes,
+            preview,
         }
     }
 }
@@ -91,7 +101,10 @@ pub fn run(
     shutdown: CancellationToken,
 ) {
     publisher.set_max_frame_bytes(settings.max_frame_bytes);
-    let mut encoder = match FrameEncoder::new(settings.quality, settings.max_size) {
+    let encoders = FrameEncoder::new(settings.quality, settings.max_size)
+        .map_err(crate::encode::EncodeError::from)
+        .and_then(|e| Ok((e, Previews::new(settings.preview, settings.quality)?)));
+    let (mut encoder, mut previews) = match encoders {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the JPEG encoder");
@@ -106,11 +119,20 @@ pub fn run(
     let mut source_log = LogEvery::new(Duration::from_secs(10));
     let mut publish_log = LogEvery::new(Duration::from_secs(5));
     let mut bad_log = LogEvery::new(Duration::from_secs(5));
+    let mut preview_log = LogEvery::new(Duration::from_secs(5));
 
     while !shutdown.is_cancelled() {
         let live = source.is_live();
         if !live && !sleep_until(pacer.deadline(), &shutdown) {
             break;
+        }
+        // An on-demand source answers at once, so what its frame is needed
+        // for is decided before taking it (the test pattern then skips
+        // drawing what nobody will see); a live source's frame may take a
+        // while to come, so the question waits for the frame.
+        let early = (!live).then(|| Needs::now(&publisher, &previews));
+        if let Some(needs) = &early {
+            source.set_picture_wanted(needs.frame_subscribers > 0 || needs.preview);
         }
         let captured = match source.next_frame(interval.max(Duration::from_millis(100))) {
             Ok(Some(c)) => c,
@@ -144,6 +166,7 @@ pub fn run(
             }
         };
         backoff = Duration::from_millis(200);
+        metrics.captured.inc();
 
         // Live sources run at their own pace; `--fps` thins them before any
         // encoding work is spent on a frame that would be dropped.
@@ -153,38 +176,49 @@ pub fn run(
         }
 
         let ts = captured.capture_ts_ns;
-        let t = Instant::now();
-        let encoded = encoder.encode(captured.picture);
-        match encoded {
-            Ok(out) => {
-                if out.encoded {
-                    metrics.encode_seconds.observe(t.elapsed().as_secs_f64());
+        let needs = early.unwrap_or_else(|| Needs::now(&publisher, &previews));
+        metrics
+            .frame_subscribers
+            .set(needs.frame_subscribers as i64);
+        let mut full = None;
+        if needs.frame_subscribers == 0 {
+            // Nobody wants the full rate: no scaling, no encoding.
+            metrics.mark_alive();
+        } else {
+            metrics.encoded.inc();
+            full = encode_and_publish(
+                &mut encoder,
+                &mut publisher,
+                captured.picture.clone(),
+                ts,
+                &metrics,
+                &mut publish_log,
+            );
+        }
+        let now = Instant::now();
+        if needs.preview {
+            // The full-rate JPEG itself when it is already preview-sized.
+            let made = match full.filter(|f| f.width <= settings.preview.width) {
+                Some(f) => {
+                    previews.made(now);
+                    Ok(f)
                 }
-                let len = out.jpeg.len();
-                match publisher.publish(out.jpeg, out.width, out.height, ts) {
-                    Ok(_) => metrics.mark_published(len),
-                    Err(PublishError::Wire(frame_wire::WireError::JpegTooLarge { size, max })) => {
-                        metrics.skipped_oversize.inc();
-                        if publish_log.check(Instant::now()).is_some() {
-                            tracing::warn!(
-                                size,
-                                max,
-                                "frame larger than --max-frame-bytes skipped"
-                            );
-                        }
-                    }
+                None => previews.make(&captured.picture, now),
+            };
+            match made {
+                Ok(p) => match publisher.publish_preview(p.jpeg, p.width, p.height, ts) {
+                    Ok(_) => metrics.previews.inc(),
                     Err(e) => {
-                        metrics.bad_frames.inc();
-                        if publish_log.check(Instant::now()).is_some() {
-                            tracing::warn!(error = %e, "publishing a frame failed");
+                        if preview_log.check(now).is_some() {
+                            tracing::warn!(stream = %publisher.stream(), error = %e, "publishing a preview failed");
                         }
                     }
-                }
-            }
-            Err(e) => {
-                metrics.bad_frames.inc();
-                if publish_log.check(Instant::now()).is_some() {
-                    tracing::warn!(error = %e, "encoding a frame failed");
+                },
+                Err(e) => {
+                    metrics.bad_frames.inc();
+                    if preview_log.check(now).is_some() {
+                        tracing::warn!(stream = %publisher.stream(), error = %e, "making a preview failed");
+                    }
                 }
             }
         }
@@ -198,6 +232,70 @@ pub fn run(
         }
     }
     tracing::debug!(stream = %publisher.stream(), "capture loop ended");
+}
+
+/// What a frame is needed for.
+struct Needs {
+    /// Subscribers that want the camera's full rate now.
+    frame_subscribers: usize,
+    /// A preview is due.
+    preview: bool,
+}
+
+impl Needs {
+    fn now(publisher: &StreamPublisher, previews: &Previews) -> Needs {
+        Needs {
+            frame_subscribers: publisher.frame_subscribers(),
+            preview: previews.due(Instant::now()),
+        }
+    }
+}
+
+/// Encodes (or passes through) one full-rate frame and publishes it;
+/// failures are counted and logged at most every few seconds. Returns what
+/// was published.
+fn encode_and_publish(
+    encoder: &mut FrameEncoder,
+    publisher: &mut StreamPublisher,
+    picture: crate::source::Picture<'_>,
+    ts: u64,
+    metrics: &CameraMetrics,
+    publish_log: &mut LogEvery,
+) -> Option<Encoded> {
+    let t = Instant::now();
+    let out = match encoder.encode(picture) {
+        Ok(out) => out,
+        Err(e) => {
+            metrics.bad_frames.inc();
+            if publish_log.check(Instant::now()).is_some() {
+                tracing::warn!(error = %e, "encoding a frame failed");
+            }
+            return None;
+        }
+    };
+    if out.encoded {
+        metrics.encode_seconds.observe(t.elapsed().as_secs_f64());
+    }
+    let len = out.jpeg.len();
+    match publisher.publish(out.jpeg.clone(), out.width, out.height, ts) {
+        Ok(_) => {
+            metrics.mark_published(len);
+            return Some(out);
+        }
+        Err(PublishError::Wire(frame_wire::WireError::JpegTooLarge { size, max })) => {
+            metrics.skipped_oversize.inc();
+            if publish_log.check(Instant::now()).is_some() {
+                tracing::warn!(size, max, "frame larger than --max-frame-bytes skipped");
+            }
+        }
+        Err(e) => {
+            metrics.bad_frames.inc();
+            if publish_log.check(Instant::now()).is_some() {
+                tracing::warn!(error = %e, "publishing a frame failed");
+            }
+        }
+    }
+    None
 }
 
 /// Sleeps until `deadline` in short steps; false if shutdown came first.

@@ -102,6 +102,16 @@ pub struct Config {
     /// --stream are ignored.
     #[arg(long = "camera", env = "PRODUCER_CAMERA", value_delimiter = ';')]
     pub camera: Vec<String>,
+    /// Seconds between a camera's previews: small JPEGs on `p/<name>/`
+    /// that gateways keep for every stream (tiles, /snapshot, a new
+    /// viewer's first picture). They flow whether or not anyone subscribes
+    /// to the camera's full rate.
+    #[arg(long, env = "PRODUCER_PREVIEW_INTERVAL", default_value_t = 1.0, value_parser = parse_preview_interval)]
+    pub preview_interval: f64,
+    /// Largest width of a preview, in pixels (the height follows the
+    /// picture's aspect ratio; smaller pictures are not enlarged).
+    #[arg(long, env = "PRODUCER_PREVIEW_WIDTH", default_value_t = 320, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    pub preview_width: u32,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
@@ -124,6 +134,14 @@ impl Config {
             (Some(path), _) => Some(KeySource::File(path.clone())),
             (None, Some(v)) => Some(KeySource::Value(v.clone())),
             (None, None) => None,
+        }
+    }
+
+    /// `--preview-interval` and `--preview-width`.
+    pub fn preview(&self) -> crate::preview::PreviewSettings {
+        crate::preview::PreviewSettings {
+            interval: std::time::Duration::from_secs_f64(self.preview_interval),
+            width: self.preview_width,
         }
     }
 
@@ -209,6 +227,15 @@ fn parse_fps(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_preview_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
+    if (0.1..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("preview interval must be 0.1 to 3600 s, got {v}"))
+    }
+}
+
 fn parse_stream(s: &str) -> Result<String, String> {
     frame_wire::validate_stream_name(s)
         .map(|()| s.to_string())
@@ -234,6 +261,8 @@ mod tests {
         assert_eq!(c.subscriber_queue_bytes, 32 << 20);
         assert!(c.bus_key_file.is_none() && c.bus_key.is_none());
         assert!(c.cameras.is_none() && c.camera.is_empty());
+        assert_eq!(c.preview().interval, std::time::Duration::from_secs(1));
+        assert_eq!(c.preview().width, 320);
         // Compose passes unset variables as empty ones.
         let c =
             Config::try_parse_from(["p", "--cameras", "", "--camera", ""]).expect("empty is none");
@@ -259,6 +288,8 @@ mod tests {
             &["p", "--rtsp-transport", "http"],
             &["p", "--subscriber-queue-bytes", "100"],
             &["p", "--bus-key", "aa", "--bus-key-file", "/k"],
+            &["p", "--preview-interval", "0"],
+            &["p", "--preview-width", "8"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -84,7 +84,7 @@ impl FrameEncoder {
 }
 
 impl Encoded {
-    fn new(jpeg: Bytes, width: u32, height: u32) -> Self {
+    pub fn new(jpeg: Bytes, width: u32, height: u32) -> Self {
         Encoded {
             jpeg,
             width,

@@ -3,9 +3,10 @@
 //!
 //! Where things happen: `cameras.rs` says which cameras (one from the flags,
 //! or many from a file), `source/` captures, `capture.rs` paces (a thread
-//! per camera), `encode.rs` (with `scale.rs`) makes the JPEG, `publish.rs`
-//! puts every camera's frames on the one PUB socket, `metrics.rs` answers
-//! health checks.
+//! per camera), `encode.rs` (with `scale.rs`) makes the JPEG when a
+//! subscriber wants it, `preview.rs` the small one a second that gateways
+//! always keep, `publish.rs` puts every camera's frames and previews on the
+//! one PUB socket, `metrics.rs` answers health checks.
 
 mod bus;
 mod cameras;
@@ -14,6 +15,7 @@ mod config;
 mod encode;
 mod metrics;
 mod pacing;
+mod preview;
 mod publish;
 mod scale;
 mod source;
@@ -90,7 +92,8 @@ async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result
     let mut names = Vec::new();
     for camera in list.cameras {
         let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
-        let settings = capture::Settings::for_camera(&camera, config.max_frame_bytes);
+        let settings =
+            capture::Settings::for_camera(&camera, config.max_frame_bytes, config.preview());
         let stream = publisher.stream(&camera.name);
         let camera_metrics = metrics.camera(&camera.name);
         let loop_shutdown = shutdown.clone();

@@ -2,14 +2,16 @@
 //! that container health checks and Prometheus use. Per-camera metrics carry
 //! a `stream` label (one process may carry many cameras); the PUB socket's
 //! are the process's, unlabelled. `/healthz` is healthy while any camera
-//! publishes, so one dead camera does not get the others restarted.
+//! delivers frames (published, or skipped because nobody wants them), so one
+//! dead camera does not get the others restarted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
@@ -21,6 +23,10 @@ const HEALTHY_WITHIN_NS: u64 = 5_000_000_000;
 pub struct ProducerMetrics {
     registry: Registry,
     published: IntCounterVec,
+    captured: IntCounterVec,
+    encoded: IntCounterVec,
+    previews: IntCounterVec,
+    topic_subscribers: IntGaugeVec,
     skipped: IntCounterVec,
     bad_frames: IntCounterVec,
     source_errors: IntCounterVec,
@@ -35,6 +41,14 @@ pub struct ProducerMetrics {
 #[derive(Clone)]
 pub struct CameraMetrics {
     pub published: IntCounter,
+    /// Frames the source delivered, wanted or not.
+    pub captured: IntCounter,
+    /// Frames made into a full-rate JPEG (encoded, scaled or passed
+    /// through) because a subscriber wanted them.
+    pub encoded: IntCounter,
+    pub previews: IntCounter,
+    /// Subscribers that want this camera's full rate, as last seen.
+    pub frame_subscribers: IntGauge,
     pub skipped_late: IntCounter,
     pub skipped_rate: IntCounter,
     pub skipped_oversize: IntCounter,
@@ -92,6 +106,14 @@ impl ProducerMetrics {
             &["reason"],
         )?;
         registry.register(Box::new(refused.clone()))?;
+        let topic_subscribers = IntGaugeVec::new(
+            Opts::new(
+                "topic_subscribers",
+                "Subscribers that want a camera's full-rate frames (f/<stream>/), as its capture loop last saw",
+            ),
+            &["stream"],
+        )?;
+        registry.register(Box::new(topic_subscribers.clone()))?;
         let bus = crate::bus::BusMetrics {
             subscribers: gauge("subscribers", "Subscribers connected to the PUB socket")?,
             queued_bytes: gauge(
@@ -106,7 +128,20 @@ impl ProducerMetrics {
         };
         Ok(ProducerMetrics {
             bus,
-            published: per_stream("frames_published_total", "Frames published")?,
+            published: per_stream("frames_published_total", "Full-rate frames published")?,
+            captured: per_stream(
+                "frames_captured_total",
+                "Frames the source delivered, wanted or not",
+            )?,
+            encoded: per_stream(
+                "frames_encoded_total",
+                "Frames made into a full-rate JPEG (encoded, scaled or passed through) because a subscriber wanted them",
+            )?,
+            previews: per_stream(
+                "previews_published_total",
+                "Previews published (p/<stream>/)",
+            )?,
+            topic_subscribers,
             skipped,
             bad_frames: per_stream(
                 "bad_frames_total",
@@ -126,6 +161,10 @@ impl ProducerMetrics {
         let skipped = |reason: &str| self.skipped.with_label_values(&[stream, reason]);
         CameraMetrics {
             published: self.published.with_label_values(&[stream]),
+            captured: self.captured.with_label_values(&[stream]),
+            encoded: self.encoded.with_label_values(&[stream]),
+            previews: self.previews.with_label_values(&[stream]),
+            frame_subscribers: self.topic_subscribers.with_label_values(&[stream]),
             skipped_late: skipped("late"),
             skipped_rate: skipped("rate_cap"),
             skipped_oversize: skipped("oversize"),
@@ -137,7 +176,7 @@ impl ProducerMetrics {
         }
     }
 
-    /// Healthy when a frame (of any camera) went out recently, or during the
+    /// Healthy when a camera delivered a frame recently, or during the
     /// first seconds.
     fn healthy(&self) -> bool {
         let now = stream_common::unix_now_ns();
@@ -153,6 +192,11 @@ impl CameraMetrics {
     pub fn mark_published(&self, bytes: usize) {
         self.published.inc();
         self.frame_bytes.observe(bytes as f64);
+        self.mark_alive();
+    }
+
+    /// The camera delivered a frame that nobody wanted: healthy all the same.
+    pub fn mark_alive(&self) {
         self.last_publish_ns
             .store(stream_common::unix_now_ns(), Ordering::Relaxed);
     }

@@ -1,16 +1,17 @@
-//! The PUB side of the wire: one socket, one message per frame,
-//! `[stream][header][jpeg]` as `frame-wire` defines it, or
-//! `[stream][header][jpeg][mac]` when a bus key is set. One socket carries
-//! every camera of the process: each camera publishes through its own
-//! [`StreamPublisher`] (its topic and its `seq`), all under the process's one
-//! `producer_id`.
+//! The PUB side of the wire: one socket carrying every camera of the
+//! process, in wire version 3 (`docs/wire-format.md`): each camera's
+//! full-rate frames on `f/<name>/` and its previews on `p/<name>/`, as
+//! `[topic][header][jpeg]`, or `[topic][header][jpeg][mac]` when a bus key is
+//! set. Each camera publishes through its own [`StreamPublisher`] (its topics
+//! and its `seq`s), all under the process's one `producer_id`, and asks it
+//! whether anyone wants its full rate before spending work on a frame.
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use frame_wire::{FrameHeader, Limits, VERSION};
+use frame_wire::{FrameHeader, KIND_VERSION, Kind, Limits};
 
 use crate::bus::{BusMetrics, BusSettings, Listener, PubServer};
 
@@ -21,13 +22,17 @@ pub struct Publisher {
     producer_id: u64,
 }
 
-/// One camera's stream on the shared socket: its topic and its own `seq`.
+/// One camera's stream on the shared socket: its topics and its own `seq`
+/// for frames and for previews.
 pub struct StreamPublisher {
     bus: Arc<PubServer>,
     keys: Option<frame_wire::auth::KeyStore>,
     stream: String,
+    /// `f/<name>/`, asked about before every frame.
+    frame_topic: Bytes,
     producer_id: u64,
     seq: u64,
+    preview_seq: u64,
     limits: Limits,
 }
 
@@ -132,8 +137,10 @@ impl Publisher {
             bus: self.bus.clone(),
             keys: self.keys.clone(),
             stream: stream.to_string(),
+            frame_topic: frame_wire::topic(Kind::Frame, stream),
             producer_id: self.producer_id,
             seq: 0,
+            preview_seq: 0,
             limits: Limits::default(),
         }
     }
@@ -158,7 +165,14 @@ impl StreamPublisher {
         self.limits.max_jpeg_bytes = max;
     }
 
-    /// Publishes one JPEG, signed when a key is set. Never blocks: each
+    /// How many subscribers want this camera's full-rate frames now (see
+    /// [`PubServer::subscribers_to`]); none: the frame need not be encoded.
+    pub fn frame_subscribers(&self) -> usize {
+        self.bus.subscribers_to(&self.frame_topic)
+    }
+
+    /// Publishes one full-rate JPEG on `f/<name>/`, signed when a key is
+    /// set; returns its `seq` (+1 per frame published). Never blocks: each
     /// subscriber has its own bounded queue (and nothing is kept when there
     /// is none), so capture threads call it directly.
     pub fn publish(
@@ -168,28 +182,54 @@ impl StreamPublisher {
         height: u32,
         capture_ts_ns: u64,
     ) -> Result<u64, PublishError> {
+        let seq = self.seq;
+        self.send(Kind::Frame, seq, jpeg, width, height, capture_ts_ns)?;
+        self.seq += 1;
+        Ok(seq)
+    }
+
+    /// Publishes one preview JPEG on `p/<name>/`. Previews count their own
+    /// `seq` (+1 per preview), apart from the frames'.
+    pub fn publish_preview(
+        &mut self,
+        jpeg: Bytes,
+        width: u32,
+        height: u32,
+        capture_ts_ns: u64,
+    ) -> Result<u64, PublishError> {
+        let seq = self.preview_seq;
+        self.send(Kind::Preview, seq, jpeg, width, height, capture_ts_ns)?;
+        self.preview_seq += 1;
+        Ok(seq)
+    }
+
+    fn send(
+        &self,
+        kind: Kind,
+        seq: u64,
+        jpeg: Bytes,
+        width: u32,
+        height: u32,
+        capture_ts_ns: u64,
+    ) -> Result<(), PublishError> {
         let header = FrameHeader {
-            version: VERSION,
-            seq: self.seq,
+            version: KIND_VERSION,
+            seq,
             capture_ts_ns,
             width,
             height,
             producer_id: self.producer_id,
             stream: self.stream.clone(),
         };
-        match &self.keys {
+        let parts = match &self.keys {
             Some(keys) => {
                 let ring = keys.ring();
-                let parts = frame_wire::encode_signed(&header, jpeg, &self.limits, ring.signing())?;
-                self.bus.send(&parts);
+                frame_wire::encode_message(kind, &header, jpeg, &self.limits, Some(ring.signing()))?
             }
-            None => {
-                let parts = frame_wire::encode(&header, jpeg, &self.limits)?;
-                self.bus.send(&parts);
-            }
-        }
-        self.seq += 1;
-        Ok(header.seq)
+            None => frame_wire::encode_message(kind, &header, jpeg, &self.limits, None)?,
+        };
+        self.bus.send(&parts);
+        Ok(())
     }
 }
 

@@ -103,6 +103,28 @@ impl Scaler {
         })
     }
 
+    /// Scales packed RGB (`sw x sh`, no padding) to `width x height`.
+    pub fn scale_rgb(
+        &mut self,
+        rgb: &[u8],
+        (sw, sh): (u32, u32),
+        width: u32,
+        height: u32,
+    ) -> Result<&[u8], ScaleError> {
+        let out = &mut self.planes[0];
+        out.resize(width as usize * height as usize * 3, 0);
+        resize_u8(
+            &mut self.resizer,
+            &self.options,
+            rgb,
+            (sw, sh),
+            out,
+            (width, height),
+            PixelType::U8x3,
+        )?;
+        Ok(&self.planes[0])
+    }
+
     /// Decodes a JPEG and scales it to `width x height` packed RGB.
     pub fn scale_jpeg(
         &mut self,

@@ -283,7 +283,7 @@ async fn repeated_camera_flags_carry_several_cameras() {
         "--camera",
         "name=right,source=test-pattern,size=320x240,fps=20,quality=50",
     ]);
-    let mut sub = Subscriber::connect(&p.endpoint, "right")
+    let mut sub = Subscriber::frames_of(&p.endpoint, "right")
         .await
         .expect("subscribe");
     // The subscription filters by topic at the producer: only `right`.
@@ -293,14 +293,21 @@ async fn repeated_camera_flags_carry_several_cameras() {
         (got["right"][0].header.width, got["right"][0].header.height),
         (320, 240)
     );
-    let left = wait_for("left published", Duration::from_secs(10), || async {
+    let left = wait_for("left captured", Duration::from_secs(10), || async {
         let n = p
-            .metric("producer_frames_published_total", &["stream=\"left\""])
+            .metric("producer_frames_captured_total", &["stream=\"left\""])
             .await;
         (n > 5.0).then_some(n)
     })
     .await;
     assert!(left > 5.0);
+    // Nobody subscribes to left's full rate, so none of it was encoded.
+    let left = ["stream=\"left\""];
+    assert_eq!(p.metric("producer_frames_encoded_total", &left).await, 0.0);
+    assert_eq!(
+        p.metric("producer_frames_published_total", &left).await,
+        0.0
+    );
 }
 
 /// Runs the binary to its exit with `args`; (exit code, stderr).

@@ -172,7 +172,10 @@ async fn frames_from_the_python_publisher_decode() {
         .arg(&dir)
         .spawn()
         .expect("python3 scripts/publish_frames.py (run scripts/setup.sh for pyzmq)");
-    let mut sub = Subscriber::connect(&endpoint, "py0")
+    let mut sub = Subscriber::frames_of(&endpoint, "py0")
+        .await
+        .expect("subscribe");
+    let mut previews = Subscriber::connect(&endpoint, "p/")
         .await
         .expect("subscribe");
     let a = sub
@@ -183,6 +186,11 @@ async fn frames_from_the_python_publisher_decode() {
         .next_frame(Duration::from_secs(5))
         .await
         .expect("second frame");
+    // Its preview (the same picture, about once a second), version 3 too.
+    let preview = previews
+        .next_preview(Duration::from_secs(5))
+        .await
+        .expect("preview from python");
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(a.header.stream, "py0");
@@ -190,6 +198,10 @@ async fn frames_from_the_python_publisher_decode() {
     assert_eq!(a.jpeg, jpeg);
     assert_eq!(b.header.seq, a.header.seq + 1);
     assert_eq!(a.header.producer_id, b.header.producer_id);
+    assert_eq!(a.header.version, frame_wire::KIND_VERSION);
+    assert_eq!(preview.header.stream, "py0");
+    assert_eq!(preview.header.producer_id, a.header.producer_id);
+    assert_eq!(preview.jpeg, jpeg);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -122,7 +122,7 @@ async fn producer_relays_the_gateway_stream_without_reencoding() {
         ],
         &[],
     );
-    let mut sub = Subscriber::connect(&relay_zmq, "relayed")
+    let mut sub = Subscriber::frames_of(&relay_zmq, "relayed")
         .await
         .expect("subscribe");
     let f = sub

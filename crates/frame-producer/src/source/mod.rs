@@ -29,6 +29,8 @@ use stream_common::jpeg::Yuv420;
 pub use spec::{SourceSpec, SpecError};
 
 /// A captured picture: JPEG bytes to pass through, or pixels to encode.
+/// Cloning is cheap (shared bytes, or borrowed pixels).
+#[derive(Clone)]
 pub enum Picture<'a> {
     Jpeg {
         data: Bytes,
@@ -162,6 +164,12 @@ pub trait Source {
     fn is_live(&self) -> bool {
         false
     }
+
+    /// Whether the next frame's pixels will be looked at (a subscriber wants
+    /// the full rate, or a preview is due). A synthetic source may then skip
+    /// drawing; cameras are read either way. Called before on-demand
+    /// sources' frames only.
+    fn set_picture_wanted(&mut self, _wanted: bool) {}
 
     /// The next frame. On-demand sources answer at once; live sources wait at
     /// most `timeout` and return `Ok(None)` if nothing arrived.

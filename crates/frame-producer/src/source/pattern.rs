@@ -17,6 +17,8 @@ pub struct TestPattern {
     canvas: Canvas,
     stream: String,
     frame: u64,
+    /// False while nobody would see the picture: frames are counted, not drawn.
+    wanted: bool,
 }
 
 impl TestPattern {
@@ -25,6 +27,7 @@ impl TestPattern {
             canvas: Canvas::new(size.width, size.height),
             stream: stream.to_string(),
             frame: 0,
+            wanted: true,
         }
     }
 
@@ -78,9 +81,18 @@ impl Source for TestPattern {
         )
     }
 
+    fn set_picture_wanted(&mut self, wanted: bool) {
+        self.wanted = wanted;
+    }
+
     fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {
         let now = stream_common::unix_now_ns();
-        self.draw(now);
+        if self.wanted {
+            self.draw(now);
+        } else {
+            // The bar keeps its pace for the next frame someone sees.
+            self.frame += 1;
+        }
         Ok(Some(Captured {
             picture: Picture::Rgb(&self.canvas),
             capture_ts_ns: now,
@@ -113,5 +125,34 @@ mod tests {
         // Mostly the seed's gray.
         let gray = a.pixels().chunks_exact(3).filter(|p| *p == GRAY).count();
         assert!(gray > 320 * 240 * 3 / 4);
+    }
+
+    #[test]
+    fn frames_nobody_sees_are_counted_not_drawn() {
+        let size = Size {
+            width: 320,
+            height: 240,
+        };
+        let mut p = TestPattern::new(size, "cam0");
+        let seen = |p: &mut TestPattern| match p.next_frame(Duration::ZERO) {
+            Ok(Some(Captured {
+                picture: Picture::Rgb(c),
+                ..
+            })) => c.clone(),
+            _ => panic!("the pattern always has a frame"),
+        };
+        let first = seen(&mut p);
+        p.set_picture_wanted(false);
+        assert_eq!(seen(&mut p).pixels(), first.pixels(), "not drawn");
+        p.set_picture_wanted(true);
+        seen(&mut p);
+        // Frame 2 was drawn: frame 1 went by unseen, the bar kept its pace.
+        let mut expect = TestPattern::new(size, "cam0");
+        expect.frame = 2;
+        let bar_row = 240 * 2 / 3 + 5;
+        let bar_x = |c: &Canvas| (0..320).find(|&x| c.pixel(x, bar_row) == Some(BAR));
+        expect.draw(0);
+        assert_eq!(bar_x(p.canvas()), bar_x(expect.canvas()));
+        assert_eq!(p.frame, 3);
     }
 }

@@ -124,14 +124,15 @@ fn receive(endpoint: &str, latest: &Latest) {
     };
     rt.block_on(async {
         let mut sock = zeromq::SubSocket::new();
-        if sock.connect(endpoint).await.is_err() || sock.subscribe("").await.is_err() {
+        if sock.connect(endpoint).await.is_err() || sock.subscribe("f/").await.is_err() {
             eprintln!("floor-server: cannot subscribe to {endpoint}");
             return;
         }
         let mut seq = 0;
         while let Ok(msg) = sock.recv().await {
-            let Ok(frame) = frame_wire::decode(&msg.into_vec(), &frame_wire::Limits::default())
-            else {
+            let decoded =
+                frame_wire::decode_message(&msg.into_vec(), &frame_wire::Limits::default(), None);
+            let Ok(frame_wire::Message::Frame(frame)) = decoded else {
                 continue;
             };
             let (part, _) =
