@@ -43,6 +43,21 @@ pub struct Config {
     /// (zmq.rs alone can take 30 s to reconnect).
     #[arg(long, env = "GATEWAY_RESUBSCRIBE_AFTER", default_value = "1", value_parser = parse_secs)]
     pub resubscribe_after: Duration,
+    /// What to ask producers for: `on-demand` takes every stream's preview
+    /// (a small picture about once a second) and full-rate frames only of
+    /// the streams viewers watch here; `all` takes every frame, for
+    /// publishers that send no previews (wire versions 1 and 2).
+    #[arg(
+        long,
+        env = "GATEWAY_SUBSCRIBE",
+        value_enum,
+        default_value = "on-demand"
+    )]
+    pub subscribe: crate::receive::subscriptions::Mode,
+    /// Seconds a stream stays subscribed at full rate after its last viewer
+    /// here left (a reload or a quick switch back costs nothing).
+    #[arg(long, env = "GATEWAY_SUBSCRIBE_LINGER", default_value = "10", value_parser = parse_secs)]
+    pub subscribe_linger: Duration,
     /// Re-send the latest frame after this many idle seconds (browsers hold back
     /// the last frame of a multipart stream until the next one starts).
     #[arg(long, env = "GATEWAY_IDLE_RESEND", default_value = "1", value_parser = parse_secs)]
@@ -163,6 +178,8 @@ mod tests {
         assert_eq!(c.stale_after, Duration::from_secs(3));
         assert!(c.serving_threads() >= 1);
         assert_eq!(c.default_stream, None);
+        assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::OnDemand);
+        assert_eq!(c.subscribe_linger, Duration::from_secs(10));
     }
 
     #[test]
@@ -172,5 +189,8 @@ mod tests {
         assert_eq!(c.producers.len(), 2);
         assert!(Config::try_parse_from(["g", "--stale-after", "-1"]).is_err());
         assert!(Config::try_parse_from(["g", "--listen", "nowhere"]).is_err());
+        assert!(Config::try_parse_from(["g", "--subscribe", "some"]).is_err());
+        let c = Config::try_parse_from(["g", "--subscribe", "all"]).expect("ok");
+        assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::All);
     }
 }

@@ -13,9 +13,12 @@
 //! the bus) beside its frame slot, prepared once for every listener.
 //! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
 //! "NO SIGNAL" placeholder when it goes stale.
+//! `interest.rs` counts each stream's viewers, so that `receive/` asks the
+//! producers for full-rate frames only of the streams watched here.
 
 mod config;
 mod detections;
+mod interest;
 mod keeper;
 mod metrics;
 mod part;
@@ -49,9 +52,15 @@ fn main() -> std::process::ExitCode {
 async fn async_main(config: Config) -> anyhow::Result<()> {
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = Arc::new(metrics::GatewayMetrics::new().context("registering metrics")?);
+    let interest = Arc::new(interest::Interest::new(
+        config.subscribe,
+        config.subscribe_linger,
+        metrics.clone(),
+    ));
     let streams = Arc::new(streams::Streams::new(
         metrics.clone(),
         config.default_stream.clone(),
+        interest.clone(),
     ));
     let listener = serve::server::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -71,11 +80,13 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             endpoint.clone(),
             index,
             receive::Settings::from_config(&config),
+            interest.watch(),
             streams.clone(),
             metrics.clone(),
             shutdown.clone(),
         )));
     }
+    tasks.push(tokio::spawn(interest::run(interest, shutdown.clone())));
     tasks.push(tokio::spawn(keeper::run(
         streams.clone(),
         keeper::Settings::from_config(&config),

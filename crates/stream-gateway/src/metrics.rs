@@ -19,6 +19,8 @@ pub struct GatewayMetrics {
     invalid: IntCounterVec,
     resubscribes: IntCounterVec,
     thread_viewers: IntGaugeVec,
+    subscribed: IntGaugeVec,
+    received_bytes: IntCounterVec,
     detection_messages: IntCounterVec,
     detections: IntCounterVec,
     pub detections_ignored: IntCounter,
@@ -39,6 +41,7 @@ pub struct StreamMetrics {
     pub skipped: IntCounter,
     pub fanout_missed: IntCounter,
     pub latency: Histogram,
+    pub subscribed: IntGauge,
     pub detections: crate::detections::DetectionMetrics,
 }
 
@@ -134,6 +137,20 @@ impl GatewayMetrics {
                 "detection_messages_ignored_total",
                 "Detections messages for a stream this gateway has no frame of"
             )?),
+            subscribed: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "stream_subscribed",
+                    "1 while this gateway receives a stream's full-rate frames (watched here, or --subscribe all)"
+                ),
+                s
+            )?),
+            received_bytes: reg!(IntCounterVec::new(
+                Opts::new(
+                    "received_bytes_total",
+                    "Bytes of valid messages received from producers, by stream and kind (frame, preview, detections)"
+                ),
+                &["stream", "kind"]
+            )?),
             rejected_clients: reg!(IntCounter::new(
                 "rejected_clients_total",
                 "Viewers refused at --max-clients"
@@ -164,6 +181,7 @@ impl GatewayMetrics {
             skipped: self.skipped.with_label_values(&[name]),
             fanout_missed: self.fanout_missed.with_label_values(&[name]),
             latency: self.latency.with_label_values(&[name]),
+            subscribed: self.subscribed.with_label_values(&[name]),
             detections: crate::detections::DetectionMetrics {
                 messages: self.detection_messages.with_label_values(&[name]),
                 boxes: self.detections.clone(),
@@ -177,6 +195,19 @@ impl GatewayMetrics {
 
     pub fn invalid(&self, producer: &str, reason: &str) {
         self.invalid.with_label_values(&[producer, reason]).inc();
+    }
+
+    pub fn set_subscribed(&self, stream: &str, on: bool) {
+        self.subscribed
+            .with_label_values(&[stream])
+            .set(i64::from(on));
+    }
+
+    /// A valid message of `bytes` (all its parts) for `stream`.
+    pub fn received(&self, stream: &str, kind: frame_wire::Kind, bytes: usize) {
+        self.received_bytes
+            .with_label_values(&[stream, kind.name()])
+            .inc_by(bytes as u64);
     }
 
     pub fn resubscribed(&self, producer: &str) {

@@ -4,6 +4,13 @@
 //! overwrites it, every viewer reads the newest value when its socket can take
 //! more. Nothing queues, so a slow viewer skips frames and costs at most the
 //! one part it is writing.
+//!
+//! Two kinds of picture fill the slot: full-rate frames, and previews (about
+//! one small JPEG a second, which every stream sends; issue 13). Previews keep
+//! an unwatched stream known, online and with a current snapshot; once
+//! full-rate frames arrive they alone fill the slot, and previews are ignored
+//! until they stop. So a stream's first viewer sees its preview at once,
+//! then live video.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -11,10 +18,21 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::detections::Latest;
+use crate::interest::Interest;
 use crate::metrics::{GatewayMetrics, StreamMetrics};
 use crate::part::Part;
 
 pub type Slot = Option<Arc<Part>>;
+
+/// How long a stream fed by previews alone (about one a second) may be
+/// silent before it counts as offline, whatever `--stale-after` says; also
+/// how long the receive task lets a producer that sends only previews be
+/// silent before recreating its socket.
+pub const PREVIEW_SILENCE: Duration = Duration::from_secs(3);
+
+/// Previews are ignored while full-rate frames arrive at least this often
+/// (or within three of their usual intervals).
+const FULL_RATE_GAP: Duration = Duration::from_secs(1);
 
 pub struct Stream {
     pub name: String,
@@ -25,6 +43,8 @@ pub struct Stream {
     pub metrics: StreamMetrics,
     /// What a detector last found in it (`detections.rs`).
     pub detections: Latest,
+    /// Counts its viewers, for subscribing on demand.
+    interest: Arc<Interest>,
 }
 
 /// What the keeper and `/api/streams` need to know about a stream.
@@ -34,7 +54,10 @@ pub struct State {
     pub height: u32,
     pub producer_id: u64,
     pub producer: String,
+    /// The last picture (full-rate frame or preview) that filled the slot.
     pub last_live: Instant,
+    /// The last full-rate frame.
+    pub last_full: Option<Instant>,
     pub last_publish: Instant,
     pub online: bool,
     pub offline_since: SystemTime,
@@ -43,8 +66,52 @@ pub struct State {
     next_seq: u64,
 }
 
+impl State {
+    /// True while the slot is fed by full-rate frames (not previews).
+    pub fn full_rate(&self) -> bool {
+        self.last_full.is_some_and(|t| t >= self.last_live)
+    }
+
+    /// True when the stream sent a picture recently enough to count as
+    /// online: within `stale_after`, or [`PREVIEW_SILENCE`] for previews.
+    pub fn is_fresh(&self, stale_after: Duration) -> bool {
+        let limit = if self.full_rate() {
+            stale_after
+        } else {
+            stale_after.max(PREVIEW_SILENCE)
+        };
+        self.last_live.elapsed() < limit
+    }
+
+    /// True when full-rate frames arrived lately, at `now`.
+    fn receiving_full_rate(&self, now: Instant) -> bool {
+        let gap = FULL_RATE_GAP.max(Duration::from_secs_f64(3.0 * self.interval_ewma));
+        self.last_full
+            .is_some_and(|t| now.saturating_duration_since(t) < gap)
+    }
+
+    /// Notes which producer (and producer run) sent a picture.
+    fn note_producer(&mut self, name: &str, producer_id: u64, producer: &str) {
+        if self.producer_id != producer_id {
+            if self.producer_id != 0 {
+                tracing::info!(stream = %name, producer, "producer restarted (new producer id)");
+            }
+            self.producer_id = producer_id;
+            self.interval_ewma = 0.0;
+        }
+        if self.producer != producer {
+            self.producer = producer.to_string();
+        }
+    }
+}
+
 impl Stream {
-    fn new(name: &str, producer_index: usize, metrics: StreamMetrics) -> Self {
+    fn new(
+        name: &str,
+        producer_index: usize,
+        metrics: StreamMetrics,
+        interest: Arc<Interest>,
+    ) -> Self {
         let now = Instant::now();
         Stream {
             name: name.to_string(),
@@ -56,6 +123,7 @@ impl Stream {
                 producer_id: 0,
                 producer: String::new(),
                 last_live: now,
+                last_full: None,
                 last_publish: now,
                 online: true,
                 offline_since: SystemTime::now(),
@@ -64,7 +132,19 @@ impl Stream {
             }),
             detections: Latest::new(name, metrics.detections.clone()),
             metrics,
+            interest,
         }
+    }
+
+    /// A viewer of this stream arrived (`Watching`): it is received at full
+    /// rate while it has viewers.
+    pub fn viewer_joined(&self) {
+        self.interest.joined(&self.name);
+    }
+
+    /// A viewer of this stream left.
+    pub fn viewer_left(&self) {
+        self.interest.left(&self.name);
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Slot> {
@@ -91,32 +171,25 @@ impl Stream {
         let now = Instant::now();
         let seq = {
             let mut st = self.lock();
-            if st.producer_id != frame.header.producer_id {
-                if st.producer_id != 0 {
-                    tracing::info!(stream = %self.name, producer, "producer restarted (new producer id)");
+            st.note_producer(&self.name, frame.header.producer_id, producer);
+            let resumed = !st.online || !st.full_rate() || !st.receiving_full_rate(now);
+            self.back_online(&mut st);
+            match st.last_full {
+                Some(prev) if !resumed => {
+                    let dt = now.duration_since(prev).as_secs_f64();
+                    st.interval_ewma = if st.interval_ewma == 0.0 {
+                        dt
+                    } else {
+                        0.8 * st.interval_ewma + 0.2 * dt
+                    };
                 }
-                st.producer_id = frame.header.producer_id;
-                st.interval_ewma = 0.0;
-            }
-            if st.producer != producer {
-                st.producer = producer.to_string();
-            }
-            if !st.online {
-                let down = st.offline_since.elapsed().unwrap_or_default();
-                tracing::info!(stream = %self.name, offline_for_ms = down.as_millis() as u64, "stream back online");
-                st.online = true;
-                st.interval_ewma = 0.0;
-            } else if st.next_seq > 0 {
-                let dt = now.duration_since(st.last_live).as_secs_f64();
-                st.interval_ewma = if st.interval_ewma == 0.0 {
-                    dt
-                } else {
-                    0.8 * st.interval_ewma + 0.2 * dt
-                };
+                // From previews, offline or nothing to live: start afresh.
+                _ => st.interval_ewma = 0.0,
             }
             st.width = frame.header.width;
             st.height = frame.header.height;
             st.last_live = now;
+            st.last_full = Some(now);
             st.last_publish = now;
             st.next_seq += 1;
             st.next_seq - 1
@@ -133,11 +206,55 @@ impl Stream {
         self.metrics.online.set(1);
     }
 
-    /// Marks the stream offline if no live frame came within `stale_after`;
-    /// returns the time it went offline while it is offline.
+    /// A preview: fills the slot unless full-rate frames are arriving, so
+    /// an unwatched stream stays online with a current picture. Returns
+    /// whether it was shown.
+    pub fn publish_preview(&self, preview: &frame_wire::Frame, producer: &str) -> bool {
+        let now = Instant::now();
+        let seq = {
+            let mut st = self.lock();
+            if st.receiving_full_rate(now) {
+                return false;
+            }
+            st.note_producer(&self.name, preview.header.producer_id, producer);
+            self.back_online(&mut st);
+            if st.last_full.is_none() {
+                // The stream's size, until a full-rate frame tells it.
+                st.width = preview.header.width;
+                st.height = preview.header.height;
+            }
+            st.interval_ewma = 0.0;
+            st.last_live = now;
+            st.last_publish = now;
+            st.next_seq += 1;
+            st.next_seq - 1
+        };
+        let part = Part::build(
+            &self.name,
+            &preview.jpeg,
+            seq,
+            preview.header.capture_ts_ns,
+            true,
+        );
+        self.slot.send_replace(Some(Arc::new(part)));
+        self.metrics.online.set(1);
+        true
+    }
+
+    fn back_online(&self, st: &mut State) {
+        if !st.online {
+            let down = st.offline_since.elapsed().unwrap_or_default();
+            tracing::info!(stream = %self.name, offline_for_ms = down.as_millis() as u64, "stream back online");
+            st.online = true;
+        }
+    }
+
+    /// Marks the stream offline if no picture came within `stale_after` (or
+    /// [`PREVIEW_SILENCE`] while only previews come); returns the time it
+    /// went offline while it is offline.
     pub fn check_stale(&self, stale_after: Duration) -> Option<SystemTime> {
         let mut st = self.lock();
-        if st.last_live.elapsed() < stale_after {
+        if st.is_fresh(stale_after) {
             return None;
         }
         if st.online {
@@ -181,14 +298,20 @@ pub struct Streams {
     list: RwLock<Vec<Arc<Stream>>>,
     metrics: Arc<GatewayMetrics>,
     default: Option<String>,
+    interest: Arc<Interest>,
 }
 
 impl Streams {
-    pub fn new(metrics: Arc<GatewayMetrics>, default: Option<String>) -> Self {
+    pub fn new(
+        metrics: Arc<GatewayMetrics>,
+        default: Option<String>,
+        interest: Arc<Interest>,
+    ) -> Self {
         Streams {
             list: RwLock::new(Vec::new()),
             metrics,
             default,
+            interest,
         }
     }
 
@@ -227,10 +350,13 @@ impl Streams {
             return s.clone();
         }
         tracing::info!(stream = name, "new stream");
+        let metrics = self.metrics.for_stream(name);
+        self.interest.stream_created(&metrics);
         let s = Arc::new(Stream::new(
             name,
             producer_index,
-            self.metrics.for_stream(name),
+            metrics,
+            self.interest.clone(),
         ));
         let key = |s: &Stream| (s.producer_index, s.name.clone());
         let at = list.partition_point(|other| key(other) < key(&s));
@@ -246,12 +372,76 @@ impl Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receive::subscriptions::Mode;
+
+    fn streams(metrics: &Arc<GatewayMetrics>, default: Option<String>) -> Streams {
+        let interest = Interest::new(Mode::OnDemand, Duration::from_secs(10), metrics.clone());
+        Streams::new(metrics.clone(), default, Arc::new(interest))
+    }
+
+    fn picture(seq: u64, width: u32, byte: u8) -> frame_wire::Frame {
+        frame_wire::Frame {
+            header: frame_wire::FrameHeader {
+                version: frame_wire::KIND_VERSION,
+                seq,
+                capture_ts_ns: 1 + seq,
+                width,
+                height: 2,
+                producer_id: 7,
+                stream: "cam0".into(),
+            },
+            jpeg: bytes::Bytes::copy_from_slice(&[0xFF, 0xD8, byte, 0xFF, 0xD9]),
+        }
+    }
+
+    #[test]
+    fn previews_fill_the_slot_until_full_rate_frames_come() {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let cam = streams(&metrics, None).get_or_create("cam0", 0);
+        assert!(cam.publish_preview(&picture(0, 4, 1), "p"));
+        let shown = |cam: &Stream| cam.latest().map(|p| (p.jpeg[2], p.live));
+        assert_eq!(shown(&cam), Some((1, true)));
+        let st = cam.state();
+        assert!(!st.full_rate() && st.online && st.width == 4);
+        cam.publish_live(&picture(1, 8, 2), "p");
+        assert!(
+            !cam.publish_preview(&picture(2, 4, 3), "p"),
+            "ignored while live"
+        );
+        assert_eq!(shown(&cam), Some((2, true)));
+        let st = cam.state();
+        assert!(st.full_rate() && st.width == 8);
+        assert_eq!(
+            cam.latest().map(|p| p.seq),
+            Some(1),
+            "one sequence for both"
+        );
+    }
+
+    #[test]
+    fn a_stream_of_previews_alone_stays_online_longer_than_stale_after() {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let cam = streams(&metrics, None).get_or_create("cam0", 0);
+        cam.publish_preview(&picture(0, 4, 1), "p");
+        let short = Duration::from_millis(500);
+        let mut st = cam.state();
+        st.last_live -= Duration::from_secs(2);
+        assert!(st.is_fresh(short), "a preview a second is enough");
+        st.last_full = Some(st.last_live);
+        assert!(
+            !st.is_fresh(short),
+            "a full-rate stream is stale at stale_after"
+        );
+        st.last_live -= PREVIEW_SILENCE;
+        st.last_full = None;
+        assert!(!st.is_fresh(short));
+    }
 
     #[test]
     fn order_is_by_producer_then_name_whatever_the_arrival() {
         let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
         let names = |s: &Streams| s.all().iter().map(|s| s.name.clone()).collect::<Vec<_>>();
-        let a = Streams::new(metrics.clone(), None);
+        let a = streams(&metrics, None);
         for (name, p) in [("zeta", 2), ("yard", 1), ("lobby", 0), ("garage", 1)] {
             a.get_or_create(name, p);
         }
@@ -260,7 +450,7 @@ mod tests {
             a.default_stream().map(|s| s.name.clone()).as_deref(),
             Some("lobby")
         );
-        let b = Streams::new(metrics, Some("yard".into()));
+        let b = streams(&metrics, Some("yard".into()));
         assert!(b.default_stream().is_none(), "not arrived yet");
         b.get_or_create("lobby", 0);
         assert!(b.default_stream().is_none(), "never another stream");

@@ -55,12 +55,20 @@ async fn metric(addr: SocketAddr, name: &str) -> f64 {
     }
 }
 
+/// A gateway subscribed to every frame (`--subscribe all`), viewers or not.
 fn gateway(producer: &str) -> (Proc, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let listen = addr.to_string();
     let p = Proc::start(
         "stream-gateway",
-        &["--producer", producer, "--listen", &listen],
+        &[
+            "--producer",
+            producer,
+            "--listen",
+            &listen,
+            "--subscribe",
+            "all",
+        ],
         &[],
     );
     (p, addr)

@@ -8,20 +8,31 @@
 //!
 //! With a bus key, `verify.rs` checks every frame's MAC and proves the key to
 //! the producer.
+//!
+//! What the socket subscribes to follows the streams watched here
+//! (`subscriptions.rs`, `interest.rs`): every stream's preview, and
+//! full-rate frames of the watched ones, changed on the open socket as
+//! viewers come and go and asked again in full whenever it is recreated.
+//! While only previews (about one a second) arrive, the watchdog waits
+//! [`PREVIEW_SILENCE`] rather than `--resubscribe-after`.
 
+pub mod subscriptions;
 pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frame_wire::Limits;
+use frame_wire::{Limits, Message};
 use stream_common::ratelimit::LogEvery;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketOptions, SocketRecv};
 
 use crate::config::Config;
+use crate::interest::Wanted;
 use crate::metrics::GatewayMetrics;
-use crate::streams::Streams;
+use crate::streams::{PREVIEW_SILENCE, Streams};
+use subscriptions::Mode;
 
 #[derive(Clone)]
 pub struct Settings {
@@ -31,6 +42,8 @@ pub struct Settings {
     pub only: Vec<String>,
     /// Bus key, if any: frames must be signed with it.
     pub bus: verify::BusAuth,
+    /// `--subscribe`: every frame, or full-rate frames of watched streams.
+    pub mode: Mode,
 }
 
 impl Settings {
@@ -42,15 +55,19 @@ impl Settings {
             },
             only: c.only_streams.clone(),
             bus: verify::BusAuth::from_config(c),
+            mode: c.subscribe,
         }
     }
 }
 
-/// Receives from `endpoint`, the `producer_index`-th `--producer`, until shutdown.
+/// Receives from `endpoint`, the `producer_index`-th `--producer`, until
+/// shutdown, subscribed to the streams in `wanted` at full rate.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     endpoint: String,
     producer_index: usize,
     settings: Settings,
+    mut wanted: watch::Receiver<Wanted>,
     streams: Arc<Streams>,
     metrics: Arc<GatewayMetrics>,
     shutdown: CancellationToken,
@@ -61,6 +78,10 @@ pub async fn run(
     // watchdog period must not be resubscribed on every frame.
     let mut gap_ewma = 0.0f64;
     let mut ever_received = false;
+    let mut silence_log = LogEvery::new(Duration::from_secs(30));
+    // When a full-rate frame last came: until then (or long after) only
+    // previews are expected, about one a second.
+    let mut last_full: Option<Instant> = None;
     while !shutdown.is_cancelled() {
         let mut options = SocketOptions::default();
         options.connect_timeout(Duration::from_millis(300));
@@ -85,16 +106,13 @@ pub async fn run(
         for token in settings.bus.tokens() {
             proved = proved.and(socket.subscribe(&token).await);
         }
-        let subscribed = if proved.is_err() {
-            proved
-        } else if settings.only.is_empty() {
-            socket.subscribe("").await
-        } else {
-            let mut r = Ok(());
-            for name in &settings.only {
-                r = r.and(socket.subscribe(name).await);
+        let mut held = subscriptions::Held::default();
+        let subscribed = match proved {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let want = topics(&settings, &mut wanted);
+                held.update(&mut socket, &want).await
             }
-            r
         };
         if let Err(e) = subscribed {
             tracing::warn!(producer = %endpoint, error = %e, "subscribe failed");
@@ -104,11 +122,30 @@ pub async fn run(
 
         let mut last = Instant::now();
         loop {
-            let watchdog = settings
-                .resubscribe_after
-                .max(Duration::from_secs_f64(gap_ewma * 3.0));
+            let previews_only = settings.mode == Mode::OnDemand
+                && last_full.is_none_or(|t| t.elapsed() >= PREVIEW_SILENCE);
+            let floor = if previews_only {
+                settings.resubscribe_after.max(PREVIEW_SILENCE)
+            } else {
+                settings.resubscribe_after
+            };
+            let watchdog = floor.max(Duration::from_secs_f64(gap_ewma * 3.0));
+            // recv is cancel-safe (zmq.rs takes a message off its queue
+            // only when returning it), so a change of the wanted streams
+            // can interrupt it.
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                changed = wanted.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let want = topics(&settings, &mut wanted);
+                    if let Err(e) = held.update(&mut socket, &want).await {
+                        tracing::warn!(producer = %endpoint, error = %e, "changing subscriptions failed; reconnecting");
+                        break;
+                    }
+                    continue;
+                }
                 r = tokio::time::timeout(watchdog, socket.recv()) => r,
             };
             let msg = match msg {
@@ -120,6 +157,10 @@ pub async fn run(
                 Err(_) => {
                     if ever_received {
                         tracing::debug!(producer = %endpoint, silent_ms = last.elapsed().as_millis() as u64, "producer silent; recreating SUB socket");
+                    } else if settings.mode == Mode::OnDemand
+                        && let Some(folded) = silence_log.check(Instant::now())
+                    {
+                        tracing::warn!(producer = %endpoint, repeats = folded, "nothing from this producer, not even previews: if it predates wire version 3 (no previews), run the gateway with --subscribe all");
                     }
                     metrics.resubscribed(&endpoint);
                     break;
@@ -134,7 +175,9 @@ pub async fn run(
             };
             last = now;
             ever_received = true;
-            let decoded = settings.bus.decode(&msg.into_vec(), &settings.limits);
+            let parts = msg.into_vec();
+            let size: usize = parts.iter().map(|p| p.len()).sum();
+            let decoded = settings.bus.decode(&parts, &settings.limits);
             for token in settings
                 .bus
                 .tokens_if_changed(&mut ring_seen)
@@ -142,22 +185,46 @@ pub async fn run(
             {
                 let _ = socket.subscribe(&token).await;
             }
-            match decoded {
-                Ok(frame) => {
-                    if !settings.only.is_empty() && !settings.only.contains(&frame.header.stream) {
-                        continue;
-                    }
-                    streams
-                        .get_or_create(&frame.header.stream, producer_index)
-                        .publish_live(&frame, &endpoint);
-                }
+            let message = match decoded {
+                Ok(m) => m,
                 Err(e) => {
                     metrics.invalid(&endpoint, e.kind());
                     if let Some(folded) = invalid_log.check(now) {
                         tracing::warn!(producer = %endpoint, error = %e, repeats = folded, "dropping invalid message");
                     }
+                    continue;
+                }
+            };
+            let name = &message.header().stream;
+            if !settings.only.is_empty() && !settings.only.contains(name) {
+                continue;
+            }
+            metrics.received(name, message.kind(), size);
+            match message {
+                Message::Frame(frame) => {
+                    last_full = Some(now);
+                    streams
+                        .get_or_create(&frame.header.stream, producer_index)
+                        .publish_live(&frame, &endpoint);
+                }
+                Message::Preview(preview) => {
+                    streams
+                        .get_or_create(&preview.header.stream, producer_index)
+                        .publish_preview(&preview, &endpoint);
+                }
+                Message::Detections { .. } => {
+                    // Served by the detections endpoints (#16).
                 }
             }
         }
     }
+}
+
+/// The subscriptions wanted now, marking the wanted streams seen.
+fn topics(
+    settings: &Settings,
+    wanted: &mut watch::Receiver<Wanted>,
+) -> std::collections::BTreeSet<String> {
+    let names = wanted.borrow_and_update().clone();
+    subscriptions::topics(settings.mode, &settings.only, &names)
 }

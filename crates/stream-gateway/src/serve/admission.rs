@@ -92,7 +92,8 @@ impl Drop for Seat {
     }
 }
 
-/// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives.
+/// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives,
+/// and has the stream received at full rate meanwhile (`interest.rs`).
 pub struct Watching {
     pub stream: Arc<Stream>,
 }
@@ -100,6 +101,7 @@ pub struct Watching {
 impl Watching {
     pub fn new(stream: Arc<Stream>) -> Self {
         stream.metrics.viewers.inc();
+        stream.viewer_joined();
         tracing::debug!(stream = %stream.name, "viewer connected");
         Watching { stream }
     }
@@ -108,6 +110,7 @@ impl Watching {
 impl Drop for Watching {
     fn drop(&mut self) {
         self.stream.metrics.viewers.dec();
+        self.stream.viewer_left();
     }
 }
 
@@ -465,7 +468,12 @@ mod tests {
 
     fn admission(policy: Policy) -> (Admission, Arc<Streams>) {
         let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
-        let streams = Arc::new(Streams::new(metrics.clone(), None));
+        let interest = crate::interest::Interest::new(
+            crate::receive::subscriptions::Mode::OnDemand,
+            Duration::from_secs(10),
+            metrics.clone(),
+        );
+        let streams = Arc::new(Streams::new(metrics.clone(), None, Arc::new(interest)));
         let frame = frame_wire::Frame {
             header: frame_wire::FrameHeader {
                 version: frame_wire::VERSION,

@@ -216,7 +216,7 @@ impl App {
             .map(|s| {
                 let st = s.state();
                 let age = st.last_live.elapsed();
-                let online = age < self.stale_after;
+                let online = st.is_fresh(self.stale_after);
                 let fps = if online && st.interval_ewma > 0.0 {
                     1.0 / st.interval_ewma
                 } else {
@@ -273,7 +273,7 @@ impl App {
             .streams
             .all()
             .iter()
-            .any(|s| s.state().last_live.elapsed() < self.stale_after);
+            .any(|s| s.state().is_fresh(self.stale_after));
         if ready {
             text(StatusCode::OK, "ready").map(Into::into)
         } else {

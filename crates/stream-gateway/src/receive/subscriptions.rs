@@ -1,0 +1,120 @@
+//! What a receive task's SUB socket subscribes to, and keeping it so.
+//!
+//! On demand (the default) a gateway takes every stream's preview (`p/`,
+//! about one small JPEG a second each) and detections (`d/`, small), and the
+//! full-rate frames (`f/<name>/`) only of the streams its viewers watch
+//! (`interest.rs`). ZeroMQ filters at the publisher, so frames nobody here
+//! watches never cross the network. `--subscribe all` takes everything, as
+//! before version 3: for publishers that send no previews (version 1/2
+//! topics are bare names, which no `x/` subscription matches).
+
+use std::collections::BTreeSet;
+
+use frame_wire::{Kind, subscription};
+use zeromq::ZmqResult;
+
+/// `--subscribe`: which frames a gateway asks its producers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Every message of every stream (`--streams` still restricts).
+    All,
+    /// Previews and detections of every stream, full-rate frames of the
+    /// streams watched here.
+    OnDemand,
+}
+
+/// The subscriptions a socket should hold: for `mode`, restricted to `only`
+/// when it is not empty, with full-rate frames of `wanted`.
+pub fn topics(mode: Mode, only: &[String], wanted: &BTreeSet<String>) -> BTreeSet<String> {
+    let sub = |kind, name: Option<&str>| {
+        // Stream names and tags are ASCII (frame_wire::validate_stream_name).
+        String::from_utf8_lossy(&subscription(kind, name)).into_owned()
+    };
+    let mut out = BTreeSet::new();
+    match (mode, only.is_empty()) {
+        (Mode::All, true) => {
+            out.insert(String::new());
+        }
+        (Mode::All, false) => {
+            for name in only {
+                // Version 1/2 (a prefix, checked exactly on receipt) and 3.
+                out.insert(name.clone());
+                out.extend(Kind::ALL.map(|k| sub(k, Some(name))));
+            }
+        }
+        (Mode::OnDemand, true) => {
+            out.insert(sub(Kind::Preview, None));
+            out.insert(sub(Kind::Detections, None));
+        }
+        (Mode::OnDemand, false) => {
+            for name in only {
+                out.insert(sub(Kind::Preview, Some(name)));
+                out.insert(sub(Kind::Detections, Some(name)));
+            }
+        }
+    }
+    if mode == Mode::OnDemand {
+        let allowed = |name: &String| only.is_empty() || only.contains(name);
+        for name in wanted.iter().filter(|n| allowed(n)) {
+            out.insert(sub(Kind::Frame, Some(name)));
+        }
+    }
+    out
+}
+
+/// What one socket holds now; starts empty with each new socket.
+#[derive(Default)]
+pub struct Held(BTreeSet<String>);
+
+impl Held {
+    /// Subscribes to what `want` adds and unsubscribes from what it drops.
+    /// On an error the socket is to be recreated (and everything asked again).
+    pub async fn update(
+        &mut self,
+        socket: &mut zeromq::SubSocket,
+        want: &BTreeSet<String>,
+    ) -> ZmqResult<()> {
+        for gone in self.0.difference(want).cloned().collect::<Vec<_>>() {
+            socket.unsubscribe(&gone).await?;
+            self.0.remove(&gone);
+        }
+        for new in want.difference(&self.0).cloned().collect::<Vec<_>>() {
+            socket.subscribe(&new).await?;
+            self.0.insert(new);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn on_demand_takes_previews_and_the_watched_streams() {
+        let none = BTreeSet::new();
+        assert_eq!(topics(Mode::OnDemand, &[], &none), set(&["d/", "p/"]));
+        assert_eq!(
+            topics(Mode::OnDemand, &[], &set(&["cam1", "cam10"])),
+            set(&["d/", "f/cam1/", "f/cam10/", "p/"])
+        );
+        let only = ["cam1".to_string()];
+        assert_eq!(
+            topics(Mode::OnDemand, &only, &set(&["cam1", "cam2"])),
+            set(&["d/cam1/", "f/cam1/", "p/cam1/"])
+        );
+    }
+
+    #[test]
+    fn all_takes_everything_whatever_is_watched() {
+        assert_eq!(topics(Mode::All, &[], &set(&["cam1"])), set(&[""]));
+        assert_eq!(
+            topics(Mode::All, &["cam1".into()], &BTreeSet::new()),
+            set(&["cam1", "d/cam1/", "f/cam1/", "p/cam1/"])
+        );
+    }
+}
