@@ -9,7 +9,7 @@
 //! send the newest to whoever can take it, nothing queues per listener.
 //!
 //! Detections are kept only for streams this gateway already has (a frame
-//! arrived); those for any other stream are dropped and counted
+//! or a preview arrived); those for any other stream are dropped and counted
 //! (`gateway_detection_messages_ignored_total`), so a detector cannot make
 //! streams appear. Detections older than `--detections-stale-after` (3 s)
 //! are replaced by an empty set, sent to listeners too, so boxes do not

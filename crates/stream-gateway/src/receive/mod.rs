@@ -212,9 +212,11 @@ pub async fn run(
                         .get_or_create(&preview.header.stream, producer_index)
                         .publish_preview(&preview, &endpoint);
                 }
-                Message::Detections { .. } => {
-                    // Served by the detections endpoints (#16).
-                }
+                Message::Detections { header, detections } => match streams.get(&header.stream) {
+                    Some(stream) => stream.detections.publish(&header, &detections),
+                    // No frame of it yet: a detector cannot make streams appear.
+                    None => metrics.detections_ignored.inc(),
+                },
             }
         }
     }
