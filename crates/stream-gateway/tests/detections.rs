@@ -417,8 +417,10 @@ async fn pages_get_detections_over_their_websocket_only_when_they_ask() {
     new.send(Message::text(r#"{"watch":["cam0"],"detections":true}"#))
         .await
         .expect("send");
-    // The new page: frames and detections, interleaved, each whole.
+    // The new page: frames and detections, each detections message right
+    // before a frame captured at or after the one they were found in.
     let (mut frames, mut detections) = (0, 0);
+    let mut found_in: Option<u64> = None;
     while frames < 10 || detections < 3 {
         let msg = tokio::time::timeout(Duration::from_secs(5), new.next())
             .await
@@ -428,12 +430,25 @@ async fn pages_get_detections_over_their_websocket_only_when_they_ask() {
         match msg {
             Message::Binary(b) => {
                 assert_eq!(b[0], 1);
+                let n = usize::from(b[2]);
+                let ts = u64::from_le_bytes(b[3 + n..11 + n].try_into().expect("8 bytes"));
+                if let Some(ms) = found_in.take() {
+                    assert!(
+                        ts / 1_000_000 >= ms,
+                        "boxes of {ms} ms before a frame of {ts} ns"
+                    );
+                }
                 frames += 1;
             }
             Message::Text(t) => {
+                assert!(
+                    found_in.is_none(),
+                    "two detections messages without a frame"
+                );
                 let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
                 assert_eq!(v["detections"]["stream"], "cam0");
                 assert_eq!(boxes(&v["detections"]), 3);
+                found_in = v["detections"]["capture_ts_ms"].as_u64();
                 detections += 1;
             }
             _ => {}

@@ -9,11 +9,14 @@
 //! skips frames instead of queueing them. A viewer that closes its socket is
 //! released at once (its read side is watched), frames flowing or not.
 //!
-//! A stream's detections (`detections.rs`) go out the same way, from the
-//! same writer: to its Server-Sent Events listeners (`/events/{name}`, who
-//! get nothing else) and to the WebSockets watching it that asked for them.
-//! Newest only here too: a listener still writing an older message skips
-//! the ones that come meanwhile and gets the newest when its socket drains.
+//! A stream's detections (`detections.rs`) go out from the same writer: to
+//! its Server-Sent Events listeners (`/events/{name}`, who get nothing else)
+//! as they come, newest only (a listener still writing an older message
+//! skips the ones that come meanwhile and gets the newest when its socket
+//! drains); and to the WebSockets watching it that asked for them, just
+//! before the next frame, in the same `write()`: the frame's message with
+//! the detections' text message in front is built once per frame, so boxes
+//! cost a page no extra write, and arrive with the picture they belong on.
 //!
 //! A new viewer goes to the shard with the fewest viewers, so every core
 //! carries its share and, when the machine cannot keep up, every viewer's
@@ -302,6 +305,14 @@ enum Out {
     Ws(Arc<WsShared>),
 }
 
+/// Which bytes of a frame a viewer gets.
+enum Want {
+    Mjpeg,
+    Ws,
+    /// The newest detections' text message, then the frame's.
+    WsWithDetections,
+}
+
 enum Wrote {
     Done,
     Partial,
@@ -351,31 +362,29 @@ impl Conn {
         }
     }
 
-    /// The frame's bytes for this viewer, or `None` when it no longer wants
+    /// What this viewer gets of a frame, or `None` when it no longer wants
     /// this stream.
-    fn bytes_of(&mut self, part: &Part, stream: &str) -> Option<Bytes> {
+    fn wants(&mut self, stream: &str, dets: &Prepared) -> Option<Want> {
         match &self.out {
-            Out::Mjpeg { .. } => Some(part.bytes.clone()),
+            Out::Mjpeg { .. } => Some(Want::Mjpeg),
             Out::Ws(shared) => {
                 let st = shared.lock();
                 if !st.watching.contains(stream) {
                     return None;
                 }
                 self.min_interval = st.min_interval;
-                Some(part.ws.clone())
+                Some(if st.detections && self.det_sent < dets.version {
+                    Want::WsWithDetections
+                } else {
+                    Want::Ws
+                })
             }
         }
     }
 
-    /// The detections message for this viewer, if it wants detections.
-    fn detections_of(&self, d: &Prepared, stream: &str) -> Option<Bytes> {
-        match &self.out {
-            Out::Mjpeg { .. } => self.events.then(|| d.sse.clone()),
-            Out::Ws(shared) => {
-                let st = shared.lock();
-                (st.detections && st.watching.contains(stream)).then(|| d.ws.clone())
-            }
-        }
+    /// The detections message for an events listener.
+    fn events_message(&self, d: &Prepared) -> Option<Bytes> {
+        self.events.then(|| d.sse.clone())
     }
 
     /// Drains what an MJPEG viewer sent: `false` once it closed or failed.
@@ -473,6 +482,11 @@ struct Writer {
     /// The last frame a pass went out with, to notice frames nobody got.
     last_pass_seq: Option<u64>,
     overload_log: LogEvery,
+    /// The stream's newest detections.
+    dets: Arc<Prepared>,
+    /// A frame's WebSocket message with those detections in front: the
+    /// frame's `seq`, the detections' version, the bytes (built once).
+    with_dets: Option<(u64, u64, Bytes)>,
 }
 
 async fn writer(
@@ -493,6 +507,8 @@ async fn writer(
         next_id: 0,
         last_pass_seq: None,
         overload_log: LogEvery::new(Duration::from_secs(5)),
+        dets: dets.borrow_and_update().clone(),
+        with_dets: None,
     };
     loop {
         let has_viewers = w.free.len() < w.conns.len();
@@ -502,14 +518,14 @@ async fn writer(
             new = incoming.recv() => {
                 let Some(j) = new else { break };
                 let part = slot.borrow_and_update().clone();
-                let current = dets.borrow_and_update().clone();
+                w.dets = dets.borrow_and_update().clone();
                 if !has_viewers {
                     w.last_pass_seq = part.as_ref().map(|p| p.seq);
                 }
-                w.add(j, part.as_deref(), &current);
+                w.add(j, part.as_deref());
                 // A burst of new viewers is taken in at once, before the next frame.
                 while let Ok(j) = incoming.try_recv() {
-                    w.add(j, part.as_deref(), &current);
+                    w.add(j, part.as_deref());
                 }
             }
             changed = slot.changed(), if has_viewers => {
@@ -525,17 +541,31 @@ async fn writer(
             }
             changed = dets.changed(), if has_viewers => {
                 if changed.is_err() { break }
-                let d = dets.borrow_and_update().clone();
-                w.pass_detections(&d);
+                w.dets = dets.borrow_and_update().clone();
+                w.pass_detections();
             }
             _ = beat.tick(), if has_viewers => w.heartbeat(),
-            Some(event) = w.events.next(), if !w.events.is_empty() => {
-                let current = dets.borrow().clone();
-                w.event(event, &current);
-            }
+            Some(event) = w.events.next(), if !w.events.is_empty() => w.event(event),
         }
         w.tally.flush();
     }
+}
+
+/// `part`'s WebSocket message with the detections `d` in front, built once
+/// per frame and detections (kept in `cache`) for every page that asked.
+fn with_detections(cache: &mut Option<(u64, u64, Bytes)>, d: &Prepared, part: &Part) -> Bytes {
+    if let Some((seq, version, bytes)) = cache
+        && *seq == part.seq
+        && *version == d.version
+    {
+        return bytes.clone();
+    }
+    let mut b = bytes::BytesMut::with_capacity(d.ws.len() + part.ws.len());
+    b.extend_from_slice(&d.ws);
+    b.extend_from_slice(&part.ws);
+    let bytes = b.freeze();
+    *cache = Some((part.seq, d.version, bytes.clone()));
+    bytes
 }
 
 /// How often an events listener gets a comment line (`:`) when nothing
@@ -544,7 +574,7 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 const HEARTBEAT_LINE: &[u8] = b":\n\n";
 
 impl Writer {
-    fn add(&mut self, j: Joined, part: Option<&Part>, current: &Prepared) {
+    fn add(&mut self, j: Joined, part: Option<&Part>) {
         self.next_id += 1;
         let now = Instant::now();
         let conn = match j {
@@ -597,10 +627,10 @@ impl Writer {
                 last_seq: None,
                 events: true,
                 // Only detections still fresh are worth sending at once.
-                det_sent: if current.received.is_some() {
+                det_sent: if self.dets.received.is_some() {
                     0
                 } else {
-                    current.version
+                    self.dets.version
                 },
                 _watching: None,
                 _seat: Some((viewer.seat, load)),
@@ -618,30 +648,35 @@ impl Writer {
         self.conns[i] = Some(conn);
         if events {
             // The head, then the current detections.
-            self.send_detections(i, current);
+            self.send_detections(i);
         } else {
             // The head, then the current frame at once rather than at the next one.
             self.send(i, part);
         }
     }
 
-    /// One detections message to every viewer that wants it and can take it now.
-    fn pass_detections(&mut self, d: &Prepared) {
+    /// The newest detections to every events listener that can take them
+    /// now (WebSockets get them with the next frame).
+    fn pass_detections(&mut self) {
         for i in 0..self.conns.len() {
-            if self.conns[i].as_ref().is_some_and(|c| !c.waiting) {
-                self.send_detections(i, d);
+            if self.conns[i]
+                .as_ref()
+                .is_some_and(|c| c.events && !c.waiting)
+            {
+                self.send_detections(i);
             }
         }
     }
 
-    /// Writes `d` to viewer `i` (after any pending bytes) if it wants
-    /// detections and has not had this version.
-    fn send_detections(&mut self, i: usize, d: &Prepared) {
+    /// Writes the newest detections to events listener `i` (after any
+    /// pending bytes) unless it has had them.
+    fn send_detections(&mut self, i: usize) {
         let Some(c) = self.conns[i].as_mut() else {
             return;
         };
+        let d = &self.dets;
         let next = if c.det_sent < d.version {
-            c.detections_of(d, &self.stream.name)
+            c.events_message(d)
         } else {
             None
         };
@@ -720,7 +755,7 @@ impl Writer {
         }
     }
 
-    fn event(&mut self, event: Event, current: &Prepared) {
+    fn event(&mut self, event: Event) {
         let (i, id) = match event {
             Event::Writable(i, id) | Event::Readable(i, id) => (i, id),
         };
@@ -743,7 +778,7 @@ impl Writer {
                 c.waiting = false;
                 match c.write(None) {
                     // Drained: detections that came meanwhile go now.
-                    Wrote::Done => self.send_detections(i, current),
+                    Wrote::Done => self.send_detections(i),
                     Wrote::Partial => {
                         let again = on_writable(c, i);
                         self.events.push(again);
@@ -761,8 +796,13 @@ impl Writer {
             return;
         };
         let next = match part {
-            Some(part) => match c.bytes_of(part, &self.stream.name) {
-                Some(bytes) => Some((part, bytes)),
+            Some(part) => match c.wants(&self.stream.name, &self.dets) {
+                Some(Want::Mjpeg) => Some((part, part.bytes.clone(), None)),
+                Some(Want::Ws) => Some((part, part.ws.clone(), None)),
+                Some(Want::WsWithDetections) => {
+                    let bytes = with_detections(&mut self.with_dets, &self.dets, part);
+                    Some((part, bytes, Some(self.dets.version)))
+                }
                 None => {
                     // A WebSocket that stopped watching this stream.
                     self.remove(i);
@@ -773,8 +813,11 @@ impl Writer {
         };
         let wrote = match next {
             None => c.write(None),
-            Some((part, bytes)) => match c.write(None) {
+            Some((part, bytes, dets)) => match c.write(None) {
                 Wrote::Done => {
+                    if let Some(version) = dets {
+                        c.det_sent = version;
+                    }
                     let t = &mut self.tally;
                     if let Some(last) = c.last_seq {
                         t.skipped.inc_by(part.seq.saturating_sub(last + 1));
