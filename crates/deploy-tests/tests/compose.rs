@@ -254,6 +254,7 @@ async fn compose_with_three_gateways_behind_nginx() {
         "deploy/compose.cameras.yml",
         "deploy/compose.webcam.yml",
         "deploy/compose.many-cameras.yml",
+        "deploy/compose.detect.yml",
     ] {
         project.run(&["-f", "docker-compose.yml", "-f", extra, "config", "-q"]);
     }
