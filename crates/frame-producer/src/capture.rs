@@ -185,7 +185,6 @@ pub fn run(
             // Nobody wants the full rate: no scaling, no encoding.
             metrics.mark_alive();
         } else {
-            metrics.encoded.inc();
             full = encode_and_publish(
                 &mut encoder,
                 &mut publisher,
@@ -273,6 +272,7 @@ fn encode_and_publish(
             return None;
         }
     };
+    metrics.encoded.inc();
     if out.encoded {
         metrics.encode_seconds.observe(t.elapsed().as_secs_f64());
     }

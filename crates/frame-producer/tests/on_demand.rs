@@ -232,3 +232,58 @@ async fn subscribing_to_everything_wants_every_camera() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A decoded camera (a looped H.264 file, read like an RTSP camera): its
+/// previews are made from the decoder's pictures while nobody watches, and
+/// its full rate starts within a second of the first subscription.
+#[cfg(feature = "ffmpeg")]
+#[tokio::test]
+async fn a_decoded_camera_previews_unwatched_and_streams_on_demand() {
+    let dir = media::temp_dir("on-demand-video");
+    let clip = media::test_video(
+        &dir.join("clip.mp4"),
+        "640x480",
+        25,
+        2,
+        &["-c:v", "libx264", "-g", "25"],
+    );
+    let camera = format!("name=door,source={}", clip.display());
+    let p = Producer::start(&["--camera", &camera]);
+    let mut previews = Subscriber::connect(&p.endpoint, "p/door/")
+        .await
+        .expect("subscribe");
+    for _ in 0..3 {
+        let f = previews
+            .next_preview(Duration::from_secs(15))
+            .await
+            .expect("preview");
+        assert_eq!((f.header.width, f.header.height), (320, 240));
+        let (_, w, h) = stream_common::jpeg::decode_rgb(&f.jpeg).expect("decodes");
+        assert_eq!((w, h), (320, 240));
+    }
+    assert!(
+        p.metric("producer_frames_captured_total", &[&label("door")])
+            .await
+            >= 25.0
+    );
+    assert_eq!(
+        p.metric("producer_frames_encoded_total", &[&label("door")])
+            .await,
+        0.0
+    );
+    let asked = Instant::now();
+    let mut viewer = Subscriber::frames_of(&p.endpoint, "door")
+        .await
+        .expect("subscribe");
+    let first = viewer
+        .next_frame(Duration::from_secs(10))
+        .await
+        .expect("full-rate frame");
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "first frame after {waited:?}"
+    );
+    assert_eq!((first.header.width, first.header.height), (640, 480));
+    let _ = std::fs::remove_dir_all(&dir);
+}
