@@ -283,6 +283,55 @@ async fn annotated_stream_has_the_box_drawn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_bus_key_frames_are_verified_and_detections_signed() {
+    let key_hex = "6d6a7065672d66616e6f75742d6465746563746f722d746573742d6b6579";
+    let key_file = std::env::temp_dir().join(format!("detector-key-{}", std::process::id()));
+    std::fs::write(&key_file, format!("{key_hex}\n")).expect("key file");
+    let key_path = key_file.to_str().expect("utf-8");
+    let ring = frame_wire::auth::KeyRing::parse(key_hex).expect("a valid key");
+    let dir = picture_dir("person.jpg");
+    let producer = Producer::start(&[
+        "--source",
+        dir.to_str().expect("utf-8"),
+        "--fps",
+        "15",
+        "--bus-key-file",
+        key_path,
+    ]);
+    let detector = Detector::start(&[&producer.endpoint], &["--bus-key-file", key_path]);
+    let mut sub = detector.subscribe(Kind::Detections).await;
+    // Signed with the key: it verifies with the ring, and is refused without it.
+    let mut verified = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !verified {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("a signed detections message within 10 s");
+        match sub.next_with(left, Some(&ring)).await {
+            Ok(Message::Detections { header, detections }) => {
+                assert_eq!(header.stream, "cam0");
+                assert!(detections.boxes.iter().any(|b| b.label == "person"));
+                verified = true;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("not signed with the bus key: {e}"),
+        }
+    }
+    match sub.next(Duration::from_secs(2)).await {
+        Err(e) => assert!(e.to_string().contains("no bus key"), "{e}"),
+        Ok(m) => panic!("a signed message decoded without the key: {m:?}"),
+    }
+    // A detector without the key gets nothing from the producer.
+    let keyless = Detector::start(&[&producer.endpoint], &[]);
+    let mut keyless_sub = keyless.subscribe(Kind::Detections).await;
+    assert!(
+        keyless_sub.next(Duration::from_secs(3)).await.is_err(),
+        "a detector without the key analysed frames"
+    );
+    let _ = std::fs::remove_file(&key_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_model_is_a_clear_start_up_error() {
     let mut proc = test_support::process::Proc::start(
         "object-detector",

@@ -115,13 +115,22 @@ pub struct Sub {
 impl Sub {
     /// The next message, decoded with the real wire codec, within `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Message> {
+        self.next_with(timeout, None).await
+    }
+
+    /// The next message, which must be signed with a key of `keys` if given.
+    pub async fn next_with(
+        &mut self,
+        timeout: Duration,
+        keys: Option<&frame_wire::auth::KeyRing>,
+    ) -> anyhow::Result<Message> {
         let msg = tokio::time::timeout(timeout, self.socket.recv())
             .await
             .context("no message in time")??;
         Ok(frame_wire::decode_message(
             &msg.into_vec(),
             &frame_wire::Limits::default(),
-            None,
+            keys,
         )?)
     }
 }
