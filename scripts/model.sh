@@ -51,9 +51,16 @@ PYEOF
     || { echo "model.sh: frozen_inference_graph.pb is not the expected file" >&2; exit 1; }
 
   echo "model.sh: converting to ONNX with ${CONVERTER[*]} (a throw-away virtual environment)" >&2
-  "$PY" -m venv "$work/venv" >&2
-  pip_q "$work/venv/bin/python" -m pip install "${CONVERTER[@]}" >&2
-  TF_CPP_MIN_LOG_LEVEL=3 "$work/venv/bin/python" -m tf2onnx.convert \
+  # A venv where Python has the module (Debian's own python3 needs
+  # python3-venv); otherwise a private --target directory.
+  if "$PY" -m venv "$work/venv" >/dev/null 2>&1; then
+    pip_q "$work/venv/bin/python" -m pip install "${CONVERTER[@]}" >&2
+    convert_py() { "$work/venv/bin/python" "$@"; }
+  else
+    pip_q "$PY" -m pip install --target "$work/site" "${CONVERTER[@]}" >&2
+    convert_py() { PYTHONPATH="$work/site" "$PY" "$@"; }
+  fi
+  TF_CPP_MIN_LOG_LEVEL=3 convert_py -m tf2onnx.convert \
     --graphdef "$work/frozen_inference_graph.pb" \
     --inputs 'Preprocessor/sub:0[1,300,300,3]' \
     --outputs 'Postprocessor/Decode/transpose_1:0,Postprocessor/convert_scores:0' \
