@@ -6,6 +6,9 @@
 #   scripts/bench.sh --wall             16 cameras: pages over one WebSocket vs. one MJPEG stream per camera
 #   scripts/bench.sh --balanced         balancing tiers on Docker against straight to the gateways
 #                                       (about 3 minutes): a section of bench/report.md
+#   scripts/bench.sh --subscribe        one producer of 16 cameras, 4 gateways, viewers on 2 cameras:
+#                                       bytes into each gateway and producer CPU, --subscribe all
+#                                       vs. on-demand (about 1 minute): a section of bench/report.md
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -33,5 +36,6 @@ case "${1:-}" in
     exec python3 scripts/bench_balanced.py "$@" ;;
   --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
   --wall) shift; exec python3 scripts/bench_wall.py "$@" ;;
+  --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;
   *) exec python3 scripts/bench.py "$@" ;;
 esac
