@@ -4,6 +4,8 @@
 #   scripts/bench.sh --sources          producer cost per frame by source (about 1 minute): bench/sources.md
 #   scripts/bench.sh --multicore ...    gateway with K threads vs. K floor servers (scripts/bench_multicore.py --help)
 #   scripts/bench.sh --wall             16 cameras: pages over one WebSocket vs. one MJPEG stream per camera
+#   scripts/bench.sh --overlay          1000 pages asking for detections, detections flowing vs. not:
+#                                       gateway CPU per frame (about 2 minutes): a section of bench/report.md
 #   scripts/bench.sh --balanced         balancing tiers on Docker against straight to the gateways
 #                                       (about 3 minutes): a section of bench/report.md
 #   scripts/bench.sh --subscribe        one producer of 16 cameras, 4 gateways, viewers on 2 cameras:
@@ -36,6 +38,7 @@ case "${1:-}" in
     exec python3 scripts/bench_balanced.py "$@" ;;
   --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
   --wall) shift; exec python3 scripts/bench_wall.py "$@" ;;
+  --overlay) shift; exec python3 scripts/bench_overlay.py "$@" ;;
   --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;
   *) exec python3 scripts/bench.py "$@" ;;
 esac

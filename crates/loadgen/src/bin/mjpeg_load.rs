@@ -45,11 +45,17 @@ struct Args {
     /// then per client and stream; frames counted are messages received.
     #[arg(long, value_delimiter = ',')]
     ws: Vec<String>,
+    /// With `--ws`: also ask for the watched streams' detections (text
+    /// messages, each checked and counted in `detections`).
+    #[arg(long)]
+    ws_detections: bool,
 }
 
 #[derive(Default)]
 struct ClientStats {
     frames: u64,
+    /// Detections messages (`--ws-detections`).
+    detections: u64,
     bytes: u64,
     errors: u64,
     latencies_ms: Vec<f64>,
@@ -61,6 +67,8 @@ struct Report {
     connected: usize,
     seconds: f64,
     frames: u64,
+    /// Detections messages received (`--ws-detections`).
+    detections: u64,
     bytes: u64,
     parse_errors: u64,
     fps_p50: f64,
@@ -134,7 +142,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     for i in 0..args.clients {
         let addr = addrs[i % addrs.len()];
         if !args.ws.is_empty() {
-            let ws = open_ws(addr, &args.ws)
+            let ws = open_ws(addr, &args.ws, args.ws_detections)
                 .await
                 .with_context(|| format!("WebSocket client {i}"))?;
             tasks.push(tokio::spawn(ws_client(ws, window.clone())));
@@ -199,6 +207,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         connected: stats.iter().filter(|s| s.frames > 0).count(),
         seconds,
         frames,
+        detections: stats.iter().map(|s| s.detections).sum(),
         bytes,
         parse_errors: stats.iter().map(|s| s.errors).sum(),
         fps_p50: percentile(&fps, 0.5),
@@ -264,17 +273,27 @@ async fn client(mut reader: MjpegReader, window: Arc<OnceLock<(Instant, Instant)
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open_ws(addr: std::net::SocketAddr, streams: &[String]) -> anyhow::Result<Ws> {
+async fn open_ws(
+    addr: std::net::SocketAddr,
+    streams: &[String],
+    detections: bool,
+) -> anyhow::Result<Ws> {
     use futures_util::SinkExt;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
-    let watch = serde_json::json!({ "watch": streams }).to_string();
+    let watch = if detections {
+        serde_json::json!({ "watch": streams, "detections": true })
+    } else {
+        serde_json::json!({ "watch": streams })
+    }
+    .to_string();
     ws.send(tokio_tungstenite::tungstenite::Message::text(watch))
         .await?;
     Ok(ws)
 }
 
 /// A page's WebSocket: every binary message is one frame of a watched
-/// stream, `[1][flags][name_len][name][capture_ts_ns][seq][jpeg]`.
+/// stream, `[1][flags][name_len][name][capture_ts_ns][seq][jpeg]`; text
+/// messages are detections.
 async fn ws_client(mut ws: Ws, window: Arc<OnceLock<(Instant, Instant)>>) -> ClientStats {
     use futures_util::StreamExt;
     let mut s = ClientStats::default();
@@ -290,8 +309,21 @@ async fn ws_client(mut ws: Ws, window: Arc<OnceLock<(Instant, Instant)>>) -> Cli
                 return s;
             }
         };
-        let tokio_tungstenite::tungstenite::Message::Binary(b) = msg else {
-            continue;
+        let b = match msg {
+            tokio_tungstenite::tungstenite::Message::Binary(b) => b,
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                // Detections (docs/websocket.md): whole JSON naming a stream.
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                if !v["detections"]["stream"].is_string() {
+                    s.errors += 1;
+                    return s;
+                }
+                if Instant::now() >= start {
+                    s.detections += 1;
+                }
+                continue;
+            }
+            _ => continue,
         };
         if Instant::now() < start {
             continue;
