@@ -23,7 +23,7 @@ use crate::metrics::CameraMetrics;
 use crate::pacing::{Pacer, RateCap};
 use crate::preview::{PreviewSettings, Previews};
 use crate::publish::{PublishError, StreamPublisher};
-use crate::source::{Source, SourceError};
+use crate::source::{Demand, Source, SourceError};
 
 pub struct Settings {
     /// The rate for on-demand sources.
@@ -126,14 +126,14 @@ pub fn run(
         if !live && !sleep_until(pacer.deadline(), &shutdown) {
             break;
         }
-        // An on-demand source answers at once, so what its frame is needed
-        // for is decided before taking it (the test pattern then skips
-        // drawing what nobody will see); a live source's frame may take a
-        // while to come, so the question waits for the frame.
-        let early = (!live).then(|| Needs::now(&publisher, &previews));
-        if let Some(needs) = &early {
-            source.set_picture_wanted(needs.frame_subscribers > 0 || needs.preview);
-        }
+        // The source hears what its next frame is needed for, so it can
+        // skip work (the test pattern's drawing, a camera's decoding of
+        // frames between keyframes). An on-demand source answers at once,
+        // so that decision stands for its frame; a live source's frame may
+        // take a while to come, so the question is asked again when it does.
+        let before = Needs::now(&publisher, &previews);
+        source.set_demand(before.demand());
+        let early = (!live).then_some(before);
         let captured = match source.next_frame(interval.max(Duration::from_millis(100))) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
@@ -246,6 +246,13 @@ impl Needs {
         Needs {
             frame_subscribers: publisher.frame_subscribers(),
             preview: previews.due(Instant::now()),
+        }
+    }
+
+    fn demand(&self) -> Demand {
+        Demand {
+            full_rate: self.frame_subscribers > 0,
+            picture: self.frame_subscribers > 0 || self.preview,
         }
     }
 }

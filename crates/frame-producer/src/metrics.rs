@@ -131,7 +131,7 @@ impl ProducerMetrics {
             published: per_stream("frames_published_total", "Full-rate frames published")?,
             captured: per_stream(
                 "frames_captured_total",
-                "Frames the source delivered, wanted or not",
+                "Frames the source delivered, wanted or not (a decoded camera nobody watches delivers its keyframes)",
             )?,
             encoded: per_stream(
                 "frames_encoded_total",

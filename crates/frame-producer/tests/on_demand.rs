@@ -233,44 +233,49 @@ async fn subscribing_to_everything_wants_every_camera() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A decoded camera (a looped H.264 file, read like an RTSP camera): its
-/// previews are made from the decoder's pictures while nobody watches, and
-/// its full rate starts within a second of the first subscription.
+/// The next preview, checked to be preview-sized.
+#[cfg(feature = "ffmpeg")]
+async fn small_preview(previews: &mut Subscriber) {
+    let f = previews
+        .next_preview(Duration::from_secs(15))
+        .await
+        .expect("preview");
+    assert_eq!((f.header.width, f.header.height), (320, 240));
+    let (_, w, h) = stream_common::jpeg::decode_rgb(&f.jpeg).expect("decodes");
+    assert_eq!((w, h), (320, 240));
+}
+
+/// A decoded camera (a looped H.264 file, read like an RTSP camera, a
+/// keyframe every 10 frames): while nobody watches, only its keyframes are
+/// decoded, and its previews made from them; its full rate starts within a
+/// keyframe interval of the first subscription.
 #[cfg(feature = "ffmpeg")]
 #[tokio::test]
-async fn a_decoded_camera_previews_unwatched_and_streams_on_demand() {
+async fn a_decoded_camera_decodes_keyframes_only_until_someone_watches() {
     let dir = media::temp_dir("on-demand-video");
     let clip = media::test_video(
         &dir.join("clip.mp4"),
         "640x480",
         25,
-        2,
-        &["-c:v", "libx264", "-g", "25"],
+        4,
+        &["-c:v", "libx264", "-g", "10", "-keyint_min", "10"],
     );
     let camera = format!("name=door,source={}", clip.display());
     let p = Producer::start(&["--camera", &camera]);
+    let door = [label("door")];
+    let door = [door[0].as_str()];
     let mut previews = Subscriber::connect(&p.endpoint, "p/door/")
         .await
         .expect("subscribe");
+    small_preview(&mut previews).await;
+    // Frames decoded between two previews a few seconds apart, unwatched...
+    let c0 = p.metric("producer_frames_captured_total", &door).await;
     for _ in 0..3 {
-        let f = previews
-            .next_preview(Duration::from_secs(15))
-            .await
-            .expect("preview");
-        assert_eq!((f.header.width, f.header.height), (320, 240));
-        let (_, w, h) = stream_common::jpeg::decode_rgb(&f.jpeg).expect("decodes");
-        assert_eq!((w, h), (320, 240));
+        small_preview(&mut previews).await;
     }
-    assert!(
-        p.metric("producer_frames_captured_total", &[&label("door")])
-            .await
-            >= 25.0
-    );
-    assert_eq!(
-        p.metric("producer_frames_encoded_total", &[&label("door")])
-            .await,
-        0.0
-    );
+    let unwatched = p.metric("producer_frames_captured_total", &door).await - c0;
+    assert_eq!(p.metric("producer_frames_encoded_total", &door).await, 0.0);
+
     let asked = Instant::now();
     let mut viewer = Subscriber::frames_of(&p.endpoint, "door")
         .await
@@ -285,5 +290,17 @@ async fn a_decoded_camera_previews_unwatched_and_streams_on_demand() {
         "first frame after {waited:?}"
     );
     assert_eq!((first.header.width, first.header.height), (640, 480));
+    // ...and watched, over as many previews: every frame, 10 per keyframe.
+    let c1 = p.metric("producer_frames_captured_total", &door).await;
+    for _ in 0..3 {
+        small_preview(&mut previews).await;
+    }
+    let watched = p.metric("producer_frames_captured_total", &door).await - c1;
+    assert!(
+        unwatched * 4.0 < watched,
+        "decoded {unwatched} frames unwatched, {watched} watched"
+    );
+    assert!(p.metric("producer_frames_encoded_total", &door).await > 0.0);
+    drop(viewer);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,12 @@
 //! passed through untouched (and scaled later only if it must shrink).
 //! Files play in real time by their timestamps and loop; a camera that drops
 //! or stalls (5 s without data) is reopened by the capture loop's backoff.
+//!
+//! While nobody wants the camera's full rate, only its keyframes are decoded
+//! (each on its own, drained at once, for the previews); the packets between
+//! are read and dropped, so the connection stays up. When a subscriber
+//! comes, decoding resumes at the next keyframe: the first viewer waits at
+//! most one keyframe interval.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +23,7 @@ use ff::media::Type as Media;
 use ffmpeg_next as ff;
 use stream_common::jpeg::Yuv420;
 
-use super::{Captured, FrameFault, OpenError, Picture, Source, SourceError, Unavailable};
+use super::{Captured, Demand, FrameFault, OpenError, Picture, Source, SourceError, Unavailable};
 use crate::config::Size;
 use crate::scale::fit;
 
@@ -33,6 +39,8 @@ pub struct FfmpegSource {
     /// Where the next loop of a file starts on the wall clock.
     loop_start: Option<Instant>,
     opened_once: bool,
+    /// Nobody wants the full rate: decode keyframes only.
+    keyframes_only: bool,
 }
 
 struct Session {
@@ -53,6 +61,11 @@ struct Session {
     /// A decoded frame waiting for its time (files only).
     pending: Option<Instant>,
     jpeg: Option<Bytes>,
+    /// The decoder has had every packet since the last keyframe; when not
+    /// (packets were dropped), decoding resumes at the next keyframe.
+    synced: bool,
+    /// A keyframe was sent alone and drained: flush before the next packet.
+    key_drained: bool,
 }
 
 impl FfmpegSource {
@@ -72,6 +85,7 @@ impl FfmpegSource {
             session: None,
             loop_start: None,
             opened_once: false,
+            keyframes_only: false,
         })
     }
 
@@ -151,6 +165,8 @@ impl FfmpegSource {
             last_due: None,
             pending: None,
             jpeg: None,
+            synced: true,
+            key_drained: false,
         })
     }
 
@@ -163,6 +179,7 @@ impl FfmpegSource {
     /// ends, or `deadline` passes (live inputs only).
     fn decode_next(&mut self, deadline: Instant) -> Result<Step, SourceError> {
         let network = self.network;
+        let keyframes_only = self.keyframes_only;
         let Some(s) = self.session.as_mut() else {
             return Ok(Step::Waiting);
         };
@@ -173,6 +190,11 @@ impl FfmpegSource {
                     Ok(()) => {
                         let ts = s.frame.timestamp().map(|t| t as f64 * s.time_base);
                         return Ok(Step::Ready(ts));
+                    }
+                    Err(ff::Error::Eof) if s.key_drained => {
+                        // The lone keyframe is out: ready for more packets.
+                        decoder.flush();
+                        s.key_drained = false;
                     }
                     Err(ff::Error::Eof) => return Ok(Step::Ended),
                     Err(_) => {} // needs more input
@@ -210,6 +232,12 @@ impl FfmpegSource {
                     return Ok(Step::Ready(ts));
                 }
                 Some(d) => {
+                    if (keyframes_only || !s.synced) && !packet.is_key() {
+                        // Read, not decoded: nobody wants the frames between
+                        // keyframes, or they refer to frames that were not.
+                        s.synced = false;
+                        continue;
+                    }
                     if let Err(source) = d.send_packet(&packet) {
                         return Err(SourceError::bad(
                             "decoder",
@@ -218,6 +246,13 @@ impl FfmpegSource {
                                 source,
                             },
                         ));
+                    }
+                    if keyframes_only {
+                        // Out now, not after the decoder's reorder delay.
+                        s.key_drained = d.send_eof().is_ok();
+                        s.synced = false;
+                    } else {
+                        s.synced = true;
                     }
                 }
             }
@@ -242,6 +277,10 @@ impl Source for FfmpegSource {
 
     fn is_live(&self) -> bool {
         true
+    }
+
+    fn set_demand(&mut self, demand: Demand) {
+        self.keyframes_only = !demand.full_rate;
     }
 
     fn next_frame(&mut self, timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {

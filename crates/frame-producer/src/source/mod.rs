@@ -43,6 +43,16 @@ pub enum Picture<'a> {
     Yuv420(Yuv420<'a>),
 }
 
+/// What the capture loop needs of the next frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// A subscriber wants the camera's full rate: every frame counts.
+    pub full_rate: bool,
+    /// The next frame's pixels will be looked at (full rate, or a preview
+    /// is due). The test pattern draws only then.
+    pub picture: bool,
+}
+
 pub struct Captured<'a> {
     pub picture: Picture<'a>,
     pub capture_ts_ns: u64,
@@ -165,11 +175,10 @@ pub trait Source {
         false
     }
 
-    /// Whether the next frame's pixels will be looked at (a subscriber wants
-    /// the full rate, or a preview is due). A synthetic source may then skip
-    /// drawing; cameras are read either way. Called before on-demand
-    /// sources' frames only.
-    fn set_picture_wanted(&mut self, _wanted: bool) {}
+    /// What the next frame is needed for, told before asking for it. A
+    /// source may skip work nobody needs; cameras are read either way, so
+    /// their connection stays up.
+    fn set_demand(&mut self, _demand: Demand) {}
 
     /// The next frame. On-demand sources answer at once; live sources wait at
     /// most `timeout` and return `Ok(None)` if nothing arrived.

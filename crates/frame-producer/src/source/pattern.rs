@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use stream_common::canvas::Canvas;
 
-use super::{Captured, Picture, Source, SourceError};
+use super::{Captured, Demand, Picture, Source, SourceError};
 use crate::config::Size;
 
 const GRAY: [u8; 3] = [128, 128, 128];
@@ -81,8 +81,8 @@ impl Source for TestPattern {
         )
     }
 
-    fn set_picture_wanted(&mut self, wanted: bool) {
-        self.wanted = wanted;
+    fn set_demand(&mut self, demand: Demand) {
+        self.wanted = demand.picture;
     }
 
     fn next_frame(&mut self, _timeout: Duration) -> Result<Option<Captured<'_>>, SourceError> {
@@ -142,9 +142,13 @@ mod tests {
             _ => panic!("the pattern always has a frame"),
         };
         let first = seen(&mut p);
-        p.set_picture_wanted(false);
+        let demand = |picture| Demand {
+            full_rate: false,
+            picture,
+        };
+        p.set_demand(demand(false));
         assert_eq!(seen(&mut p).pixels(), first.pixels(), "not drawn");
-        p.set_picture_wanted(true);
+        p.set_demand(demand(true));
         seen(&mut p);
         // Frame 2 was drawn: frame 1 went by unseen, the bar kept its pace.
         let mut expect = TestPattern::new(size, "cam0");
