@@ -190,9 +190,18 @@ async fn garbage_from_a_producer_is_counted_and_serving_continues() {
     let bad = format!("tcp://127.0.0.1:{bad_port}");
     let mut publisher = zeromq::PubSocket::new();
     publisher.bind(&bad).await.expect("bind test PUB");
+    // Subscribed to everything: the garbage has version 1/2 topics (bare
+    // names), which no on-demand subscription matches.
     let stack = Stack::start(
         &["--fps", "20", "--size", "320x240"],
-        &["--producer", &bad, "--max-frame-bytes", "100000"],
+        &[
+            "--producer",
+            &bad,
+            "--max-frame-bytes",
+            "100000",
+            "--subscribe",
+            "all",
+        ],
     )
     .await;
 

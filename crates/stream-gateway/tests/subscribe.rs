@@ -336,3 +336,44 @@ async fn subscribe_on_demand(setup: &Setup) {
     assert_eq!(subscribed(&text, "cam1"), 1.0);
     live_frames(&mut on_a, full, 5).await;
 }
+
+/// A camera nobody watches sends a preview a second: with `--stale-after`
+/// and `--resubscribe-after` well under that, the gateway neither calls it
+/// offline nor recreates its socket.
+#[tokio::test]
+async fn a_camera_seen_only_by_its_previews_stays_online_and_its_socket_is_kept() {
+    let producer = Producer::start(&[
+        "--camera",
+        "name=solo,source=test-pattern,size=320x240,fps=10",
+    ]);
+    let quick = ["--stale-after", "0.5", "--resubscribe-after", "0.5"];
+    let (gateway, addr) = gateway(&producer.endpoint, &quick);
+    wait_for("solo online", Duration::from_secs(15), || async {
+        let api = http::get(addr, "/api/streams").await.ok()?.text();
+        api.contains("\"online\":true").then_some(())
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = bytes_in(&metrics(addr).await, "solo", "preview");
+    let mut seen = 0;
+    while seen < 4 {
+        assert!(Instant::now() < deadline, "previews stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let api = http::get(addr, "/api/streams").await.expect("api").text();
+        assert!(api.contains("\"online\":true"), "went offline: {api}");
+        let text = metrics(addr).await;
+        assert_eq!(bytes_in(&text, "solo", "frame"), 0.0, "nobody watches");
+        let now = bytes_in(&text, "solo", "preview");
+        if now > last {
+            seen += 1;
+            last = now;
+        }
+    }
+    let text = metrics(addr).await;
+    assert_eq!(
+        metric_value(&text, "gateway_resubscribes_total", &[]),
+        0.0,
+        "socket recreated while previews came"
+    );
+    assert!(!gateway.log().contains("stream offline"));
+}

@@ -130,6 +130,9 @@ pub async fn run(
                 settings.resubscribe_after
             };
             let watchdog = floor.max(Duration::from_secs_f64(gap_ewma * 3.0));
+            // Silence counts from the last message, so changes of the
+            // wanted streams do not put the watchdog off.
+            let silent_until = tokio::time::Instant::from_std(last + watchdog);
             // recv is cancel-safe (zmq.rs takes a message off its queue
             // only when returning it), so a change of the wanted streams
             // can interrupt it.
@@ -146,7 +149,7 @@ pub async fn run(
                     }
                     continue;
                 }
-                r = tokio::time::timeout(watchdog, socket.recv()) => r,
+                r = tokio::time::timeout_at(silent_until, socket.recv()) => r,
             };
             let msg = match msg {
                 Ok(Ok(m)) => m,
