@@ -51,7 +51,10 @@ class Detector(threading.Thread):
 
     def __init__(self, endpoint, stream, size, rate):
         super().__init__(daemon=True)
-        import zmq
+        try:
+            import zmq
+        except ImportError:
+            sys.exit("bench_overlay.py needs pyzmq: run scripts/setup.sh (installs it)")
         self.sock = zmq.Context.instance().socket(zmq.PUB)
         self.sock.bind(endpoint)
         self.stream, self.size, self.rate = stream, size, rate
