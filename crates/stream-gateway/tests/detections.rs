@@ -399,6 +399,22 @@ async fn events_reach_fifty_listeners_and_a_stalled_one_holds_back_nobody() {
     );
 }
 
+/// With nothing to send, an events listener still gets a comment line
+/// every 15 s, so proxies that cut idle connections keep it open.
+#[tokio::test]
+async fn an_idle_events_listener_gets_a_heartbeat() {
+    let (endpoint, script) = publish(vec!["cam0"]).await;
+    script.detecting.store(false, Ordering::Relaxed);
+    let (_gw, addr) = gateway(&endpoint, &[]).await;
+    let mut l = EventReader::open(addr, "/events/cam0").await.expect("open");
+    let block = l
+        .next_block_within(Duration::from_secs(20))
+        .await
+        .expect("a heartbeat within 20 s");
+    assert_eq!(block, None, "an event, not a heartbeat: {block:?}");
+    assert_eq!(l.comments, 1);
+}
+
 #[tokio::test]
 async fn pages_get_detections_over_their_websocket_only_when_they_ask() {
     let (endpoint, _script) = publish(vec!["cam0"]).await;

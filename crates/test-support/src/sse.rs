@@ -55,8 +55,24 @@ impl EventReader {
     }
 
     /// The next event (fields other than `event` and `data`, such as
-    /// `retry`, are skipped).
+    /// `retry`, are skipped; comment-only blocks too).
     pub async fn next(&mut self) -> anyhow::Result<Event> {
+        loop {
+            if let Some(e) = self.next_block().await? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// The next block within `timeout`: an event, or `None` for a block of
+    /// comment lines only (a heartbeat).
+    pub async fn next_block_within(&mut self, timeout: Duration) -> anyhow::Result<Option<Event>> {
+        tokio::time::timeout(timeout, self.next_block())
+            .await
+            .context("nothing in time")?
+    }
+
+    async fn next_block(&mut self) -> anyhow::Result<Option<Event>> {
         loop {
             if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let block = self.buf.split_to(at + 2);
@@ -65,10 +81,11 @@ impl EventReader {
                     event: "message".into(),
                     data: String::new(),
                 };
-                let mut has_data = false;
+                let (mut has_data, mut comment) = (false, false);
                 for line in text.split('\n') {
                     if line.starts_with(':') {
                         self.comments += 1;
+                        comment = true;
                         continue;
                     }
                     let (field, value) = line.split_once(':').unwrap_or((line, ""));
@@ -86,7 +103,10 @@ impl EventReader {
                     }
                 }
                 if has_data {
-                    return Ok(event);
+                    return Ok(Some(event));
+                }
+                if comment {
+                    return Ok(None);
                 }
                 continue;
             }
