@@ -11,6 +11,9 @@
 #   scripts/bench.sh --subscribe        one producer of 16 cameras, 4 gateways, viewers on 2 cameras:
 #                                       bytes into each gateway and producer CPU, --subscribe all
 #                                       vs. on-demand (about 1 minute): a section of bench/report.md
+#   scripts/bench.sh --detect           the object detector: inference per frame p50/p99, its CPU at
+#                                       5 fps, capture-to-detections delay (about 2 minutes):
+#                                       a section of bench/report.md
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -23,14 +26,15 @@ if [ "${1:-}" = "--smoke" ]; then
   export BENCH_BIN_DIR=target/debug
   python3 scripts/bench.py --smoke
   python3 scripts/bench_multicore.py --smoke
+  python3 scripts/bench_detect.py --smoke
   exec python3 scripts/bench_sources.py --smoke
 fi
-if [ "${1:-}" = "--sources" ]; then
-  scripts/setup.sh
+if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ]; then
+  scripts/setup.sh          # test videos; the detector's model and test pictures
 else
   scripts/setup.sh --build-only
 fi
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector
 case "${1:-}" in
   --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
   --balanced) shift
@@ -40,5 +44,8 @@ case "${1:-}" in
   --wall) shift; exec python3 scripts/bench_wall.py "$@" ;;
   --overlay) shift; exec python3 scripts/bench_overlay.py "$@" ;;
   --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;
+  --detect) shift
+    cargo build --release --quiet -p object-detector --example bench_inference
+    exec python3 scripts/bench_detect.py "$@" ;;
   *) exec python3 scripts/bench.py "$@" ;;
 esac
