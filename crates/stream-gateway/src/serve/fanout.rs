@@ -568,8 +568,8 @@ fn with_detections(cache: &mut Option<(u64, u64, Bytes)>, d: &Prepared, part: &P
     bytes
 }
 
-/// How often an events listener gets a comment line (`:`) when nothing
-/// else was sent, so proxies keep the connection open.
+/// How often every events listener gets a comment line (`:`), whatever
+/// else it was sent, so proxies keep an idle connection open.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 const HEARTBEAT_LINE: &[u8] = b":\n\n";
 
