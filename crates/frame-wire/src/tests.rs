@@ -538,16 +538,16 @@ mod kinds {
     #[test]
     fn detections_are_validated_both_ways() {
         let ok = person();
-        let cases: Vec<Box<dyn Fn(&mut Detections)>> = vec![
-            Box::new(|d| d.model.clear()),
-            Box::new(|d| d.model = "m\n".into()),
-            Box::new(|d| d.boxes[0].label = "x".repeat(65)),
-            Box::new(|d| d.boxes[0].score = f32::NAN),
-            Box::new(|d| d.boxes[0].score = 1.5),
-            Box::new(|d| d.boxes[0].x = -0.1),
-            Box::new(|d| d.boxes[0].w = 0.9),
-            Box::new(|d| d.boxes[0].h = f32::INFINITY),
-            Box::new(|d| d.boxes = vec![d.boxes[0].clone(); MAX_BOXES_PLUS_ONE]),
+        let cases: Vec<fn(&mut Detections)> = vec![
+            |d| d.model.clear(),
+            |d| d.model = "m\n".into(),
+            |d| d.boxes[0].label = "x".repeat(65),
+            |d| d.boxes[0].score = f32::NAN,
+            |d| d.boxes[0].score = 1.5,
+            |d| d.boxes[0].x = -0.1,
+            |d| d.boxes[0].w = 0.9,
+            |d| d.boxes[0].h = f32::INFINITY,
+            |d| d.boxes = vec![d.boxes[0].clone(); MAX_BOXES_PLUS_ONE],
         ];
         const MAX_BOXES_PLUS_ONE: usize = detections::MAX_BOXES + 1;
         for (i, spoil) in cases.iter().enumerate() {
