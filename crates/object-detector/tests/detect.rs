@@ -2,17 +2,15 @@
 //! producer's file source publishes a picture, the detector analyses it and
 //! publishes detections, and a ZeroMQ subscriber here reads them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use frame_wire::{Detections, FrameHeader, Kind, Limits, Message};
+use frame_wire::{Detections, FrameHeader, Message};
+use test_support::detector::{Detector, darknet_picture_dir as picture_dir};
 use test_support::producer::Producer;
+use test_support::publisher::Publisher;
+use test_support::zmq::Subscriber;
 use test_support::{free_port, wait_for};
-use zeromq::{Socket, SocketSend, ZmqMessage};
-
-use common::{Detector, picture_dir};
 
 /// The person in darknet's person.jpg (640x424), in pixels: a woman
 /// standing left of centre beside a horse and a dog. Measured with the
@@ -31,16 +29,23 @@ fn iou(a: (f32, f32, f32, f32), b: (f32, f32, f32, f32)) -> f32 {
     inter / ((a.2 - a.0) * (a.3 - a.1) + (b.2 - b.0) * (b.3 - b.1) - inter)
 }
 
+/// A subscriber to every detections message `detector` publishes.
+async fn detections(detector: &Detector) -> Subscriber {
+    Subscriber::connect(&detector.endpoint, "d/")
+        .await
+        .expect("subscribe to the detector")
+}
+
 /// Detections messages of `stream` for `within`, skipping other kinds.
 async fn detections_of(
-    sub: &mut common::Sub,
+    sub: &mut Subscriber,
     stream: &str,
     within: Duration,
 ) -> Vec<(FrameHeader, Detections)> {
     let deadline = Instant::now() + within;
     let mut out = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match sub.next(left).await {
+        match sub.next_message(left).await {
             Ok(Message::Detections { header, detections }) if header.stream == stream => {
                 out.push((header, detections))
             }
@@ -56,7 +61,7 @@ async fn finds_the_person_in_person_jpg_within_10_s() {
     let dir = picture_dir("person.jpg");
     let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
     let detector = Detector::start(&[&producer.endpoint], &["--detect-fps", "5"]);
-    let mut sub = detector.subscribe(Kind::Detections).await;
+    let mut sub = detections(&detector).await;
     let started = Instant::now();
     let (header, found) = loop {
         let left = Duration::from_secs(10).saturating_sub(started.elapsed());
@@ -64,7 +69,7 @@ async fn finds_the_person_in_person_jpg_within_10_s() {
             !left.is_zero(),
             "no detections message with the person within 10 s"
         );
-        let Ok(Message::Detections { header, detections }) = sub.next(left).await else {
+        let Ok(Message::Detections { header, detections }) = sub.next_message(left).await else {
             continue;
         };
         assert_eq!(header.stream, "cam0");
@@ -138,7 +143,7 @@ async fn reports_no_person_in_dog_jpg() {
     let dir = picture_dir("dog.jpg");
     let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
     let detector = Detector::start(&[&producer.endpoint], &[]);
-    let mut sub = detector.subscribe(Kind::Detections).await;
+    let mut sub = detections(&detector).await;
     // Wait for the first analysed frame, then look at several.
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -161,45 +166,24 @@ async fn reports_no_person_in_dog_jpg() {
     }
 }
 
-/// A producer of garbage and corrupt frames: a PUB socket on a free port.
-async fn junk_publisher() -> (zeromq::PubSocket, String) {
-    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-    let mut socket = zeromq::PubSocket::new();
-    socket.bind(&endpoint).await.expect("bind junk publisher");
-    (socket, endpoint)
-}
-
-fn corrupt_frame(seq: u64) -> Vec<Bytes> {
-    let header = FrameHeader {
-        version: frame_wire::KIND_VERSION,
-        seq,
-        capture_ts_ns: stream_common::unix_now_ns(),
-        width: 640,
-        height: 480,
-        producer_id: 7,
-        stream: "junk".into(),
-    };
-    // Passes the wire format's checks (SOI ... EOI) but is no picture.
+/// A frame of stream `junk` that passes the wire format's checks (SOI ...
+/// EOI) but is no picture.
+fn corrupt_frame(seq: u64) -> (FrameHeader, Bytes) {
+    let header =
+        test_support::publisher::header("junk", seq, stream_common::unix_now_ns(), (640, 480));
     let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
     jpeg.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8));
     jpeg.extend([0xFF, 0xD9]);
-    frame_wire::encode_message(
-        Kind::Frame,
-        &header,
-        Bytes::from(jpeg),
-        &Limits::default(),
-        None,
-    )
-    .expect("encodable")
+    (header, Bytes::from(jpeg))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_corrupt_frames_are_counted_and_change_nothing_else() {
     let dir = picture_dir("person.jpg");
     let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
-    let (mut junk, junk_endpoint) = junk_publisher().await;
-    let mut detector = Detector::start(&[&producer.endpoint, &junk_endpoint], &[]);
-    let mut sub = detector.subscribe(Kind::Detections).await;
+    let mut junk = Publisher::bind().await.expect("junk publisher");
+    let mut detector = Detector::start(&[&producer.endpoint, &junk.endpoint], &[]);
+    let mut sub = detections(&detector).await;
 
     // Send until the detector has counted both kinds of junk (its
     // subscription may not have reached the junk publisher yet).
@@ -209,16 +193,14 @@ async fn garbage_and_corrupt_frames_are_counted_and_change_nothing_else() {
             Instant::now() < deadline,
             "garbage and a corrupt JPEG not both counted within 10 s"
         );
-        let garbage = ZmqMessage::try_from(vec![
+        let garbage = vec![
             Bytes::from_static(b"f/junk/"),
             Bytes::from_static(b"\x03not a header"),
             Bytes::from_static(b"not a jpeg"),
-        ])
-        .expect("message");
-        let _ = junk.send(garbage).await;
-        let _ = junk
-            .send(ZmqMessage::try_from(corrupt_frame(seq)).expect("message"))
-            .await;
+        ];
+        let _ = junk.send_raw(garbage).await;
+        let (header, jpeg) = corrupt_frame(seq);
+        let _ = junk.frame(&header, &jpeg).await;
         let bad = detector
             .metric(
                 "detector_bad_frames_total",
@@ -256,9 +238,11 @@ async fn annotated_stream_has_the_box_drawn() {
     let dir = picture_dir("person.jpg");
     let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
     let detector = Detector::start(&[&producer.endpoint], &["--annotate"]);
-    let mut sub = detector.subscribe(Kind::Frame).await;
+    let mut sub = Subscriber::connect(&detector.endpoint, "f/")
+        .await
+        .expect("subscribe to the detector");
     let frame = loop {
-        match sub.next(Duration::from_secs(10)).await {
+        match sub.next_message(Duration::from_secs(10)).await {
             Ok(Message::Frame(f)) if f.header.stream == "cam0-detect" => break f,
             Ok(_) => {}
             Err(e) => panic!("no cam0-detect frame within 10 s: {e}"),
@@ -299,7 +283,7 @@ async fn with_a_bus_key_frames_are_verified_and_detections_signed() {
         key_path,
     ]);
     let detector = Detector::start(&[&producer.endpoint], &["--bus-key-file", key_path]);
-    let mut sub = detector.subscribe(Kind::Detections).await;
+    let mut sub = detections(&detector).await;
     // Signed with the key: it verifies with the ring, and is refused without it.
     let mut verified = false;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -307,7 +291,7 @@ async fn with_a_bus_key_frames_are_verified_and_detections_signed() {
         let left = deadline
             .checked_duration_since(Instant::now())
             .expect("a signed detections message within 10 s");
-        match sub.next_with(left, Some(&ring)).await {
+        match sub.next_message_with(left, Some(&ring)).await {
             Ok(Message::Detections { header, detections }) => {
                 assert_eq!(header.stream, "cam0");
                 assert!(detections.boxes.iter().any(|b| b.label == "person"));
@@ -317,15 +301,18 @@ async fn with_a_bus_key_frames_are_verified_and_detections_signed() {
             Err(e) => panic!("not signed with the bus key: {e}"),
         }
     }
-    match sub.next(Duration::from_secs(2)).await {
+    match sub.next_message(Duration::from_secs(2)).await {
         Err(e) => assert!(e.to_string().contains("no bus key"), "{e}"),
         Ok(m) => panic!("a signed message decoded without the key: {m:?}"),
     }
     // A detector without the key gets nothing from the producer.
     let keyless = Detector::start(&[&producer.endpoint], &[]);
-    let mut keyless_sub = keyless.subscribe(Kind::Detections).await;
+    let mut keyless_sub = detections(&keyless).await;
     assert!(
-        keyless_sub.next(Duration::from_secs(3)).await.is_err(),
+        keyless_sub
+            .next_message(Duration::from_secs(3))
+            .await
+            .is_err(),
         "a detector without the key analysed frames"
     );
     let _ = std::fs::remove_file(&key_file);

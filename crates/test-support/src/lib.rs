@@ -2,6 +2,7 @@
 //! on free loopback ports, read HTTP and MJPEG exactly as a client would, and
 //! wait for conditions with a deadline instead of sleeping.
 
+pub mod detector;
 pub mod docker;
 pub mod http;
 pub mod link;

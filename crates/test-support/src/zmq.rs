@@ -39,13 +39,23 @@ impl Subscriber {
 
     /// The next message of any kind, decoded and validated, within `timeout`.
     pub async fn next_message(&mut self, timeout: Duration) -> anyhow::Result<Message> {
+        self.next_message_with(timeout, None).await
+    }
+
+    /// The next message, which with `keys` must be signed with one of them
+    /// (and without must not be signed at all), within `timeout`.
+    pub async fn next_message_with(
+        &mut self,
+        timeout: Duration,
+        keys: Option<&frame_wire::auth::KeyRing>,
+    ) -> anyhow::Result<Message> {
         let msg = tokio::time::timeout(timeout, self.socket.recv())
             .await
             .context("no message in time")??;
         Ok(frame_wire::decode_message(
             &msg.into_vec(),
             &frame_wire::Limits::default(),
-            None,
+            keys,
         )?)
     }
 

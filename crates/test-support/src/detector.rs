@@ -1,0 +1,91 @@
+//! A real `object-detector` on free loopback ports, and what tests of it
+//! need: the model `scripts/model.sh` prepared, and test pictures from
+//! Debian's darknet package for the producer's file source.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::free_port;
+use crate::process::Proc;
+
+/// Where scripts/model.sh leaves the model (the detector's default
+/// `--model`); panics naming the script when it is not there.
+pub fn model_path() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME");
+    let path = cache.join("mjpeg-fanout/models/ssdlite-mobilenet-v2-person.onnx");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/model.sh (scripts/test.sh runs scripts/setup.sh, which does)",
+        path.display()
+    );
+    path
+}
+
+/// A new directory holding one picture of Debian's darknet package
+/// (/usr/share/darknet/data: person.jpg, dog.jpg, horses.jpg, …), for a
+/// producer's `--source`.
+pub fn darknet_picture_dir(name: &str) -> PathBuf {
+    let src = PathBuf::from("/usr/share/darknet/data").join(name);
+    assert!(
+        src.is_file(),
+        "{} is missing: install Debian's darknet package (scripts/setup.sh does)",
+        src.display()
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "darknet-{}-{}-{name}",
+        std::process::id(),
+        stream_common::unix_now_ns()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::copy(&src, dir.join(name)).expect("copy picture");
+    dir
+}
+
+pub struct Detector {
+    pub proc: Proc,
+    /// `tcp://127.0.0.1:PORT` of its PUB socket, where its detections go.
+    pub endpoint: String,
+    pub metrics: SocketAddr,
+}
+
+impl Detector {
+    /// Starts the detector with the prepared model, subscribed to
+    /// `producers`, with `extra` flags after its own.
+    pub fn start(producers: &[&str], extra: &[&str]) -> Detector {
+        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let metrics_s = metrics.to_string();
+        let model = model_path();
+        let model_s = model.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--bind",
+            endpoint.as_str(),
+            "--metrics-listen",
+            metrics_s.as_str(),
+            "--model",
+            model_s.as_str(),
+        ];
+        for p in producers {
+            args.extend(["--producer", p]);
+        }
+        args.extend_from_slice(extra);
+        Detector {
+            proc: Proc::start("object-detector", &args, &[]),
+            endpoint,
+            metrics,
+        }
+    }
+
+    /// The sum of a metric's samples whose labels contain all of `labels`;
+    /// 0 while /metrics cannot be read.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        match crate::http::get(self.metrics, "/metrics").await {
+            Ok(r) => crate::stack::metric_value(&r.text(), name, labels),
+            Err(_) => 0.0,
+        }
+    }
+}
