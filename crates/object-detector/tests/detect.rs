@@ -59,7 +59,7 @@ async fn detections_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finds_the_person_in_person_jpg_within_10_s() {
     let dir = picture_dir("person.jpg");
-    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let producer = Producer::start(&["--source", dir.arg(), "--fps", "15"]);
     let detector = Detector::start(&[&producer.endpoint], &["--detect-fps", "5"]);
     let mut sub = detections(&detector).await;
     let started = Instant::now();
@@ -141,7 +141,7 @@ async fn finds_the_person_in_person_jpg_within_10_s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_no_person_in_dog_jpg() {
     let dir = picture_dir("dog.jpg");
-    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let producer = Producer::start(&["--source", dir.arg(), "--fps", "15"]);
     let detector = Detector::start(&[&producer.endpoint], &[]);
     let mut sub = detections(&detector).await;
     // Wait for the first analysed frame, then look at several.
@@ -180,7 +180,7 @@ fn corrupt_frame(seq: u64) -> (FrameHeader, Bytes) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_corrupt_frames_are_counted_and_change_nothing_else() {
     let dir = picture_dir("person.jpg");
-    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let producer = Producer::start(&["--source", dir.arg(), "--fps", "15"]);
     let mut junk = Publisher::bind().await.expect("junk publisher");
     let mut detector = Detector::start(&[&producer.endpoint, &junk.endpoint], &[]);
     let mut sub = detections(&detector).await;
@@ -236,7 +236,7 @@ async fn garbage_and_corrupt_frames_are_counted_and_change_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotated_stream_has_the_box_drawn() {
     let dir = picture_dir("person.jpg");
-    let producer = Producer::start(&["--source", dir.to_str().expect("utf-8"), "--fps", "15"]);
+    let producer = Producer::start(&["--source", dir.arg(), "--fps", "15"]);
     let detector = Detector::start(&[&producer.endpoint], &["--annotate"]);
     let mut sub = Subscriber::connect(&detector.endpoint, "f/")
         .await
@@ -276,7 +276,7 @@ async fn with_a_bus_key_frames_are_verified_and_detections_signed() {
     let dir = picture_dir("person.jpg");
     let producer = Producer::start(&[
         "--source",
-        dir.to_str().expect("utf-8"),
+        dir.arg(),
         "--fps",
         "15",
         "--bus-key-file",

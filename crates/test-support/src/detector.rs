@@ -27,8 +27,8 @@ pub fn model_path() -> PathBuf {
 
 /// A new directory holding one picture of Debian's darknet package
 /// (/usr/share/darknet/data: person.jpg, dog.jpg, horses.jpg, …), for a
-/// producer's `--source`.
-pub fn darknet_picture_dir(name: &str) -> PathBuf {
+/// producer's `--source`; removed on drop.
+pub fn darknet_picture_dir(name: &str) -> PictureDir {
     let src = PathBuf::from("/usr/share/darknet/data").join(name);
     assert!(
         src.is_file(),
@@ -42,7 +42,27 @@ pub fn darknet_picture_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::copy(&src, dir.join(name)).expect("copy picture");
-    dir
+    PictureDir(dir)
+}
+
+/// A temporary directory of test pictures, removed on drop.
+pub struct PictureDir(PathBuf);
+
+impl PictureDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as `--source` takes it.
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+impl Drop for PictureDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub struct Detector {
