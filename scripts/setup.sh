@@ -23,9 +23,6 @@ PIP_PACKAGES=(pyzmq==27.3.0)
 # network namespace (crates/deploy-tests/tests/faults_across_hosts.rs).
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(nftables)
 
-# The object detector's tests publish pictures from Debian's darknet package
-# (/usr/share/darknet/data/person.jpg, dog.jpg; crates/object-detector/tests).
-[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(darknet)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -36,6 +33,23 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The object detector's tests publish pictures from Debian's darknet package
+# (/usr/share/darknet/data/person.jpg, dog.jpg; crates/object-detector/tests).
+# Only its data directory is needed, and installing the package would pull
+# in OpenCV, Qt and GDAL (about 70 packages): unpack just the pictures.
+DARKNET_DATA=/usr/share/darknet/data
+if [ "$BUILD_ONLY" = 0 ] && [ ! -s "$DARKNET_DATA/person.jpg" ]; then
+  echo "setup: unpacking $DARKNET_DATA from Debian's darknet package"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  deb_dir=$(mktemp -d)
+  (cd "$deb_dir" && apt-get download -qq darknet 2>/dev/null \
+    || { $SUDO apt-get update -qq && apt-get download -qq darknet; })
+  dpkg-deb -x "$deb_dir"/darknet_*.deb "$deb_dir/root"
+  $SUDO mkdir -p "$DARKNET_DATA"
+  $SUDO cp "$deb_dir/root$DARKNET_DATA"/*.jpg "$DARKNET_DATA"/
+  rm -rf "$deb_dir"
 fi
 
 if ! command -v cargo >/dev/null; then
