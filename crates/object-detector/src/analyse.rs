@@ -3,9 +3,12 @@
 //! (`model.rs`), keeps the people (`postprocess.rs`) and hands one detections
 //! message per analysed frame, ready to send, to the publisher. With
 //! `--annotate` it also draws the boxes (`annotate.rs`) and hands over the
-//! `<name>-detect` frame. One plain thread, because inference is CPU work
+//! `<name>-detect` frame, and about once a second the same picture as that
+//! stream's preview, which is how on-demand gateways learn of it. One plain
+//! thread, because inference is CPU work
 //! that would stall the async runtime's receive tasks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,6 +25,9 @@ use crate::metrics::DetectorMetrics;
 use crate::model::{MODEL_NAME, Model};
 use crate::preprocess::Preprocessor;
 use crate::publish::Outgoing;
+
+/// How often an annotated stream also goes out as a preview.
+const PREVIEW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Suffix of the annotated streams' names.
 pub const ANNOTATED_SUFFIX: &str = "-detect";
@@ -55,6 +61,9 @@ pub fn run(
         None
     };
     let mut bad_log = LogEvery::new(Duration::from_secs(5));
+    // When each annotated stream last had a preview: gateways that subscribe
+    // on demand learn of a stream from its previews (about one a second).
+    let mut previewed: HashMap<String, Instant> = HashMap::new();
     metrics.running.store(true, Ordering::Relaxed);
     let _running = Running(&metrics);
     while let Some(frame) = latest.next() {
@@ -92,10 +101,21 @@ pub fn run(
         if let Some(annotator) = annotator.as_mut() {
             let (rgb, w, h) = pre.decoded();
             let jpeg = annotator.annotate(rgb, w, h, &boxes)?;
-            if let Some(parts) = annotated(&frame, jpeg, w, h, key.as_ref())
-                && !send(&out, parts)
-            {
-                break;
+            let due = previewed
+                .get(&stream)
+                .is_none_or(|t| t.elapsed() >= PREVIEW_INTERVAL);
+            let kinds: &[Kind] = if due {
+                previewed.insert(stream.clone(), Instant::now());
+                &[Kind::Preview, Kind::Frame]
+            } else {
+                &[Kind::Frame]
+            };
+            for &kind in kinds {
+                if let Some(parts) = annotated(kind, &frame, jpeg.clone(), w, h, key.as_ref())
+                    && !send(&out, parts)
+                {
+                    return Ok(());
+                }
             }
         }
         let detections = Detections {
@@ -125,8 +145,11 @@ fn send(out: &mpsc::Sender<Outgoing>, parts: Outgoing) -> bool {
     }
 }
 
-/// The `<name>-detect` frame message, or `None` when that name would be too long.
+/// The `<name>-detect` frame or preview message (the annotated picture is
+/// already small: the model's input size), or `None` when that name would be
+/// too long.
 fn annotated(
+    kind: Kind,
     frame: &Frame,
     jpeg: Bytes,
     width: usize,
@@ -139,7 +162,7 @@ fn annotated(
         height: height as u32,
         ..frame.header.clone()
     };
-    frame_wire::encode_message(Kind::Frame, &header, jpeg, &Limits::default(), key).ok()
+    frame_wire::encode_message(kind, &header, jpeg, &Limits::default(), key).ok()
 }
 
 /// Clears `running` when the thread ends, however it ends.

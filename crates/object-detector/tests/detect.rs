@@ -241,13 +241,22 @@ async fn annotated_stream_has_the_box_drawn() {
     let mut sub = Subscriber::connect(&detector.endpoint, "f/")
         .await
         .expect("subscribe to the detector");
-    let frame = loop {
+    sub.subscribe("p/").await.expect("subscribe to previews");
+    // Gateways that subscribe on demand learn of a stream from its previews:
+    // the annotated stream has them too.
+    let (mut frame, mut preview) = (None, None);
+    while frame.is_none() || preview.is_none() {
         match sub.next_message(Duration::from_secs(10)).await {
-            Ok(Message::Frame(f)) if f.header.stream == "cam0-detect" => break f,
+            Ok(Message::Frame(f)) if f.header.stream == "cam0-detect" => frame = Some(f),
+            Ok(Message::Preview(p)) if p.header.stream == "cam0-detect" => preview = Some(p),
             Ok(_) => {}
-            Err(e) => panic!("no cam0-detect frame within 10 s: {e}"),
+            Err(e) => panic!("no cam0-detect frame and preview within 10 s: {e}"),
         }
+    }
+    let (Some(frame), Some(preview)) = (frame, preview) else {
+        unreachable!("the loop ends with both")
     };
+    assert!(frame_wire::looks_like_jpeg(&preview.jpeg));
     let (px, w, h) = stream_common::jpeg::decode_rgb(&frame.jpeg).expect("a JPEG");
     // Drawn on the picture as decoded for the model: DCT-scaled to 3/4
     // (480x318, the smallest scale at least 300 pixels each way).
