@@ -83,9 +83,16 @@ async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result
         tokio::spawn(reload_keys(keys, publisher.bus_handle(), shutdown.clone()));
     }
     let producer_id = publisher.producer_id();
-    let metrics_server = metrics::serve(config.metrics_listen, metrics.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
+    let health = metrics.clone();
+    let render = metrics.clone();
+    let metrics_server = stream_common::status::serve(
+        config.metrics_listen,
+        move || (!health.healthy()).then_some("no frame published recently"),
+        move || render.render(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
     // Each source is opened on its camera's thread and never leaves it.
     let mut threads = Vec::new();
     let mut opening = Vec::new();

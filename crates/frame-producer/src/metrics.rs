@@ -5,7 +5,6 @@
 //! delivers frames (published, or skipped because nobody wants them), so one
 //! dead camera does not get the others restarted.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,8 +12,6 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
-use tokio_util::sync::CancellationToken;
-use warp::Filter;
 
 /// A frame older than this makes `/healthz` fail.
 const HEALTHY_WITHIN_NS: u64 = 5_000_000_000;
@@ -176,9 +173,14 @@ impl ProducerMetrics {
         }
     }
 
+    /// The Prometheus text of every metric.
+    pub fn render(&self) -> String {
+        stream_common::metrics::render(&self.registry)
+    }
+
     /// Healthy when a camera delivered a frame recently, or during the
     /// first seconds.
-    fn healthy(&self) -> bool {
+    pub fn healthy(&self) -> bool {
         let now = stream_common::unix_now_ns();
         let last = self
             .last_publish_ns
@@ -200,39 +202,4 @@ impl CameraMetrics {
         self.last_publish_ns
             .store(stream_common::unix_now_ns(), Ordering::Relaxed);
     }
-}
-
-/// Binds the listener (so a bad address fails at start-up) and serves it.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: ProducerMetrics,
-    shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let m = metrics.clone();
-    let health = warp::path!("healthz").map(move || {
-        if m.healthy() {
-            warp::reply::with_status(String::from("ok\n"), warp::http::StatusCode::OK)
-        } else {
-            warp::reply::with_status(
-                String::from("no frame published recently\n"),
-                warp::http::StatusCode::SERVICE_UNAVAILABLE,
-            )
-        }
-    });
-    let prom = warp::path!("metrics").map(move || {
-        warp::reply::with_header(
-            stream_common::metrics::render(&metrics.registry),
-            "content-type",
-            stream_common::metrics::CONTENT_TYPE,
-        )
-    });
-    let routes = warp::get().and(health.or(prom));
-    Ok(tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move { shutdown.cancelled().await })
-            .run()
-            .await;
-    }))
 }

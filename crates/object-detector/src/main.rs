@@ -24,6 +24,7 @@ mod publish;
 mod receive;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -54,9 +55,16 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     let bus = bus::BusAuth::from_config(&config)?;
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = metrics::DetectorMetrics::new().context("registering metrics")?;
-    let metrics_server = metrics::serve(config.metrics_listen, metrics.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
+    let running = metrics.running.clone();
+    let render = metrics.clone();
+    let metrics_server = stream_common::status::serve(
+        config.metrics_listen,
+        move || (!running.load(Ordering::Relaxed)).then_some("inference thread not running"),
+        move || render.render(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
     let socket = publish::bind(&config.bind)
         .await
         .with_context(|| format!("binding the PUB socket on {}", config.bind))?;

@@ -2,13 +2,10 @@
 //! `/metrics`. Per-stream counters carry a `stream` label; `/healthz` is
 //! healthy while the inference thread runs.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
-use tokio_util::sync::CancellationToken;
-use warp::Filter;
 
 #[derive(Clone)]
 pub struct DetectorMetrics {
@@ -98,39 +95,4 @@ impl DetectorMetrics {
     pub fn render(&self) -> String {
         stream_common::metrics::render(&self.registry)
     }
-}
-
-/// Binds the listener (so a bad address fails at start-up) and serves it.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: DetectorMetrics,
-    shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let running = metrics.running.clone();
-    let health = warp::path!("healthz").map(move || {
-        if running.load(Ordering::Relaxed) {
-            warp::reply::with_status(String::from("ok\n"), warp::http::StatusCode::OK)
-        } else {
-            warp::reply::with_status(
-                String::from("inference thread not running\n"),
-                warp::http::StatusCode::SERVICE_UNAVAILABLE,
-            )
-        }
-    });
-    let prom = warp::path!("metrics").map(move || {
-        warp::reply::with_header(
-            metrics.render(),
-            "content-type",
-            stream_common::metrics::CONTENT_TYPE,
-        )
-    });
-    let routes = warp::get().and(health.or(prom));
-    Ok(tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move { shutdown.cancelled().await })
-            .run()
-            .await;
-    }))
 }

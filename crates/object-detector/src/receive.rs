@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use frame_wire::{Kind, Limits, Message};
 use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
-use zeromq::{Socket, SocketOptions, SocketRecv};
+use zeromq::SocketRecv;
 
 use crate::bus::BusAuth;
 use crate::latest::{Latest, Put};
@@ -57,23 +57,11 @@ pub async fn run(
     let mut gap_ewma = 0.0f64;
     let mut ever_received = false;
     while !shutdown.is_cancelled() {
-        let mut options = SocketOptions::default();
-        options.connect_timeout(Duration::from_millis(300));
-        let mut socket = zeromq::SubSocket::with_options(options);
-        let connected = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = socket.connect(&endpoint) => r,
+        let Some(mut socket) =
+            stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
+        else {
+            return;
         };
-        if let Err(e) = connected {
-            if connect_log.check(Instant::now()).is_some() {
-                tracing::warn!(producer = %endpoint, error = %e, "cannot reach producer; retrying");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-            continue;
-        }
         let mut subscribed = Ok(());
         for topic in settings
             .bus

@@ -26,7 +26,7 @@ use frame_wire::{Limits, Message};
 use stream_common::ratelimit::LogEvery;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use zeromq::{Socket, SocketOptions, SocketRecv};
+use zeromq::SocketRecv;
 
 use crate::config::Config;
 use crate::interest::Wanted;
@@ -83,23 +83,11 @@ pub async fn run(
     // previews are expected, about one a second.
     let mut last_full: Option<Instant> = None;
     while !shutdown.is_cancelled() {
-        let mut options = SocketOptions::default();
-        options.connect_timeout(Duration::from_millis(300));
-        let mut socket = zeromq::SubSocket::with_options(options);
-        let connected = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = socket.connect(&endpoint) => r,
+        let Some(mut socket) =
+            stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
+        else {
+            return;
         };
-        if let Err(e) = connected {
-            if connect_log.check(Instant::now()).is_some() {
-                tracing::warn!(producer = %endpoint, error = %e, "cannot reach producer; retrying");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-            continue;
-        }
         let mut proved = Ok(());
         let mut ring_seen = 0;
         settings.bus.tokens_if_changed(&mut ring_seen);
