@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use frame_wire::{Kind, Limits, Message};
 use stream_common::ratelimit::LogEvery;
+use stream_common::subscribe::Silence;
 use tokio_util::sync::CancellationToken;
 use zeromq::SocketRecv;
 
@@ -54,8 +55,7 @@ pub async fn run(
 ) {
     let mut invalid_log = LogEvery::new(Duration::from_secs(1));
     let mut connect_log = LogEvery::new(Duration::from_secs(30));
-    let mut gap_ewma = 0.0f64;
-    let mut ever_received = false;
+    let mut silence = Silence::default();
     while !shutdown.is_cancelled() {
         let Some(mut socket) =
             stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
@@ -77,14 +77,12 @@ pub async fn run(
         }
         tracing::debug!(producer = %endpoint, "SUB socket connected");
 
-        let mut last = Instant::now();
+        silence.connected();
         loop {
-            let watchdog = settings
-                .resubscribe_after
-                .max(Duration::from_secs_f64(gap_ewma * 3.0));
+            let silent_until = silence.deadline(settings.resubscribe_after);
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(watchdog, socket.recv()) => r,
+                r = tokio::time::timeout_at(silent_until, socket.recv()) => r,
             };
             let msg = match msg {
                 Ok(Ok(m)) => m,
@@ -98,14 +96,7 @@ pub async fn run(
                 }
             };
             let now = Instant::now();
-            let gap = now.duration_since(last).as_secs_f64().min(60.0);
-            gap_ewma = if ever_received {
-                0.9 * gap_ewma + 0.1 * gap
-            } else {
-                0.0
-            };
-            last = now;
-            ever_received = true;
+            silence.heard(now);
             match settings.bus.decode(&msg.into_vec(), &settings.limits) {
                 Ok(Message::Frame(frame)) => {
                     let stream = &frame.header.stream;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use frame_wire::{Limits, Message};
 use stream_common::ratelimit::LogEvery;
+use stream_common::subscribe::Silence;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zeromq::SocketRecv;
@@ -76,8 +77,7 @@ pub async fn run(
     let mut connect_log = LogEvery::new(Duration::from_secs(30));
     // Smoothed gap between messages: a producer sending slower than the
     // watchdog period must not be resubscribed on every frame.
-    let mut gap_ewma = 0.0f64;
-    let mut ever_received = false;
+    let mut silence = Silence::default();
     let mut silence_log = LogEvery::new(Duration::from_secs(30));
     // When a full-rate frame last came: until then (or long after) only
     // previews are expected, about one a second.
@@ -108,7 +108,7 @@ pub async fn run(
         }
         tracing::debug!(producer = %endpoint, "SUB socket connected");
 
-        let mut last = Instant::now();
+        silence.connected();
         loop {
             let previews_only = settings.mode == Mode::OnDemand
                 && last_full.is_none_or(|t| t.elapsed() >= PREVIEW_SILENCE);
@@ -117,10 +117,9 @@ pub async fn run(
             } else {
                 settings.resubscribe_after
             };
-            let watchdog = floor.max(Duration::from_secs_f64(gap_ewma * 3.0));
             // Silence counts from the last message, so changes of the
             // wanted streams do not put the watchdog off.
-            let silent_until = tokio::time::Instant::from_std(last + watchdog);
+            let silent_until = silence.deadline(floor);
             // recv is cancel-safe (zmq.rs takes a message off its queue
             // only when returning it), so a change of the wanted streams
             // can interrupt it.
@@ -146,8 +145,8 @@ pub async fn run(
                     break;
                 }
                 Err(_) => {
-                    if ever_received {
-                        tracing::debug!(producer = %endpoint, silent_ms = last.elapsed().as_millis() as u64, "producer silent; recreating SUB socket");
+                    if silence.ever_heard() {
+                        tracing::debug!(producer = %endpoint, silent_ms = silence.quiet_for().as_millis() as u64, "producer silent; recreating SUB socket");
                     } else if settings.mode == Mode::OnDemand
                         && let Some(folded) = silence_log.check(Instant::now())
                     {
@@ -158,14 +157,7 @@ pub async fn run(
                 }
             };
             let now = Instant::now();
-            let gap = now.duration_since(last).as_secs_f64().min(60.0);
-            gap_ewma = if ever_received {
-                0.9 * gap_ewma + 0.1 * gap
-            } else {
-                0.0
-            };
-            last = now;
-            ever_received = true;
+            silence.heard(now);
             let parts = msg.into_vec();
             let size: usize = parts.iter().map(|p| p.len()).sum();
             let decoded = settings.bus.decode(&parts, &settings.limits);
