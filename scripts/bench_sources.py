@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -61,12 +62,46 @@ def make(path, args):
     return str(path)
 
 
+class Subscriber:
+    """A SUB socket that wants every stream's full-rate frames and reads
+    them: the producer encodes only what someone subscribes to."""
+
+    def __init__(self, endpoint):
+        import zmq  # pyzmq, installed by scripts/setup.sh
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"f/")
+        self.sock.setsockopt(zmq.RCVTIMEO, 100)
+        self.sock.connect(endpoint)
+        self.running = True
+        self.thread = threading.Thread(target=self.drain, daemon=True)
+        self.thread.start()
+
+    def drain(self):
+        import zmq
+
+        while self.running:
+            try:
+                self.sock.recv_multipart()
+            except zmq.Again:
+                pass
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
 def measure(name, source_args, duration):
     port = free_port()
+    bus = f"tcp://127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
-        [str(BIN), "--bind", f"tcp://127.0.0.1:{free_port()}", "--metrics-listen", f"127.0.0.1:{port}",
+        [str(BIN), "--bind", bus, "--metrics-listen", f"127.0.0.1:{port}",
          "--log-level", "warn", *source_args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sub = Subscriber(bus)
     try:
         deadline = time.time() + 15
         while True:
@@ -83,6 +118,7 @@ def measure(name, source_args, duration):
         time.sleep(duration)
         m1, c1, t1 = metrics(port), cpu_ns(proc.pid), time.time()
     finally:
+        sub.close()
         proc.terminate()
         proc.wait(timeout=5)
     frames = m1["producer_frames_published_total"] - m0["producer_frames_published_total"]
