@@ -293,6 +293,25 @@ struct Conn {
     _seat: Option<(Seat, Load)>,
 }
 
+impl Conn {
+    /// A viewer that has been sent nothing yet, with no rate cap, seat or
+    /// watch of its own.
+    fn new(out: Out, id: u64) -> Conn {
+        Conn {
+            out,
+            id,
+            waiting: false,
+            min_interval: None,
+            next_allowed: Instant::now(),
+            last_seq: None,
+            events: false,
+            det_sent: 0,
+            _watching: None,
+            _seat: None,
+        }
+    }
+}
+
 /// Where a viewer's bytes go, and what is not written yet (the response
 /// head, or the rest of a part) with how far we got.
 enum Out {
@@ -576,7 +595,11 @@ const HEARTBEAT_LINE: &[u8] = b":\n\n";
 impl Writer {
     fn add(&mut self, j: Joined, part: Option<&Part>) {
         self.next_id += 1;
-        let now = Instant::now();
+        let fresh = |out| Conn::new(out, self.next_id);
+        let socket_out = |socket, head| Out::Mjpeg {
+            socket: Arc::new(socket),
+            pending: Some((head, 0)),
+        };
         let conn = match j {
             Joined::Mjpeg {
                 socket,
@@ -584,31 +607,14 @@ impl Writer {
                 viewer,
                 load,
             } => Conn {
-                out: Out::Mjpeg {
-                    socket: Arc::new(socket),
-                    pending: Some((head, 0)),
-                },
-                id: self.next_id,
-                waiting: false,
                 min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
-                next_allowed: now,
-                last_seq: None,
-                events: false,
-                det_sent: 0,
                 _watching: Some(viewer.watching),
                 _seat: Some((viewer.seat, load)),
+                ..fresh(socket_out(socket, head))
             },
             Joined::Ws { shared, watching } => Conn {
-                out: Out::Ws(shared),
-                id: self.next_id,
-                waiting: false,
-                min_interval: None,
-                next_allowed: now,
-                last_seq: None,
-                events: false,
-                det_sent: 0,
                 _watching: Some(watching),
-                _seat: None,
+                ..fresh(Out::Ws(shared))
             },
             Joined::Events {
                 socket,
@@ -616,15 +622,6 @@ impl Writer {
                 viewer,
                 load,
             } => Conn {
-                out: Out::Mjpeg {
-                    socket: Arc::new(socket),
-                    pending: Some((head, 0)),
-                },
-                id: self.next_id,
-                waiting: false,
-                min_interval: None,
-                next_allowed: now,
-                last_seq: None,
                 events: true,
                 // Only detections still fresh are worth sending at once.
                 det_sent: if self.dets.received.is_some() {
@@ -632,8 +629,8 @@ impl Writer {
                 } else {
                     self.dets.version
                 },
-                _watching: None,
                 _seat: Some((viewer.seat, load)),
+                ..fresh(socket_out(socket, head))
             },
         };
         let watch_input = matches!(conn.out, Out::Mjpeg { .. });
