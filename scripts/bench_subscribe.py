@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The subscribe benchmark: what subscribing on demand saves (issue 13).
+"""The subscribe benchmark: what subscribing on demand saves.
 
 One frame-producer with 16 test-pattern cameras, 4 gateways, viewers on 2
 cameras (each watched on 2 of the gateways, as stream-director --affinity 2

@@ -92,7 +92,7 @@ pub struct Config {
     /// capture thread and all on the one PUB socket: `[[camera]]` tables
     /// with `name`, `source` and optionally `size`, `fps`, `quality`,
     /// `rtsp_transport` (unset ones take these flags' values). With it,
-    /// --source and --stream are ignored. See README, "Many cameras".
+    /// --source and --stream are ignored. See docs/cameras.md, "Many cameras in one producer".
     /// (A string, not a path, so that an empty variable means "none".)
     #[arg(long, env = "PRODUCER_CAMERAS")]
     pub cameras: Option<String>,

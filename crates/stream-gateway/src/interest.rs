@@ -1,5 +1,5 @@
 //! Which streams this gateway's viewers watch, so that the receive tasks
-//! subscribe at full rate to exactly those (subscribe on demand, issue 13).
+//! subscribe at full rate to exactly those (subscribe on demand).
 //!
 //! Every viewer of a stream, whatever it reads (an MJPEG response, a
 //! WebSocket's watch list), holds a `Watching` guard (`serve/admission.rs`)

@@ -6,7 +6,7 @@
 //! one part it is writing.
 //!
 //! Two kinds of picture fill the slot: full-rate frames, and previews (about
-//! one small JPEG a second, which every stream sends; issue 13). Previews keep
+//! one small JPEG a second, which every stream sends). Previews keep
 //! an unwatched stream known, online and with a current snapshot; once
 //! full-rate frames arrive they alone fill the slot, and previews are ignored
 //! until they stop. So a stream's first viewer sees its preview at once,
