@@ -199,7 +199,7 @@ async fn image_plays_a_video_file() {
         Duration::from_secs(30),
         || async move {
             let text = http::get(addr, "/metrics").await.ok()?.text();
-            let metric = |name| test_support::stack::metric_value(&text, name, &[]);
+            let metric = |name| test_support::metrics::metric_value(&text, name, &[]);
             let captured = metric("producer_frames_captured_total");
             let previews = metric("producer_previews_published_total");
             (captured >= 3.0 && previews >= 2.0).then_some((captured, previews))

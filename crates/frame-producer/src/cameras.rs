@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{Config, Fps, OrNative, Size};
+use crate::config::Config;
 use crate::source::SourceSpec;
+use crate::units::{Fps, OrNative, Size};
 
 /// One camera, validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,13 +17,13 @@ use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
 
 use crate::cameras::Camera;
-use crate::config::{DEFAULT_FPS, Size};
 use crate::encode::{Encoded, FrameEncoder};
 use crate::metrics::CameraMetrics;
 use crate::pacing::{Pacer, RateCap};
 use crate::preview::{PreviewSettings, Previews};
 use crate::publish::{PublishError, StreamPublisher};
 use crate::source::{Demand, Source, SourceError};
+use crate::units::{DEFAULT_FPS, Size};
 
 pub struct Settings {
     /// The rate for on-demand sources.

@@ -8,9 +8,9 @@
 use bytes::Bytes;
 use stream_common::jpeg::{JpegEncoder, JpegError};
 
-use crate::config::Size;
 use crate::scale::{ScaleError, Scaler, fit};
 use crate::source::Picture;
+use crate::units::Size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {

@@ -19,6 +19,7 @@ mod preview;
 mod publish;
 mod scale;
 mod source;
+mod units;
 
 use anyhow::Context;
 use clap::Parser;

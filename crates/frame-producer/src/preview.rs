@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use stream_common::jpeg::JpegEncoder;
 
-use crate::config::Size;
 use crate::encode::{EncodeError, Encoded};
 use crate::scale::{Scaler, fit};
 use crate::source::Picture;
+use crate::units::Size;
 
 /// How often, and how wide.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use stream_common::jpeg::Yuv420;
 
-use crate::config::Size;
+use crate::units::Size;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {

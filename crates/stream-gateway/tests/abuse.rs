@@ -194,7 +194,8 @@ async fn authentication_and_cors() {
         .await
         .expect("metrics with credentials")
         .text();
-    let failures = test_support::stack::metric_value(&metrics, "gateway_auth_failures_total", &[]);
+    let failures =
+        test_support::metrics::metric_value(&metrics, "gateway_auth_failures_total", &[]);
     assert!(failures >= 7.0, "auth failures counted: {failures}");
     assert!(stack.gateway.log().contains("missing or wrong credentials"));
 
@@ -321,7 +322,7 @@ async fn connection_churn_leaves_nothing_behind() {
                 gw.rss_kib().unwrap_or(u64::MAX),
             );
             async move {
-                let viewers = test_support::stack::metric_value(
+                let viewers = test_support::metrics::metric_value(
                     &http::get(addr, "/metrics").await.ok()?.text(),
                     "gateway_viewers_total",
                     &[],

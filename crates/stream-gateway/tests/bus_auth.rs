@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use test_support::gateway::Gateway;
 use test_support::http::{self, MjpegReader};
+use test_support::metrics::{metric, wait_metric};
 use test_support::process::Proc;
-use test_support::stack::metric_value;
 use test_support::{free_port, media, wait_for};
 
 const K1: &str = "6b1e0c3f9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
@@ -42,33 +43,8 @@ fn producer(bind: &str, args: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAdd
 }
 
 fn gateway(producers: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let listen = addr.to_string();
-    let mut args = vec!["--listen", listen.as_str()];
-    for p in producers {
-        args.extend_from_slice(&["--producer", p]);
-    }
-    (Proc::start("stream-gateway", &args, env), addr)
-}
-
-async fn metric(addr: SocketAddr, name: &str, labels: &[&str]) -> f64 {
-    match http::get(addr, "/metrics").await {
-        Ok(r) => metric_value(&r.text(), name, labels),
-        Err(_) => 0.0,
-    }
-}
-
-async fn wait_metric(addr: SocketAddr, name: &str, labels: &[&str], at_least: f64) {
-    let what = format!("{name}{labels:?} >= {at_least}");
-    let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
-    wait_for(&what, Duration::from_secs(20), || {
-        let labels = labels.clone();
-        async move {
-            let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-            (metric(addr, name, &l).await >= at_least).then_some(())
-        }
-    })
-    .await;
+    let g = Gateway::start(producers, &[], env);
+    (g.proc, g.addr)
 }
 
 /// Opens a stream once the gateway is ready (it has had a valid frame).
@@ -123,6 +99,7 @@ async fn without_the_key_a_subscriber_gets_nothing_from_a_producer_on_every_inte
         "producer_subscribers_refused_total",
         &["reason=\"no_valid_token\""],
         1.0,
+        Duration::from_secs(20),
     )
     .await;
     // The keyed gateway kept streaming meanwhile.
@@ -194,6 +171,7 @@ async fn forged_and_unsigned_frames_never_reach_a_viewer_and_are_counted() {
         "gateway_invalid_messages_total",
         &["reason=\"unknown_key\""],
         5.0,
+        Duration::from_secs(20),
     )
     .await;
     wait_metric(
@@ -201,6 +179,7 @@ async fn forged_and_unsigned_frames_never_reach_a_viewer_and_are_counted() {
         "gateway_invalid_messages_total",
         &["reason=\"unsigned\""],
         5.0,
+        Duration::from_secs(20),
     )
     .await;
     let mut viewer = open_when_ready(g, "/stream/cam0").await.expect("viewer");

@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use test_support::gateway::Gateway;
 use test_support::http::{self, MjpegReader};
 use test_support::process::Proc;
-use test_support::stack::metric_value;
 use test_support::{free_port, media, wait_for};
 
 /// The bound under test: the producer's default `--subscriber-queue-bytes`.
@@ -49,29 +49,13 @@ fn rss_bytes(pid: u32) -> u64 {
 }
 
 async fn metric(addr: SocketAddr, name: &str) -> f64 {
-    match http::get(addr, "/metrics").await {
-        Ok(r) => metric_value(&r.text(), name, &[]),
-        Err(_) => 0.0,
-    }
+    test_support::metrics::metric(addr, name, &[]).await
 }
 
 /// A gateway subscribed to every frame (`--subscribe all`), viewers or not.
 fn gateway(producer: &str) -> (Proc, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let listen = addr.to_string();
-    let p = Proc::start(
-        "stream-gateway",
-        &[
-            "--producer",
-            producer,
-            "--listen",
-            &listen,
-            "--subscribe",
-            "all",
-        ],
-        &[],
-    );
-    (p, addr)
+    let g = Gateway::start(&[producer], &["--subscribe", "all"], &[]);
+    (g.proc, g.addr)
 }
 
 async fn wait_ready(addr: SocketAddr) {

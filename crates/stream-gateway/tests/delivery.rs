@@ -216,7 +216,7 @@ async fn five_hundred_viewers_on_two_threads_all_get_the_full_rate() {
         .expect("metrics")
         .text();
     for thread in ["0", "1"] {
-        let n = stack::metric_value(
+        let n = test_support::metrics::metric_value(
             &text,
             "gateway_thread_viewers",
             &[&format!("thread=\"{thread}\"")],

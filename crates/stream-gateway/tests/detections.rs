@@ -1,4 +1,4 @@
-//! Detections (issue 16) through the real gateway, fed by a stand-in
+//! Detections through the real gateway, fed by a stand-in
 //! producer and detector on the bus (`test_support::publisher`):
 //! `/api/streams/{name}/detections`, `/events/{name}` to many listeners
 //! (one of them stalled), the page's WebSocket, the metrics, bad messages
@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use test_support::gateway::Gateway;
+use test_support::metrics::metric_value;
 use test_support::process::Proc;
 use test_support::publisher::{Publisher, detection, header};
 use test_support::sse::EventReader;
-use test_support::stack::metric_value;
 use test_support::webdriver::{Browser, screenshot_path};
 use test_support::{free_port, http, media, wait_for};
 use tokio::io::AsyncWriteExt;
@@ -135,28 +136,11 @@ async fn publish_picture(
 }
 
 async fn gateway(producer: &str, extra: &[&str]) -> (Proc, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let listen = addr.to_string();
-    let mut args = vec![
-        "--producer",
-        producer,
-        "--listen",
-        &listen,
-        "--stale-after",
-        "60",
-    ];
+    let mut args = vec!["--stale-after", "60"];
     args.extend_from_slice(extra);
-    let proc = Proc::start("stream-gateway", &args, &[]);
-    wait_for(
-        "the gateway to have cam0",
-        Duration::from_secs(20),
-        || async move {
-            let r = http::get(addr, "/api/streams").await.ok()?;
-            r.text().contains("\"cam0\"").then_some(())
-        },
-    )
-    .await;
-    (proc, addr)
+    let g = Gateway::start(&[producer], &args, &[]);
+    g.wait_stream("cam0", Duration::from_secs(20)).await;
+    (g.proc, g.addr)
 }
 
 async fn detections_json(addr: SocketAddr, name: &str) -> (u16, Value) {
@@ -168,7 +152,7 @@ async fn detections_json(addr: SocketAddr, name: &str) -> (u16, Value) {
 }
 
 async fn metrics(addr: SocketAddr) -> String {
-    http::get(addr, "/metrics").await.expect("metrics").text()
+    test_support::metrics::scrape(addr).await.expect("metrics")
 }
 
 fn boxes(v: &Value) -> usize {

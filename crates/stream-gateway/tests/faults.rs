@@ -197,7 +197,7 @@ async fn a_two_megabyte_frame_arrives_intact_and_larger_ones_are_refused() {
         Duration::from_secs(15),
         || async move {
             let text = http::get(small_addr, "/metrics").await.ok()?.text();
-            (test_support::stack::metric_value(
+            (test_support::metrics::metric_value(
                 &text,
                 "gateway_invalid_messages_total",
                 &["reason=\"too_large\""],
@@ -454,7 +454,7 @@ async fn a_slow_lossy_link_to_the_producer_neither_stalls_nor_tears() {
         assert!(age < 1.0, "frames {age:.3} s old");
     }
     assert_eq!(
-        test_support::stack::metric_value(
+        test_support::metrics::metric_value(
             &http::get(addr, "/metrics").await.expect("metrics").text(),
             "gateway_resubscribes_total",
             &[]

@@ -1,4 +1,4 @@
-//! Subscribe on demand (issue 13), against real gateways: two gateways on
+//! Subscribe on demand, against real gateways: two gateways on
 //! one publisher of 8 cameras, with viewers on 2 of them, each take
 //! full-rate frames only of the cameras their own viewers watch and a
 //! preview of every camera; a new viewer of an unwatched camera sees a
@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use frame_wire::{Kind, Limits};
 use futures_util::{SinkExt, StreamExt};
+use test_support::gateway::Gateway;
 use test_support::http::{self, MjpegReader, ReceivedFrame};
 use test_support::media::solid_jpeg;
+use test_support::metrics::metric_value;
 use test_support::process::Proc;
 use test_support::producer::Producer;
 use test_support::publisher::header;
-use test_support::stack::metric_value;
-use test_support::{free_port, wait_for};
+use test_support::wait_for;
 use tokio_tungstenite::tungstenite::Message;
 
 const CAMERAS: usize = 8;
@@ -101,24 +102,14 @@ impl Drop for Publisher {
 }
 
 fn gateway(producer: &str, extra: &[&str]) -> (Proc, SocketAddr) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut args = vec![
-        "--producer",
-        producer,
-        "--listen",
-        listen.as_str(),
-        "--threads",
-        "1",
-    ];
+    let mut args = vec!["--threads", "1"];
     args.extend_from_slice(extra);
-    (
-        Proc::start("stream-gateway", &args, &[]),
-        listen.parse().expect("addr"),
-    )
+    let g = Gateway::start(&[producer], &args, &[]);
+    (g.proc, g.addr)
 }
 
 async fn metrics(addr: SocketAddr) -> String {
-    http::get(addr, "/metrics").await.expect("metrics").text()
+    test_support::metrics::scrape(addr).await.expect("metrics")
 }
 
 /// Bytes of `kind` messages of `cam` the gateway at `addr` received.

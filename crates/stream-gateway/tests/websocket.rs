@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use test_support::metrics::metric;
 use test_support::process::Proc;
 use test_support::producer::Producer;
-use test_support::stack::{metric_value, wait_viewers};
+use test_support::stack::wait_viewers;
 use test_support::{free_port, http, wait_for};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -75,11 +76,6 @@ async fn open(
     tokio_tungstenite::connect_async(req)
         .await
         .map(|(ws, _)| ws)
-}
-
-async fn metric(addr: SocketAddr, name: &str, labels: &[&str]) -> f64 {
-    let text = http::get(addr, "/metrics").await.expect("metrics").text();
-    metric_value(&text, name, labels)
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@
 
 pub mod detector;
 pub mod docker;
+pub mod gateway;
 pub mod http;
 pub mod link;
 pub mod marionette;
 pub mod media;
+pub mod metrics;
 pub mod process;
 pub mod producer;
 pub mod publisher;

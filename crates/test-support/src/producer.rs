@@ -36,9 +36,6 @@ impl Producer {
     /// The sum of a metric's samples whose labels contain all of `labels`;
     /// 0 while /metrics cannot be read.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        match crate::http::get(self.metrics, "/metrics").await {
-            Ok(r) => crate::stack::metric_value(&r.text(), name, labels),
-            Err(_) => 0.0,
-        }
+        crate::metrics::metric(self.metrics, name, labels).await
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::process::Proc;
-use crate::{free_port, http, wait_for};
+use crate::{free_port, http, metrics, wait_for};
 
 pub struct Stack {
     pub producer: Option<Proc>,
@@ -77,19 +77,15 @@ impl Stack {
 
     /// The sum of a metric's samples whose line contains every `labels` part.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        let text = http::get(self.http, "/metrics")
-            .await
-            .expect("GET /metrics")
-            .text();
-        metric_value(&text, name, labels)
+        metrics::metric(self.http, name, labels).await
     }
 }
 
 /// Waits until the gateway at `addr` counts exactly `n` viewers.
 pub async fn wait_viewers(addr: SocketAddr, n: usize, timeout: Duration) {
     wait_for(&format!("{n} viewers"), timeout, || async move {
-        let text = http::get(addr, "/metrics").await.ok()?.text();
-        (metric_value(&text, "gateway_viewers_total", &[]) == n as f64).then_some(())
+        let text = metrics::scrape(addr).await?;
+        (metrics::metric_value(&text, "gateway_viewers_total", &[]) == n as f64).then_some(())
     })
     .await;
 }
@@ -99,27 +95,4 @@ fn start_producer(zmq: &str, extra: &[String]) -> Proc {
     let mut args = vec!["--bind", zmq, "--metrics-listen", metrics.as_str()];
     args.extend(extra.iter().map(String::as_str));
     Proc::start("frame-producer", &args, &[])
-}
-
-/// Sums the samples of `name` (exactly that metric, any labels) whose label
-/// set contains every string in `labels`.
-pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            let metric = l.split(['{', ' ']).next().unwrap_or_default();
-            metric == name && labels.iter().all(|want| l.contains(want))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn metric_value_sums_matching_lines() {
-        let text = "# HELP x\nx_total{a=\"1\"} 2\nx_total{a=\"2\"} 3\nx_totals 9\n";
-        assert_eq!(super::metric_value(text, "x_total", &[]), 5.0);
-        assert_eq!(super::metric_value(text, "x_total", &["a=\"2\""]), 3.0);
-    }
 }

@@ -101,7 +101,7 @@ impl Wall {
     /// The sum of a gateway metric's samples whose labels contain `labels`.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         match http::get(self.http, "/metrics").await {
-            Ok(r) => crate::stack::metric_value(&r.text(), name, labels),
+            Ok(r) => crate::metrics::metric_value(&r.text(), name, labels),
             Err(_) => f64::NAN,
         }
     }

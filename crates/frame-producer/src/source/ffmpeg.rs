@@ -24,8 +24,8 @@ use ffmpeg_next as ff;
 use stream_common::jpeg::Yuv420;
 
 use super::{Captured, Demand, FrameFault, OpenError, Picture, Source, SourceError, Unavailable};
-use crate::config::Size;
 use crate::scale::fit;
+use crate::units::Size;
 
 /// Socket timeout for network inputs: a camera silent this long is reopened.
 const NETWORK_TIMEOUT_US: &str = "5000000";

@@ -192,7 +192,7 @@ pub trait Source {
 pub struct Options<'a> {
     /// The stream name, drawn by the test pattern.
     pub stream: &'a str,
-    pub size: Option<crate::config::Size>,
+    pub size: Option<crate::units::Size>,
     pub fps: Option<f64>,
     pub rtsp_transport: &'a str,
 }
@@ -204,7 +204,7 @@ pub fn open(spec: &SourceSpec, options: &Options<'_>) -> Result<Box<dyn Source>,
     spec.check_built()?;
     match spec {
         SourceSpec::TestPattern => {
-            let size = options.size.unwrap_or(crate::config::DEFAULT_PATTERN_SIZE);
+            let size = options.size.unwrap_or(crate::units::DEFAULT_PATTERN_SIZE);
             Ok(Box::new(pattern::TestPattern::new(size, options.stream)))
         }
         SourceSpec::Files(path) => Ok(Box::new(files::FileSource::new(path.clone()))),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use stream_common::canvas::Canvas;
 
 use super::{Captured, Demand, Picture, Source, SourceError};
-use crate::config::Size;
+use crate::units::Size;
 
 const GRAY: [u8; 3] = [128, 128, 128];
 const TEXT: [u8; 3] = [255, 255, 0];
