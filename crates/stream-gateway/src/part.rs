@@ -1,11 +1,14 @@
 //! One frame as every viewer gets it, built once and shared: the multipart
 //! part for MJPEG viewers, and the WebSocket message for the page
-//! (docs/websocket.md).
+//! (docs/websocket.md), which is built the first time a WebSocket viewer
+//! needs it, so streams that no page watches never pay for it.
 //!
 //! Layout follows what the best servers send: the part's headers, the JPEG,
 //! then CRLF and the *next* boundary at once, so a browser can show a frame as
 //! soon as it arrives instead of waiting for the following one. A stream
 //! therefore starts with [`PREAMBLE`] and every part ends with a boundary.
+
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 pub use stream_common::multipart::{PREAMBLE, timestamp_text};
@@ -18,8 +21,11 @@ pub struct Part {
     pub bytes: Bytes,
     /// The JPEG alone (a view into `bytes`), for snapshots.
     pub jpeg: Bytes,
-    /// The whole WebSocket binary frame (header, stream, times, JPEG).
-    pub ws: Bytes,
+    /// The whole WebSocket binary frame (header, stream, times, JPEG), once
+    /// asked for ([`Part::ws`]).
+    ws: OnceLock<Bytes>,
+    /// The stream's name, which the WebSocket frame carries.
+    stream: Box<str>,
     /// Increases by one per distinct frame of a stream; re-sends keep it.
     pub seq: u64,
     pub capture_ts_ns: u64,
@@ -32,13 +38,28 @@ impl Part {
         let (bytes, range) = stream_common::multipart::build_part(jpeg, capture_ts_ns, live);
         let jpeg = bytes.slice(range);
         Part {
-            ws: ws_message(stream, &jpeg, seq, capture_ts_ns, live),
+            ws: OnceLock::new(),
+            stream: stream.into(),
             bytes,
             jpeg,
             seq,
             capture_ts_ns,
             live,
         }
+    }
+
+    /// The frame as one WebSocket binary message, built by the first
+    /// viewer that needs it and shared by all the others.
+    pub fn ws(&self) -> &Bytes {
+        self.ws.get_or_init(|| {
+            ws_message(
+                &self.stream,
+                &self.jpeg,
+                self.seq,
+                self.capture_ts_ns,
+                self.live,
+            )
+        })
     }
 }
 
@@ -92,23 +113,30 @@ mod tests {
         ws.extend_from_slice(&1_700_000_000_123_456_789u64.to_le_bytes());
         ws.extend_from_slice(&7u64.to_le_bytes());
         ws.extend_from_slice(b"\xFF\xD8xy\xFF\xD9");
-        assert_eq!(&p.ws[..], &ws[..]);
+        assert_eq!(&p.ws()[..], &ws[..]);
     }
 
     #[test]
     fn large_frames_use_the_long_websocket_lengths() {
         let jpeg = vec![0u8; 70_000];
         let p = Part::build("c", &jpeg, 0, 0, false);
-        assert_eq!(&p.ws[..2], &[0x82, 127]);
-        let len = u64::from_be_bytes(p.ws[2..10].try_into().expect("8 bytes"));
-        assert_eq!(len as usize, p.ws.len() - 10);
-        assert_eq!(p.ws[11], 0, "placeholder flag");
+        let ws = p.ws();
+        assert_eq!(&ws[..2], &[0x82, 127]);
+        let len = u64::from_be_bytes(ws[2..10].try_into().expect("8 bytes"));
+        assert_eq!(len as usize, ws.len() - 10);
+        assert_eq!(ws[11], 0, "placeholder flag");
         let p = Part::build("c", &jpeg[..1000], 0, 0, true);
-        assert_eq!(&p.ws[..2], &[0x82, 126]);
-        assert_eq!(
-            u16::from_be_bytes([p.ws[2], p.ws[3]]) as usize,
-            p.ws.len() - 4
-        );
+        let ws = p.ws();
+        assert_eq!(&ws[..2], &[0x82, 126]);
+        assert_eq!(u16::from_be_bytes([ws[2], ws[3]]) as usize, ws.len() - 4);
+    }
+
+    #[test]
+    fn the_websocket_message_is_built_only_when_asked_for_and_once() {
+        let p = Part::build("c", b"\xFF\xD8\xFF\xD9", 0, 0, true);
+        assert!(p.ws.get().is_none(), "built before any viewer asked");
+        let first = p.ws().clone();
+        assert_eq!(p.ws().as_ptr(), first.as_ptr(), "shared, not rebuilt");
     }
 
     #[test]

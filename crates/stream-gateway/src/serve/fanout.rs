@@ -579,9 +579,9 @@ fn with_detections(cache: &mut Option<(u64, u64, Bytes)>, d: &Prepared, part: &P
     {
         return bytes.clone();
     }
-    let mut b = bytes::BytesMut::with_capacity(d.ws.len() + part.ws.len());
+    let mut b = bytes::BytesMut::with_capacity(d.ws.len() + part.ws().len());
     b.extend_from_slice(&d.ws);
-    b.extend_from_slice(&part.ws);
+    b.extend_from_slice(part.ws());
     let bytes = b.freeze();
     *cache = Some((part.seq, d.version, bytes.clone()));
     bytes
@@ -795,7 +795,7 @@ impl Writer {
         let next = match part {
             Some(part) => match c.wants(&self.stream.name, &self.dets) {
                 Some(Want::Mjpeg) => Some((part, part.bytes.clone(), None)),
-                Some(Want::Ws) => Some((part, part.ws.clone(), None)),
+                Some(Want::Ws) => Some((part, part.ws().clone(), None)),
                 Some(Want::WsWithDetections) => {
                     let bytes = with_detections(&mut self.with_dets, &self.dets, part);
                     Some((part, bytes, Some(self.dets.version)))
