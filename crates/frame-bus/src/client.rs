@@ -207,8 +207,7 @@ impl Client {
     /// Proves the current keys and asks for every wanted topic on a new socket.
     async fn prepare(&mut self, mut socket: SubSocket) -> ZmqResult<()> {
         // A reconnection may follow a rotation: read the file now, not later.
-        self.settings.keys.refresh(&mut self.key_log);
-        let ring = self.settings.keys.ring();
+        let ring = self.current_ring();
         for token in ring.iter().flat_map(|r| r.subscription_tokens()) {
             socket.subscribe(&token).await?;
         }
@@ -225,18 +224,9 @@ impl Client {
     /// The timer's look at the key file: a changed ring is proved on the
     /// open socket at once (a producer moving to the new key keeps us).
     async fn keys_check(&mut self) -> ZmqResult<()> {
-        self.settings.keys.refresh(&mut self.key_log);
-        let ring = self.settings.keys.ring();
-        let same = match (&ring, &self.proved) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        let ring = self.current_ring();
+        if same_ring(&ring, &self.proved) {
             return Ok(());
-        }
-        if let Some(r) = &ring {
-            tracing::info!(producer = %self.settings.endpoint, keys = %r.ids(), "bus key file changed; keys reloaded");
         }
         self.proved = ring.clone();
         if let Some(socket) = self.socket.as_mut() {
@@ -245,6 +235,20 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// The ring after a look at the key file, logged when it changed since
+    /// this client last proved one.
+    fn current_ring(&mut self) -> Option<Arc<KeyRing>> {
+        self.settings.keys.refresh(&mut self.key_log);
+        let ring = self.settings.keys.ring();
+        if self.proved.is_some()
+            && !same_ring(&ring, &self.proved)
+            && let Some(r) = &ring
+        {
+            tracing::info!(producer = %self.settings.endpoint, keys = %r.ids(), "bus key file changed; keys reloaded");
+        }
+        ring
     }
 
     async fn wait(&mut self) -> Step {
@@ -284,5 +288,13 @@ impl Client {
             tracing::warn!(producer = %self.settings.endpoint, error = %refusal, repeats = folded, "dropping invalid message");
         }
         Event::Refused(refusal)
+    }
+}
+
+fn same_ring(a: &Option<Arc<KeyRing>>, b: &Option<Arc<KeyRing>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
