@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use frame_wire::auth::{KEY_ID_BYTES, KeyRing, KeyStore, TOKEN_PREFIX, unix_secs};
+use frame_wire::auth::{KEY_ID_BYTES, KeyRing, KeyStore, TOKEN_MAX_SKEW, TOKEN_PREFIX, unix_secs};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -46,6 +46,15 @@ const MAX_SUBSCRIPTIONS: usize = 256;
 const MAX_TOKENS: usize = 4;
 /// Most subscribers at once; more are refused.
 pub const MAX_PEERS: usize = 1024;
+/// Most connections at once still in the handshake or, with a key, not yet
+/// holding a valid token. When a new one comes and this many wait, the
+/// oldest waiting one is dropped (`reason="evicted"`): a flood of idle
+/// handshakes cannot keep the slots, and the rest of [`MAX_PEERS`] is room
+/// for subscribers that proved the key. A real subscriber proves it within
+/// milliseconds of connecting.
+pub const MAX_PENDING: usize = 128;
+/// Most distinct valid tokens remembered (each for [`TOKEN_MAX_SKEW`]).
+const MAX_REMEMBERED_TOKENS: usize = 65_536;
 
 /// How the bus treats subscribers.
 #[derive(Clone, Debug)]
@@ -157,12 +166,63 @@ impl Peer {
 
 struct Shared {
     peers: Mutex<Vec<(u64, Arc<Peer>)>>,
+    /// Every connection being served (handshaking, waiting or subscribed),
+    /// counted at accept, so slots are never handed out twice.
+    slots: Mutex<Slots>,
+    /// Valid tokens seen, by their bytes: which peer presented each and until
+    /// when (Unix seconds) it could be accepted. The same bytes from another
+    /// connection are a replay.
+    tokens_seen: Mutex<std::collections::HashMap<Vec<u8>, (u64, u64)>>,
     next_id: AtomicU64,
     settings: BusSettings,
     metrics: BusMetrics,
 }
 
+/// Connection slots: all of them, and those still waiting to be proven.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    /// Oldest first: id and how to drop it.
+    pending: VecDeque<(u64, CancellationToken)>,
+}
+
 impl Shared {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection proved itself (or, without a key, finished its
+    /// handshake): its slot is no longer at risk of eviction.
+    fn proven(&self, id: u64) {
+        self.slots().pending.retain(|(pid, _)| *pid != id);
+    }
+
+    /// Whether `token` (valid) may authorize peer `id`: not when another
+    /// connection presented the same bytes within the skew window.
+    fn fresh_token(&self, token: &[u8], id: u64, now: u64) -> bool {
+        let mut seen = self.tokens_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(owner, until)) = seen.get(token)
+            && until >= now
+        {
+            return owner == id;
+        }
+        if seen.len() >= MAX_REMEMBERED_TOKENS {
+            seen.retain(|_, (_, until)| *until >= now);
+        }
+        if seen.len() >= MAX_REMEMBERED_TOKENS {
+            // Only key holders make valid tokens; forget the one expiring first.
+            if let Some(k) = seen
+                .iter()
+                .min_by_key(|(_, (_, u))| *u)
+                .map(|(k, _)| k.clone())
+            {
+                seen.remove(&k);
+            }
+        }
+        seen.insert(token.to_vec(), (id, now + 2 * TOKEN_MAX_SKEW.as_secs()));
+        true
+    }
+
     fn peers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Arc<Peer>)>> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -203,6 +263,8 @@ impl PubServer {
         };
         let shared = Arc::new(Shared {
             peers: Mutex::new(Vec::new()),
+            slots: Mutex::new(Slots::default()),
+            tokens_seen: Mutex::new(std::collections::HashMap::new()),
             next_id: AtomicU64::new(0),
             settings,
             metrics,
@@ -330,16 +392,28 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, stop: Cancellation
         match accepted {
             Ok(conn) => {
                 backoff = Duration::from_millis(10);
-                if shared.peers().len() >= MAX_PEERS {
-                    shared
-                        .metrics
-                        .refused
-                        .with_label_values(&["too_many"])
-                        .inc();
-                    continue;
-                }
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                 let stop = stop.child_token();
+                {
+                    let mut slots = shared.slots();
+                    if slots.pending.len() >= MAX_PENDING
+                        && let Some((_, oldest)) = slots.pending.pop_front()
+                    {
+                        oldest.cancel();
+                        shared.metrics.refused.with_label_values(&["evicted"]).inc();
+                    }
+                    if slots.total >= MAX_PEERS {
+                        drop(slots);
+                        shared
+                            .metrics
+                            .refused
+                            .with_label_values(&["too_many"])
+                            .inc();
+                        continue;
+                    }
+                    slots.total += 1;
+                    slots.pending.push_back((id, stop.clone()));
+                }
                 let shared = shared.clone();
                 match conn {
                     Conn::Tcp(s) => {
@@ -414,7 +488,20 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> Result<(), P
     }
 }
 
-async fn serve_peer<S>(mut stream: S, id: u64, shared: Arc<Shared>, stop: CancellationToken)
+async fn serve_peer<S>(stream: S, id: u64, shared: Arc<Shared>, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = serve_connected(stream, id, &shared, stop.clone()) => {}
+    }
+    let mut slots = shared.slots();
+    slots.total -= 1;
+    slots.pending.retain(|(pid, _)| *pid != id);
+}
+
+async fn serve_connected<S>(mut stream: S, id: u64, shared: &Arc<Shared>, stop: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -445,12 +532,15 @@ where
     });
     shared.peers().push((id, peer.clone()));
     shared.metrics.subscribers.inc();
+    if shared.settings.keys.is_none() {
+        shared.proven(id);
+    }
     let (mut rd, mut wr) = tokio::io::split(stream);
 
     let reader = {
         let (shared, peer) = (shared.clone(), peer.clone());
         async move {
-            let result = read_requests(&mut rd, &shared, &peer).await;
+            let result = read_requests(&mut rd, &shared, &peer, id).await;
             if let Err(e) = result {
                 tracing::debug!(peer = id, error = %e, "subscriber gone");
             }
@@ -478,7 +568,7 @@ where
             std::future::pending().await
         }
     };
-    let writer = write_frames(&mut wr, &shared, &peer);
+    let writer = write_frames(&mut wr, shared, &peer);
     tokio::select! {
         _ = peer.closed.cancelled() => {}
         _ = reader => {}
@@ -498,6 +588,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     rd: &mut R,
     shared: &Shared,
     peer: &Peer,
+    id: u64,
 ) -> Result<(), PeerError> {
     loop {
         let f = read_frame(rd).await?;
@@ -506,14 +597,29 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 let Some(store) = &shared.settings.keys else {
                     continue;
                 };
+                let now = unix_secs();
+                let ring = store.ring();
+                if ring.verify_token(&prefix, now).is_some()
+                    && !shared.fresh_token(&prefix, id, now)
+                {
+                    shared
+                        .metrics
+                        .refused
+                        .with_label_values(&["replayed_token"])
+                        .inc();
+                    continue;
+                }
                 let mut st = peer.lock();
                 // A subscriber sends fresh tokens after its keys change: keep the newest.
                 if st.tokens.len() >= MAX_TOKENS {
                     st.tokens.remove(0);
                 }
-                st.tokens.push((prefix, unix_secs()));
-                st.reauthorize(&store.ring());
-                if st.authorized.is_none() {
+                st.tokens.push((prefix, now));
+                st.reauthorize(&ring);
+                if st.authorized.is_some() {
+                    drop(st);
+                    shared.proven(id);
+                } else {
                     shared
                         .metrics
                         .refused

@@ -19,7 +19,6 @@ use stream_common::ratelimit::LogEvery;
 use tokio::sync::mpsc;
 
 use crate::annotate::Annotator;
-use crate::bus::BusAuth;
 use crate::latest::Latest;
 use crate::metrics::DetectorMetrics;
 use crate::model::{MODEL_NAME, Model};
@@ -35,7 +34,7 @@ pub const ANNOTATED_SUFFIX: &str = "-detect";
 pub struct Settings {
     pub threshold: f32,
     pub annotate: bool,
-    pub bus: BusAuth,
+    pub bus: frame_bus::BusKeys,
 }
 
 #[derive(Debug, thiserror::Error)]

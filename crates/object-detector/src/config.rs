@@ -69,7 +69,7 @@ pub struct Config {
     /// File holding the bus key (hex, one per line, at most two, all
     /// accepted; re-read when it changes). With a key only frames signed with
     /// it are analysed, and what this detector publishes is signed with it.
-    #[arg(long, env = "DETECTOR_BUS_KEY_FILE", value_parser = crate::bus::parse_key_file)]
+    #[arg(long, env = "DETECTOR_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
     pub bus_key_file: Option<PathBuf>,
     /// The bus key itself (hex); prefer the file or the variable, a command
     /// line is visible to every user in the process list.

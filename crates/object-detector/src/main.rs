@@ -5,7 +5,7 @@
 //! waits for it, and a detector that dies or stalls changes nothing for viewers.
 //!
 //! A frame's path through this crate: `receive.rs` takes it off the bus
-//! (`bus.rs` verifies it with a key) into its stream's latest-value slot
+//! (through the shared bus client, `frame_bus`; `bus.rs` loads the key) into its stream's latest-value slot
 //! (`latest.rs`); the inference thread (`analyse.rs`) takes the newest frame
 //! of a stream that is due, prepares it (`preprocess.rs`), runs the model
 //! (`model.rs`), keeps the people (`postprocess.rs`), optionally draws them
@@ -52,7 +52,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     // says which script makes it.
     let runtime = config.runtime_library();
     let model = model::Model::load(&config.model, &runtime, usize::from(config.threads))?;
-    let bus = bus::BusAuth::from_config(&config)?;
+    let bus = bus::keys(&config)?;
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = metrics::DetectorMetrics::new().context("registering metrics")?;
     let running = metrics.running.clone();
@@ -90,7 +90,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             max_jpeg_bytes: config.max_frame_bytes,
         },
         only: config.streams.clone(),
-        bus: bus.clone(),
+        keys: bus.clone(),
         resubscribe_after: Duration::from_secs(1),
     };
     let receivers: Vec<_> = config

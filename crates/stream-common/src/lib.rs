@@ -13,8 +13,6 @@ pub mod ratelimit;
 pub mod service;
 pub mod shutdown;
 pub mod status;
-#[cfg(feature = "subscribe")]
-pub mod subscribe;
 
 /// Nanoseconds since the Unix epoch, the unit of `FrameHeader::capture_ts_ns`.
 pub fn unix_now_ns() -> u64 {

@@ -121,8 +121,8 @@ pub struct Config {
     pub healthcheck: bool,
     /// File holding the bus key (hex, one per line, at most two, all
     /// accepted; re-read when it changes). With a key only frames signed with
-    /// it are shown and the producer is shown we hold it (receive/verify.rs).
-    #[arg(long, env = "GATEWAY_BUS_KEY_FILE", value_parser = crate::receive::verify::parse_key_file)]
+    /// it are shown and the producer is shown we hold it (frame_bus::keys).
+    #[arg(long, env = "GATEWAY_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
     pub bus_key_file: Option<std::path::PathBuf>,
     /// The bus key itself (hex); prefer the file or the variable, a command
     /// line is visible to every user in the process list.

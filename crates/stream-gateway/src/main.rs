@@ -50,6 +50,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn async_main(config: Config) -> anyhow::Result<()> {
+    // An unusable bus key stops start-up before anything is served.
+    let receive = receive::Settings::from_config(&config)?;
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = Arc::new(metrics::GatewayMetrics::new().context("registering metrics")?);
     let interest = Arc::new(interest::Interest::new(
@@ -79,7 +81,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(receive::run(
             endpoint.clone(),
             index,
-            receive::Settings::from_config(&config),
+            receive.clone(),
             interest.watch(),
             streams.clone(),
             metrics.clone(),

@@ -6,12 +6,12 @@
 //! (`interest.rs`). ZeroMQ filters at the publisher, so frames nobody here
 //! watches never cross the network. `--subscribe all` takes everything, as
 //! before version 3: for publishers that send no previews (version 1/2
-//! topics are bare names, which no `x/` subscription matches).
+//! topics are bare names, which no `x/` subscription matches). The bus
+//! client (`frame_bus::Client`) keeps its socket holding these.
 
 use std::collections::BTreeSet;
 
 use frame_wire::{Kind, subscription};
-use zeromq::ZmqResult;
 
 /// `--subscribe`: which frames a gateway asks its producers for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,30 +60,6 @@ pub fn topics(mode: Mode, only: &[String], wanted: &BTreeSet<String>) -> BTreeSe
         }
     }
     out
-}
-
-/// What one socket holds now; starts empty with each new socket.
-#[derive(Default)]
-pub struct Held(BTreeSet<String>);
-
-impl Held {
-    /// Subscribes to what `want` adds and unsubscribes from what it drops.
-    /// On an error the socket is to be recreated (and everything asked again).
-    pub async fn update(
-        &mut self,
-        socket: &mut zeromq::SubSocket,
-        want: &BTreeSet<String>,
-    ) -> ZmqResult<()> {
-        for gone in self.0.difference(want).cloned().collect::<Vec<_>>() {
-            socket.unsubscribe(&gone).await?;
-            self.0.remove(&gone);
-        }
-        for new in want.difference(&self.0).cloned().collect::<Vec<_>>() {
-            socket.subscribe(&new).await?;
-            self.0.insert(new);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

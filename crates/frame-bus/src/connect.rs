@@ -1,14 +1,16 @@
 //! Connecting a ZeroMQ SUB socket to a producer, the same way for every
-//! service that reads the bus (the gateway, the detector): a short connect
-//! timeout, a retry every 200 ms, and a warning at most every 30 s while the
-//! producer cannot be reached.
+//! subscriber: a short connect timeout, a retry every 200 ms, and a warning
+//! at most every 30 s while the producer cannot be reached; and [`Silence`],
+//! which says when a connected producer has gone quiet for long enough that
+//! the socket is to be recreated (zmq.rs reconnects on its own, but backs off
+//! up to 30 s).
 
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketOptions, SubSocket};
 
-use crate::ratelimit::LogEvery;
+use stream_common::ratelimit::LogEvery;
 
 /// A new SUB socket connected to `endpoint`, or `None` at shutdown. Nothing
 /// is subscribed yet.

@@ -1,0 +1,19 @@
+//! The frame bus as every subscriber sees it: the gateway, the detector and
+//! the recorder each open a [`Client`] per producer endpoint and only say
+//! what to do with each kind of message.
+//!
+//! The client connects and reconnects (`connect.rs`), holds the
+//! subscriptions it is given and changes them on the open socket
+//! (`topics.rs`), recreates the socket when the producer goes silent
+//! (`connect::Silence`), keeps the bus key ring current on a timer and proves
+//! it to the producer on every connection and after every change
+//! (`keys.rs`), and verifies and decodes every message into a typed
+//! [`frame_wire::Message`] (`client.rs`). Errors are returned, never exits.
+
+pub mod client;
+pub mod connect;
+pub mod keys;
+pub mod topics;
+
+pub use client::{Client, Event, Received, Refusal, Settings};
+pub use keys::{BusKeys, parse_key_file};
