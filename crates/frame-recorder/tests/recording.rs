@@ -353,3 +353,154 @@ async fn records_two_cameras_and_plays_them_back_and_survives_sigkill() {
     drop(rec2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A tmpfs mount of its own, unmounted when the test ends.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(size: &str) -> Option<Mount> {
+        let dir = temp_dir("tmpfs");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Mount(dir))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn metric(addr: SocketAddr, name: &str, labels: &[&str]) -> f64 {
+    test_support::metrics::metric(addr, name, labels).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_drops_and_counts_and_recording_resumes_when_space_returns() {
+    let Some(mount) = Mount::tmpfs("3m") else {
+        panic!("this test mounts a tmpfs: run it as root (scripts/test.sh does)");
+    };
+    let producer = Producer::start(&[
+        "--camera",
+        "name=cam0,source=test-pattern,size=640x480,fps=15",
+        "--camera",
+        "name=cam1,source=test-pattern,size=320x240,fps=15",
+    ]);
+    let rec = start_recorder(&producer.endpoint, &mount.0, &["--segment-seconds", "4"]);
+    // A live viewer of cam1 straight off the bus (a gateway), watched throughout.
+    let gateway = test_support::gateway::Gateway::start(&[producer.endpoint.as_str()], &[], &[]);
+    gateway.wait_stream("cam1", Duration::from_secs(20)).await;
+    let mut live = MjpegReader::open(gateway.addr, "/stream/cam1")
+        .await
+        .expect("live viewer");
+
+    // The disk fills: drops are counted, the recorder keeps running.
+    let full = test_support::metrics::wait_metric(
+        rec.addr,
+        "recorder_dropped_frames_total",
+        &["reason=\"disk_full\""],
+        30.0,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(full >= 30.0);
+    // The live viewer is untouched: frames keep coming at the camera's rate.
+    let start = Instant::now();
+    for _ in 0..30 {
+        live.next_frame_within(Duration::from_secs(2))
+            .await
+            .expect("live frame while the disk is full");
+    }
+    let live_fps = 29.0 / start.elapsed().as_secs_f64();
+    assert!(
+        live_fps > 12.0,
+        "live viewer at {live_fps} fps while the disk is full"
+    );
+    assert_eq!(http::status(rec.addr, "/healthz").await, 200);
+    let log = rec.proc.log();
+    let warnings = log.matches("cannot write the recording").count();
+    assert!(
+        warnings <= 2 + (start.elapsed().as_secs() as usize / 5) * 2 + 8,
+        "{warnings} warnings: at most one per camera every 5 s"
+    );
+
+    // Space returns: recording resumes by itself.
+    let written_before = metric(
+        rec.addr,
+        "recorder_frames_written_total",
+        &["stream=\"cam1\""],
+    )
+    .await;
+    for f in segment_files(&mount.0).iter().take(4) {
+        let _ = std::fs::remove_file(f);
+        let _ = std::fs::remove_file(f.with_extension("idx"));
+    }
+    test_support::metrics::wait_metric(
+        rec.addr,
+        "recorder_frames_written_total",
+        &["stream=\"cam1\""],
+        written_before + 30.0,
+        Duration::from_secs(20),
+    )
+    .await;
+    drop(rec);
+    drop(mount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_bytes_bounds_the_directory_to_one_segment_per_camera_more() {
+    let producer = Producer::start(&[
+        "--camera",
+        "name=cam0,source=test-pattern,size=640x480,fps=15",
+        "--camera",
+        "name=cam1,source=test-pattern,size=640x480,fps=15",
+    ]);
+    let dir = temp_dir("bytes");
+    let max: u64 = 2 << 20;
+    let rec = start_recorder(
+        &producer.endpoint,
+        &dir,
+        &["--segment-seconds", "2", "--max-bytes", "2M"],
+    );
+    let used = || -> u64 {
+        segment_files(&dir)
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let mut largest_segment = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for f in segment_files(&dir) {
+            largest_segment = largest_segment.max(std::fs::metadata(&f).map_or(0, |m| m.len()));
+        }
+        let now = used();
+        assert!(
+            now <= max + 2 * largest_segment + 256 * 1024,
+            "{now} bytes with --max-bytes {max}"
+        );
+        if metric(
+            rec.addr,
+            "recorder_retention_deleted_segments_total",
+            &["reason=\"bytes\""],
+        )
+        .await
+            >= 3.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never deleted by bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(rec);
+    let _ = std::fs::remove_dir_all(&dir);
+}
