@@ -15,7 +15,8 @@ target/release/frame-producer &
 producer=$!
 target/release/stream-gateway &
 gateway=$!
-target/release/frame-recorder &
+# The page (on the gateway's port) reads the recorder's API across origins.
+RECORDER_ALLOW_ORIGIN=${RECORDER_ALLOW_ORIGIN:-*} target/release/frame-recorder &
 recorder=$!
 trap 'kill $producer $gateway $recorder 2>/dev/null; wait' INT TERM EXIT
 
@@ -24,6 +25,7 @@ RECORDER_LISTEN=${RECORDER_LISTEN:-127.0.0.1:8090}
 echo
 echo "  Viewer page:  http://localhost:${port##*:}/"
 echo "  Stream:       http://localhost:${port##*:}/video_feed"
+echo "  With the recordings' timeline: http://localhost:${port##*:}/?recorder=http://localhost:${RECORDER_LISTEN##*:}"
 echo "  Recordings:   http://127.0.0.1:${RECORDER_LISTEN##*:}/api/recordings  (files in ${RECORDER_DIR:-./recordings})"
 echo "  (from another device on the LAN use this machine's address)"
 echo
