@@ -50,10 +50,10 @@ if [ "${1:-}" = "--bins" ]; then
 else
   echo "docker-images: building release binaries on the host"
   # The same package set as scripts/bench.sh and run.sh, so one release build serves all.
-  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector
+  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder
 fi
 mkdir -p target/docker-bin/models
-for b in frame-producer stream-gateway stream-director object-detector; do
+for b in frame-producer stream-gateway stream-director object-detector frame-recorder; do
   # Without debug info: the image does not need it (debug builds are 100+ MB).
   strip --strip-debug -o "target/docker-bin/$b" "$bins/$b"
 done

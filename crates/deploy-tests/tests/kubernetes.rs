@@ -12,7 +12,12 @@ use std::process::Command;
 
 use test_support::process::workspace_root;
 
-const MANIFESTS: [&str; 3] = ["producer.yaml", "gateway.yaml", "director.yaml"];
+const MANIFESTS: [&str; 4] = [
+    "producer.yaml",
+    "gateway.yaml",
+    "director.yaml",
+    "recorder.yaml",
+];
 
 fn manifests() -> Vec<PathBuf> {
     let dir = workspace_root().join("deploy/kubernetes");

@@ -13,6 +13,7 @@ const BINARIES: &[&str] = &[
     "stream-gateway",
     "stream-director",
     "object-detector",
+    "frame-recorder",
 ];
 
 /// The long flags a binary's `--help` lists (`--help`, `--version` aside).

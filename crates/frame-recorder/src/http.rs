@@ -1,0 +1,503 @@
+//! The recorder's HTTP side: playback, the API, health and metrics, behind
+//! the same credentials and CORS rules as the gateway (`access.rs`).
+//!
+//! | route | reply |
+//! |---|---|
+//! | `/api/recordings` | every recorded stream: `from_ms`, `to_ms`, `bytes`, `mode` |
+//! | `/api/recordings/{name}?from=MS&to=MS` | recorded spans and detection events in the window (default: the last 24 h) |
+//! | `/recordings/{name}/frame?at=MS` | the recorded JPEG nearest to `at` (`X-Timestamp`: its capture time) |
+//! | `/recordings/{name}/stream?from=MS&speed=1` | MJPEG at the recorded pace × speed (0.25 … 16) |
+//! | `/recordings/{name}/clip?from=MS&to=MS` | a Matroska download of at most an hour |
+//! | `/healthz`, `/metrics` | health, Prometheus |
+//!
+//! One warp filter takes every request and [`App::handle`] routes it by the
+//! raw path: a name is the raw path segment checked by
+//! [`store::safe_name`](crate::store::safe_name), so `%2e%2e`, `..`, NUL
+//! and slashes are refused before anything is looked up, and a name is only
+//! ever looked up in the catalog, never joined into a path.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::reply::{Reply, Response};
+
+use crate::access::{Access, Cors};
+use crate::metrics::RecorderMetrics;
+use crate::playback::{self, Clip, MAX_CLIP_MS};
+use crate::store::{Store, safe_name};
+
+/// Most playback streams and clip downloads at once.
+pub const MAX_PLAYBACKS: usize = 64;
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<Store>,
+    pub access: Arc<Access>,
+    pub metrics: RecorderMetrics,
+    pub playbacks: Arc<Semaphore>,
+    pub shutdown: CancellationToken,
+}
+
+/// A response body fed by a task through a small channel.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl futures_util::Stream for ChannelBody {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Response {
+    let mut r = Response::new(format!("{msg}\n").into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Response {
+    let mut r = warp::reply::json(v).into_response();
+    no_cache(&mut r);
+    r
+}
+
+fn no_cache(r: &mut Response) {
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+}
+
+/// A query string's keys and values; `Err` with the reason for a key given twice.
+fn parse_query(raw: &str) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k), percent_decode(v));
+        if out.insert(k.clone(), v).is_some() {
+            return Err(format!("{k:?} is given twice"));
+        }
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A time in ms since the Unix epoch, from the query.
+/// Why a request is refused: its status and a one-line reason.
+type Refusal = (StatusCode, String);
+
+fn refuse((status, why): Refusal) -> Response {
+    text(status, &why)
+}
+
+fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Refusal> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms < 1 << 52)
+            .map(Some)
+            .ok_or_else(|| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("{key}={v:?} is not a time (milliseconds since 1970)"),
+                )
+            }),
+    }
+}
+
+fn required(q: &HashMap<String, String>, key: &str) -> Result<u64, Refusal> {
+    time_param(q, key)?.ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{key}= is required (milliseconds since 1970)"),
+        )
+    })
+}
+
+fn unix_now_ms() -> u64 {
+    stream_common::unix_now_ns() / 1_000_000
+}
+
+impl App {
+    /// The warp filter that hands every request to [`App::handle`].
+    pub fn routes(self) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+        warp::method()
+            .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::headers_cloned())
+            .then(
+                move |method: Method,
+                      path: warp::path::FullPath,
+                      query: String,
+                      headers: HeaderMap| {
+                    let app = self.clone();
+                    async move { app.handle(method, path.as_str(), &query, &headers).await }
+                },
+            )
+    }
+
+    pub async fn handle(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+    ) -> Response {
+        for name in [header::AUTHORIZATION, header::ORIGIN] {
+            if headers.get_all(&name).iter().count() > 1 {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("two {name} headers: there is no way to pick which one counts"),
+                );
+            }
+        }
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let cors = self.access.cors(origin);
+        let mut r = self.route(method, path, query, headers).await;
+        apply_cors(&mut r, &cors);
+        r
+    }
+
+    async fn route(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+    ) -> Response {
+        if method == Method::OPTIONS {
+            let mut r = Response::new(Bytes::new().into());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("Authorization"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            return r;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET");
+        }
+        if path == "/healthz" {
+            return text(StatusCode::OK, "ok");
+        }
+        let q = match parse_query(query) {
+            Ok(q) => q,
+            Err(why) => return text(StatusCode::BAD_REQUEST, &why),
+        };
+        let is_metrics = path == "/metrics";
+        if !(is_metrics && self.access.public_metrics) {
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if !self
+                .access
+                .allows(authorization, q.get("token").map(String::as_str))
+            {
+                self.access.refused(path);
+                self.metrics.auth_failed();
+                let mut r = text(StatusCode::UNAUTHORIZED, "credentials required");
+                if self.access.has_basic() {
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"recordings\""),
+                    );
+                }
+                return r;
+            }
+        }
+        if is_metrics {
+            let mut r = Response::new(self.metrics.render().into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(stream_common::metrics::CONTENT_TYPE),
+            );
+            return r;
+        }
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["api", "recordings"] | ["api", "recordings", ""] => {
+                json(&serde_json::json!({ "streams": self.store.list() }))
+            }
+            ["api", "recordings", name] => self.with_name(name, |n| self.spans(n, &q)),
+            ["recordings", name, what] => match *what {
+                "frame" => match self.named(name) {
+                    Ok(n) => self.frame(n, &q).await,
+                    Err(r) => refuse(r),
+                },
+                "stream" => match self.named(name) {
+                    Ok(n) => self.stream(n, &q),
+                    Err(r) => refuse(r),
+                },
+                "clip" => match self.named(name) {
+                    Ok(n) => self.clip(n, &q).await,
+                    Err(r) => refuse(r),
+                },
+                _ => text(StatusCode::NOT_FOUND, "no such route; see /api/recordings"),
+            },
+            _ => text(StatusCode::NOT_FOUND, "no such route; see /api/recordings"),
+        }
+    }
+
+    /// The stream a path names, checked: 400 for a name that cannot be one,
+    /// 404 for one never recorded.
+    fn named<'a>(&self, raw: &'a str) -> Result<&'a str, Refusal> {
+        if !safe_name(raw) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "not a stream name (1 to 64 of A-Z a-z 0-9 _ - ., not starting with a dot)".into(),
+            ));
+        }
+        if !self.store.has(raw) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no recordings of {raw:?}; see /api/recordings"),
+            ));
+        }
+        Ok(raw)
+    }
+
+    fn with_name(&self, raw: &str, f: impl FnOnce(&str) -> Response) -> Response {
+        match self.named(raw) {
+            Ok(n) => f(n),
+            Err(r) => refuse(r),
+        }
+    }
+
+    fn spans(&self, name: &str, q: &HashMap<String, String>) -> Response {
+        let now = unix_now_ms();
+        let (to, from) = match (time_param(q, "to"), time_param(q, "from")) {
+            (Ok(to), Ok(from)) => {
+                let to = to.unwrap_or(now);
+                (to, from.unwrap_or(to.saturating_sub(86_400_000)))
+            }
+            (Err(r), _) | (_, Err(r)) => return refuse(r),
+        };
+        if from > to {
+            return text(StatusCode::BAD_REQUEST, "from is after to");
+        }
+        let Some((spans, events)) = self.store.spans(name, from, to) else {
+            return text(StatusCode::NOT_FOUND, &format!("no recordings of {name:?}"));
+        };
+        let spans: Vec<_> = spans
+            .into_iter()
+            .map(|(a, b)| serde_json::json!({"from_ms": a, "to_ms": b}))
+            .collect();
+        json(&serde_json::json!({
+            "name": name, "from_ms": from, "to_ms": to, "spans": spans, "events": events
+        }))
+    }
+
+    async fn frame(&self, name: &str, q: &HashMap<String, String>) -> Response {
+        let at = match required(q, "at") {
+            Ok(v) => v,
+            Err(r) => return refuse(r),
+        };
+        match playback::frame_at(self.store.clone(), name.to_string(), at * 1_000_000).await {
+            Ok(Some((ts, jpeg))) => {
+                let mut r = Response::new(jpeg.into());
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+                if let Ok(v) = HeaderValue::from_str(&stream_common::multipart::timestamp_text(ts))
+                {
+                    h.insert("x-timestamp", v);
+                }
+                no_cache(&mut r);
+                r
+            }
+            Ok(None) => text(StatusCode::NOT_FOUND, "nothing recorded at that time"),
+            Err(e) => {
+                tracing::warn!(stream = name, error = %e, "reading a recorded frame");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot read the recording",
+                )
+            }
+        }
+    }
+
+    fn stream(&self, name: &str, q: &HashMap<String, String>) -> Response {
+        let from = match required(q, "from") {
+            Ok(v) => v,
+            Err(r) => return refuse(r),
+        };
+        let speed = match q.get("speed").map(|s| s.parse::<f64>()) {
+            None => 1.0,
+            Some(Ok(s)) if (0.25..=16.0).contains(&s) => s,
+            Some(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "speed must be a number from 0.25 to 16",
+                );
+            }
+        };
+        let Ok(permit) = self.playbacks.clone().try_acquire_owned() else {
+            return busy();
+        };
+        let (tx, rx) = mpsc::channel(2);
+        let (store, name_owned, shutdown) =
+            (self.store.clone(), name.to_string(), self.shutdown.clone());
+        tokio::spawn(async move {
+            playback::stream(store, name_owned, from * 1_000_000, speed, tx, shutdown).await;
+            drop(permit);
+        });
+        let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/x-mixed-replace; boundary=frame"),
+        );
+        no_cache(&mut r);
+        r
+    }
+
+    async fn clip(&self, name: &str, q: &HashMap<String, String>) -> Response {
+        let (from, to) = match (required(q, "from"), required(q, "to")) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(r), _) | (_, Err(r)) => return refuse(r),
+        };
+        if from >= to {
+            return text(StatusCode::BAD_REQUEST, "from must be before to");
+        }
+        if to - from > MAX_CLIP_MS {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "a clip is at most one hour; ask for several",
+            );
+        }
+        let Ok(permit) = self.playbacks.clone().try_acquire_owned() else {
+            return busy();
+        };
+        let clip = match Clip::find(
+            self.store.clone(),
+            name.to_string(),
+            from * 1_000_000,
+            to * 1_000_000,
+        )
+        .await
+        {
+            Ok(Some(c)) => c,
+            Ok(None) => return text(StatusCode::NOT_FOUND, "nothing recorded in that range"),
+            Err(e) => {
+                tracing::warn!(stream = name, error = %e, "reading a recording for a clip");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot read the recording",
+                );
+            }
+        };
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            clip.send(tx).await;
+            drop(permit);
+        });
+        let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("video/x-matroska"),
+        );
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("attachment; filename=\"{name}-{from}-{to}.mkv\""))
+        {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+        no_cache(&mut r);
+        r
+    }
+}
+
+fn busy() -> Response {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many playbacks at once; try again",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
+}
+
+fn apply_cors(r: &mut Response, cors: &Cors) {
+    let h = r.headers_mut();
+    match cors {
+        Cors::None => return,
+        Cors::Any => {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        Cors::Origin { value, credentials } => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            if *credentials {
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+    }
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-Timestamp, Content-Disposition"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_and_refuse_repeats() {
+        let q = parse_query("from=1&to=2&token=a%2Fb").expect("ok");
+        assert_eq!(q["from"], "1");
+        assert_eq!(q["token"], "a/b");
+        assert!(parse_query("at=1&at=2").is_err());
+        assert_eq!(percent_decode("%2e%2e"), "..");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

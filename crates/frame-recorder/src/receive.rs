@@ -1,0 +1,205 @@
+//! Taking messages off the bus: one task per endpoint, subscribed to the
+//! full-rate frames (`f/`) of the streams to record and to detections
+//! (`d/`), handing each to its camera's writer without ever waiting
+//! (`writer.rs`). The writers are started here, on a stream's first frame.
+//!
+//! This is the only module that knows how the bus is read: it uses
+//! stream-common's SUB connect-and-retry and frame-wire's decoder, and a
+//! watchdog recreates a socket whose producer has been silent, as the
+//! gateway and the detector do. Unsigned buses only for now.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use frame_wire::{Kind, Limits, Message};
+use stream_common::ratelimit::LogEvery;
+use stream_common::subscribe::Silence;
+use tokio_util::sync::CancellationToken;
+use zeromq::SocketRecv;
+
+use crate::config::Choice;
+use crate::metrics::RecorderMetrics;
+use crate::store::{Mode, Store};
+use crate::writer::{Camera, Frame, Settings};
+
+/// Every camera's writer, shared by the receive tasks of all endpoints.
+pub struct Cameras {
+    choice: Choice,
+    store: Arc<Store>,
+    settings: Settings,
+    metrics: RecorderMetrics,
+    cameras: Mutex<HashMap<String, Option<Camera>>>,
+    start_log: Mutex<LogEvery>,
+}
+
+impl Cameras {
+    pub fn new(
+        choice: Choice,
+        store: Arc<Store>,
+        settings: Settings,
+        metrics: RecorderMetrics,
+    ) -> Cameras {
+        Cameras {
+            choice,
+            store,
+            settings,
+            metrics,
+            cameras: Mutex::new(HashMap::new()),
+            start_log: Mutex::new(LogEvery::new(Duration::from_secs(5))),
+        }
+    }
+
+    /// Runs `f` on a stream's writer; `create`: start it on first use (frames
+    /// do, detections do not: a detector cannot make cameras appear).
+    fn with<F: FnOnce(&mut Camera)>(&self, stream: &str, create: bool, f: F) {
+        let mut cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
+        if create && !cameras.contains_key(stream) {
+            if !crate::store::safe_name(stream) {
+                return;
+            }
+            let mode = self.choice.mode_of(stream);
+            let camera = if mode == Mode::Off {
+                None
+            } else {
+                self.store.set_mode(stream, mode);
+                match Camera::start(
+                    stream,
+                    mode,
+                    self.store.clone(),
+                    &self.settings,
+                    self.metrics.clone(),
+                ) {
+                    Ok(c) => {
+                        tracing::info!(stream, mode = mode.name(), "recording");
+                        Some(c)
+                    }
+                    Err(e) => {
+                        let mut log = self.start_log.lock().unwrap_or_else(|e| e.into_inner());
+                        if log.check(Instant::now()).is_some() {
+                            tracing::error!(stream, error = %e, "cannot start a writer thread");
+                        }
+                        return;
+                    }
+                }
+            };
+            cameras.insert(stream.to_string(), camera);
+        }
+        if let Some(Some(camera)) = cameras.get_mut(stream) {
+            f(camera);
+        }
+    }
+
+    /// Stops every writer, each finishing its segment.
+    pub fn stop(&self) {
+        let all: Vec<Camera> = self
+            .cameras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .filter_map(|(_, c)| c)
+            .collect();
+        for c in all {
+            c.stop();
+        }
+    }
+}
+
+/// What to subscribe to: the chosen streams' frames (or every stream's),
+/// and every stream's detections.
+pub fn subscriptions(choice: &Choice) -> Vec<String> {
+    let mut subs = if choice.everything {
+        vec![frame_wire::subscription(Kind::Frame, None)]
+    } else {
+        choice
+            .named
+            .iter()
+            .filter(|(_, m)| **m != Mode::Off)
+            .map(|(name, _)| frame_wire::subscription(Kind::Frame, Some(name)))
+            .collect()
+    };
+    subs.push(frame_wire::subscription(Kind::Detections, None));
+    // Topics are ASCII (stream names are validated), so this loses nothing.
+    subs.into_iter()
+        .map(|s| String::from_utf8_lossy(&s).into_owned())
+        .collect()
+}
+
+/// Receives from `endpoint` until shutdown.
+pub async fn run(
+    endpoint: String,
+    limits: Limits,
+    cameras: Arc<Cameras>,
+    metrics: RecorderMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut invalid_log = LogEvery::new(Duration::from_secs(5));
+    let mut connect_log = LogEvery::new(Duration::from_secs(30));
+    let mut silence = Silence::default();
+    let topics = subscriptions(&cameras.choice);
+    while !shutdown.is_cancelled() {
+        let Some(mut socket) =
+            stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
+        else {
+            return;
+        };
+        let mut subscribed = Ok(());
+        for topic in &topics {
+            subscribed = subscribed.and(socket.subscribe(topic).await);
+        }
+        if let Err(e) = subscribed {
+            tracing::warn!(producer = %endpoint, error = %e, "subscribe failed");
+            continue;
+        }
+        silence.connected();
+        loop {
+            let silent_until = silence.deadline(Duration::from_secs(1));
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = tokio::time::timeout_at(silent_until, socket.recv()) => r,
+            };
+            let msg = match msg {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    tracing::warn!(producer = %endpoint, error = %e, "receive failed; reconnecting");
+                    break;
+                }
+                Err(_) => break,
+            };
+            let now = Instant::now();
+            silence.heard(now);
+            match frame_wire::decode_message(&msg.into_vec(), &limits, None) {
+                Ok(Message::Frame(frame)) => {
+                    let h = frame.header;
+                    cameras.with(&h.stream, true, |c| {
+                        c.frame(Frame {
+                            ts_ns: h.capture_ts_ns,
+                            width: h.width,
+                            height: h.height,
+                            jpeg: frame.jpeg,
+                        })
+                    });
+                }
+                Ok(Message::Detections { header, detections }) => {
+                    if detections.boxes.is_empty() {
+                        continue;
+                    }
+                    let mut labels: Vec<String> =
+                        detections.boxes.iter().map(|b| b.label.clone()).collect();
+                    labels.sort();
+                    labels.dedup();
+                    cameras.with(&header.stream, false, |c| {
+                        c.detection(header.capture_ts_ns, labels)
+                    });
+                }
+                Ok(Message::Preview(_)) => {}
+                Err(e) => {
+                    metrics.invalid(e.kind());
+                    if let Some(folded) = invalid_log.check(now) {
+                        tracing::warn!(producer = %endpoint, error = %e, repeats = folded, "dropping invalid message");
+                    }
+                }
+            }
+        }
+    }
+}
