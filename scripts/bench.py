@@ -12,75 +12,25 @@ is the figure that matters on a shared, noisy machine.
     scripts/bench.sh --smoke      # tiny run for CI, writes bench/tmp/
 """
 import argparse
-import datetime
 import json
-import os
+import math
 import pathlib
-import socket
-import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12])
-
-
-def pinned(core, args):
-    return (["taskset", "-c", str(core)] if CORES > 1 else []) + args
-
-
-def wait_port(port, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
-
-
-def run_load(port, clients, pid, duration, warmup):
-    out = subprocess.run(
-        pinned(1, [str(BIN / "mjpeg-load"), "--addr", f"127.0.0.1:{port}", "--clients", str(clients),
-                   "--duration", str(duration), "--warmup", str(warmup), "--pid", str(pid)]),
-        capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise RuntimeError(f"mjpeg-load failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+from benchkit import report
+from benchkit.procs import ROOT, cpu_seconds, free_port, run_load, start, start_gateway, start_producer, stop, wait_port
 
 
 def serve(kind, zmq, port):
+    """The gateway or the floor server on core 0, with its first frames."""
     if kind == "gateway":
-        args = [str(BIN / "stream-gateway"), "--producer", zmq, "--listen", f"127.0.0.1:{port}",
-                "--threads", "1", "--max-clients", "100000", "--log-level", "warn"]
+        p, _ = start_gateway([zmq], ["--threads", "1", "--max-clients", "100000"], port=port, cpus=0)
     else:
-        args = [str(BIN / "floor-server"), "--producer", zmq, "--listen", f"127.0.0.1:{port}"]
-    p = subprocess.Popen(pinned(0, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+        p = start("floor-server", ["--producer", zmq, "--listen", f"127.0.0.1:{port}"], cpus=0)
+        wait_port(port)
     time.sleep(1.0)  # first frames reach the server's latest-frame slot
     return p
-
-
-def stop(p):
-    p.terminate()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def main():
@@ -99,13 +49,9 @@ def main():
     clients = [int(x) for x in a.clients.split(",")]
     rows, producer_cpu = [], {}
     for size in a.sizes.split(","):
-        zmq = f"tcp://127.0.0.1:{free_port()}"
-        producer = subprocess.Popen(
-            [str(BIN / "frame-producer"), "--bind", zmq, "--metrics-listen", f"127.0.0.1:{free_port()}",
-             "--size", size, "--fps", str(a.fps), "--log-level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        producer, zmq = start_producer(["--size", size, "--fps", a.fps])
         time.sleep(1.0)
-        t0, c0 = time.time(), cpu_ticks(producer.pid)
+        t0, c0 = time.time(), cpu_seconds(producer.pid)
         try:
             for n in clients:
                 for kind in ("floor", "gateway"):
@@ -123,7 +69,7 @@ def main():
                           f"lat p50={r['latency_ms_p50']:.1f} p99={r['latency_ms_p99']:.1f} ms errors={r['parse_errors']}",
                           flush=True)
         finally:
-            producer_cpu[size] = (cpu_ticks(producer.pid) - c0) / 100.0 / (time.time() - t0) * 100.0
+            producer_cpu[size] = (cpu_seconds(producer.pid) - c0) / (time.time() - t0) * 100.0
             stop(producer)
     write_report(out, rows, producer_cpu, a)
     bad = [r for r in rows if r["parse_errors"] or r["connected"] != r["clients"]]
@@ -136,52 +82,37 @@ def main():
 
 def write_report(out, rows, producer_cpu, a):
     by = {(r["size"], r["n"], r["kind"]): r for r in rows}
-    lines = [
-        "# Fan-out benchmark: stream-gateway vs. raw-socket floor",
-        "",
-        f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; "
-        f"{a.fps:g} fps test pattern; {a.duration:g} s per point; server pinned to core 0, load generator to core 1.",
-        "CPU is the server process's run time over the window (sum of its threads' schedstat, ns resolution); µs/frame divides it by frames delivered.",
-        "",
-        "| size | clients | server | CPU % | µs CPU / frame | ratio | RSS MB | fps p50 | fps min | latency p50 ms | p99 ms | max ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    cells = []
     for r in rows:
         floor = by.get((r["size"], r["n"], "floor"))
         ratio = (r["server_cpu_us_per_frame"] / floor["server_cpu_us_per_frame"]
                  if r["kind"] == "gateway" and floor and floor["server_cpu_us_per_frame"] else None)
-        lines.append(
-            f"| {r['size']} | {r['n']} | {r['kind']} | {r['server_cpu_percent']:.1f} | {r['server_cpu_us_per_frame']:.2f} | "
-            f"{'%.2f×' % ratio if ratio else ''} | {r['server_rss_mb']:.1f} | {r['fps_p50']:.2f} | {r['fps_min']:.2f} | "
-            f"{r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['latency_ms_max']:.1f} | {r['parse_errors']} |")
-    lines += ["", "Producer CPU (whole run, % of one core): " +
-              ", ".join(f"{s}: {c:.1f} %" for s, c in producer_cpu.items()), "", "![plot](plot.svg)", ""]
-    # Keep the sections other benchmarks write between their <!-- markers -->
-    # (bench_balanced.py, bench_multicore.py): everything from the first one.
-    old = (out / "report.md").read_text() if (out / "report.md").exists() else ""
-    kept = old[old.index("<!-- "):] if "<!-- " in old else ""
-    (out / "report.md").write_text("\n".join(lines) + ("\n" + kept if kept else ""))
+        cells.append([r["size"], r["n"], r["kind"], r["server_cpu_percent"], r["server_cpu_us_per_frame"],
+                      f"{ratio:.2f}×" if ratio else "", r["server_rss_mb"], r["fps_p50"], r["fps_min"],
+                      r["latency_ms_p50"], r["latency_ms_p99"], r["latency_ms_max"], r["parse_errors"]])
+    report.write_top(out / "report.md", [
+        "# Fan-out benchmark: stream-gateway vs. raw-socket floor",
+        "",
+        f"{report.stamp()}; {a.fps:g} fps test pattern; {a.duration:g} s per point; "
+        "server pinned to core 0, load generator to core 1.",
+        "CPU is the server process's run time over the window (sum of its threads' schedstat, ns resolution); "
+        "µs/frame divides it by frames delivered.",
+        "",
+        *report.table(["size", "clients", "server", "CPU %", "µs CPU / frame", "ratio", "RSS MB", "fps p50",
+                       "fps min", "latency p50 ms", "p99 ms", "max ms", "errors"], cells,
+                      ["", "", "", ".1f", ".2f", "", ".1f", ".2f", ".2f", ".1f", ".1f", ".1f"]),
+        "",
+        "Producer CPU (whole run, % of one core): " + ", ".join(f"{s}: {c:.1f} %" for s, c in producer_cpu.items()),
+        "",
+        "![plot](plot.svg)",
+        "",
+    ])
     (out / "results.json").write_text(json.dumps({"rows": rows, "producer_cpu_percent": producer_cpu}, indent=1))
     (out / "plot.svg").write_text(svg(rows))
 
 
-def replace_section(path, begin, end, section):
-    """Writes `section` (which starts with `begin` and ends with `end`) into
-    the report at `path`: in place of the old one, or appended. Each
-    benchmark owns the section between its markers; write_report keeps them."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.exists() else ""
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + section.rstrip("\n") + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + section.rstrip("\n") + "\n"
-    path.write_text(new)
-
-
 def svg(rows):
     """Two panels: µs CPU per frame and p99 latency against clients (log x)."""
-    import math
     W, H, M = 460, 300, 50
     colors = {("gateway", 0): "#d62728", ("floor", 0): "#1f77b4", ("gateway", 1): "#ff9896", ("floor", 1): "#aec7e8"}
     sizes = sorted({r["size"] for r in rows}, key=lambda s: int(s.split("x")[0]))
@@ -218,9 +149,6 @@ def svg(rows):
                 legend_y += 13
     parts.append("</svg>")
     return "\n".join(parts)
-
-
-CORES = os.cpu_count() or 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,21 +29,17 @@ that column is noisy). Forms alternate over rounds; medians are reported.
     scripts/bench.sh --balanced [--clients 1000] [--rounds 2]
 """
 import argparse
-import datetime
 import json
 import os
 import pathlib
 import re
-import statistics
-import tempfile
 import subprocess
 import sys
-import time
+import tempfile
 
-from bench import replace_section  # the report section every benchmark writes
+from benchkit import report
+from benchkit.procs import CORES, ROOT, mjpeg_load, wait_http
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
 IMAGE = os.environ.get("BENCH_IMAGE", "mjpeg-fanout:bench")
 BASE = os.environ.get("BASE_IMAGE", "mjpeg-fanout/debian-base:bookworm-ffmpeg")
 TAG = f"mjpegbench{os.getpid()}"
@@ -80,30 +76,12 @@ def pids_of(c):
     return [int(sh("docker", "inspect", "-f", "{{.State.Pid}}", c))]
 
 
-def wait_http(ip, port=8080, path="/readyz", timeout=30):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection((ip, port), timeout=1) as s:
-                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-                if b" 200 " in s.recv(64):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{ip}:{port}{path} never answered 200")
-
-
 def load(addrs, clients, pids, duration, warmup):
-    args = [str(BIN / "mjpeg-load"), "--addr", ",".join(addrs), "--clients", str(clients),
-            "--duration", str(duration), "--warmup", str(warmup), "--path", "/stream/cam0"]
+    args = ["--addr", ",".join(addrs), "--clients", clients, "--duration", duration, "--warmup", warmup,
+            "--path", "/stream/cam0"]
     for p in pids:
-        args += ["--pid", str(p)]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise RuntimeError(f"mjpeg-load failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        args += ["--pid", p]
+    return mjpeg_load(args, timeout=600)
 
 
 def main():
@@ -140,13 +118,13 @@ def run(a, forms):
                           alias="stream-gateway") for i in (1, 2)]
     gw_ips = [ip_of(g) for g in gateways]
     for ip in gw_ips:
-        wait_http(ip)
+        wait_http(8080, host=ip)
     balancers = {}
     if "director" in forms or "compose" in forms:
         director = container("director", IMAGE, "stream-director", "--gateways",
                                           "stream-gateway:8080", "--public-url", "http://{ip}:{port}",
                                           "--log-level", "warn", alias="stream-director")
-        wait_http(ip_of(director))
+        wait_http(8080, host=ip_of(director))
         balancers["director"] = director
     conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
     # The same file without the director's routes: nginx proxies the video too.
@@ -159,7 +137,7 @@ def run(a, forms):
         if form in forms:
             balancers[form] = container(form, "--tmpfs", "/tmp", "-v", f"{path}:/etc/nginx/nginx.conf:ro",
                                         BASE, "nginx", "-g", "daemon off;")
-            wait_http(ip_of(balancers[form]), path="/healthz")
+            wait_http(8080, "/healthz", host=ip_of(balancers[form]))
     if "l4-nat" in forms:
         c = container("l4", "--cap-add", "NET_ADMIN", "--sysctl", "net.ipv4.ip_forward=1",
                       "--sysctl", "net.ipv4.conf.all.send_redirects=0",
@@ -171,7 +149,7 @@ def run(a, forms):
 }}"""
         sh("nsenter", "-t", pid, "-n", "nft", "-f", "-", input=rules)
         balancers["l4-nat"] = c
-        wait_http(ip_of(c))
+        wait_http(8080, host=ip_of(c))
     named = {"gateways": [p for g in gateways for p in pids_of(g)], "producer": pids_of(producer)}
     for form, c in balancers.items():
         named[form] = pids_of(c)
@@ -215,11 +193,11 @@ def run(a, forms):
 
 
 def write_report(out, rows, passes, a):
-    busy = statistics.median(r["busy"] / r["seconds"] for r in rows) * 100 / (os.cpu_count() or 1)
+    busy = report.median(r["busy"] / r["seconds"] for r in rows) * 100 / CORES
     lines = [
         "## Balancing tier: what it costs per delivered frame",
         "",
-        f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+        f"{report.stamp()} "
         f"(`scripts/bench.sh --balanced`): Docker containers, release build, a producer and two gateways; "
         f"viewers of /stream/cam0, {a.size} at {a.fps:g} fps, {a.duration:g} s windows, forms alternated "
         f"over {a.rounds} rounds (medians). Nothing pinned; the load generator runs on the host and reaches "
@@ -237,37 +215,32 @@ def write_report(out, rows, passes, a):
     ]
     for clients, forms in passes:
         sel = [r for r in rows if r["clients"] == clients]
-        med = lambda form, key: statistics.median(r[key] for r in sel if r["form"] == form)
+        med = lambda form, key: report.median(r[key] for r in sel if r["form"] == form)
         direct_resid, direct_gw, direct_load, direct_p99 = (
             med("direct", k) for k in ("residual_us", "gateways_us", "load_us", "p99"))
-        lines += [
-            "",
-            f"**{clients} viewers**",
-            "",
-            "| form | fps min | fps p50 | latency p50 ms | p99 ms | added p99 ms | gateways µs/frame | balancer µs/frame | load generator µs/frame | balancing cost µs/frame | ratio to gateways | with unnamed time µs/frame |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        cells = []
         for form in forms:
             cost = (med(form, "gateways_us") + med(form, "balancer_us") + med(form, "load_us")
                     - direct_gw - direct_load)
             whole = cost + med(form, "residual_us") - direct_resid
             d = form == "direct"
-            lines.append(
-                f"| {form} | {med(form, 'fps_min'):.1f} | {med(form, 'fps_p50'):.1f} | {med(form, 'p50'):.1f} | "
-                f"{med(form, 'p99'):.1f} | {'' if d else '%+.1f' % (med(form, 'p99') - direct_p99)} | "
-                f"{med(form, 'gateways_us'):.2f} | {med(form, 'balancer_us'):.2f} | {med(form, 'load_us'):.2f} | "
-                f"{'' if d else '%.2f' % cost} | "
-                f"{'' if d else '%.0f %%' % (cost / direct_gw * 100 if direct_gw else 0)} | "
-                f"{'' if d else '%.2f' % whole} |")
+            cells.append([form, med(form, "fps_min"), med(form, "fps_p50"), med(form, "p50"), med(form, "p99"),
+                          None if d else f"{med(form, 'p99') - direct_p99:+.1f}", med(form, "gateways_us"),
+                          med(form, "balancer_us"), med(form, "load_us"), None if d else cost,
+                          None if d else f"{cost / direct_gw * 100 if direct_gw else 0:.0f} %",
+                          None if d else whole])
+        lines += ["", f"**{clients} viewers**", "",
+                  *report.table(["form", "fps min", "fps p50", "latency p50 ms", "p99 ms", "added p99 ms",
+                                 "gateways µs/frame", "balancer µs/frame", "load generator µs/frame",
+                                 "balancing cost µs/frame", "ratio to gateways", "with unnamed time µs/frame"],
+                                cells, ["", ".1f", ".1f", ".1f", ".1f", "", ".2f", ".2f", ".2f", ".2f", "", ".2f"])]
     lines.append("")
     out.mkdir(parents=True, exist_ok=True)
     (out / "balanced.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(lines))
     # Our section of report.md, between markers (the fan-out run keeps it).
-    section = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}\n"
-    report = out / "report.md"
-    replace_section(report, BEGIN, END, section)
-    print(f"written: {report} (section '{BEGIN}')")
+    report.write_section(out / "report.md", BEGIN, END, lines)
+    print(f"written: {out / 'report.md'} (section '{BEGIN}')")
 
 
 if __name__ == "__main__":

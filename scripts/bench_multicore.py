@@ -17,79 +17,36 @@ Prints one line per run and writes the table between the `multicore` markers
 of bench/report.md (or bench/tmp/multicore.md for --smoke).
 """
 import argparse
-import datetime
-import json
-import os
 import pathlib
-import random
 import resource
-import socket
-import subprocess
 import sys
 import time
 
-from bench import replace_section, stop, wait_port  # the single-core benchmark's helpers
+from benchkit import report
+from benchkit.procs import (CORES, ROOT, cores, endpoint, load_report, server_port, start, start_gateway,
+                            start_load, start_producer, stop, wait_port)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
-CORES = os.cpu_count() or 1
 BEGIN, END = "<!-- multicore:begin -->", "<!-- multicore:end -->"
 
 
-def server_port():
-    """A free port below the ephemeral range, so clients never collide with it."""
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-
-
-def cores(first, count):
-    count = max(1, count)
-    return ",".join(str((first + i) % CORES) for i in range(count))
-
-
-def pinned(cpus, args):
-    return (["taskset", "-c", cpus] if CORES > 1 else []) + args
-
-
 def start_producers(n, size, fps, cpus):
-    procs, endpoints = [], []
-    for i in range(n):
-        zmq = f"tcp://127.0.0.1:{server_port()}"
-        procs.append(subprocess.Popen(
-            pinned(cpus, [str(BIN / "frame-producer"), "--bind", zmq,
-                          "--metrics-listen", f"127.0.0.1:{server_port()}",
-                          "--stream", f"cam{i}", "--size", size, "--fps", str(fps), "--log-level", "warn"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        endpoints.append(zmq)
-    return procs, endpoints
+    started = [start_producer(["--stream", f"cam{i}", "--size", size, "--fps", fps], bind=endpoint(server_port()),
+                              cpus=cpus) for i in range(n)]
+    return [p for p, _ in started], [e for _, e in started]
 
 
 def start_servers(kind, k, endpoints):
     """Returns (processes, per-stream list of addresses)."""
     if kind == "gateway":
-        port = server_port()
-        args = [str(BIN / "stream-gateway"), "--listen", f"127.0.0.1:{port}", "--threads", str(k),
-                "--max-clients", "1000000", "--log-level", "warn"]
-        for e in endpoints:
-            args += ["--producer", e]
-        p = subprocess.Popen(pinned(cores(0, k), args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(port)
+        p, port = start_gateway(endpoints, ["--threads", k, "--max-clients", "1000000"], port=server_port(),
+                                cpus=cores(0, k))
         return [p], [[f"127.0.0.1:{port}"]] * len(endpoints)
     procs, addrs = [], [[] for _ in endpoints]
     for i in range(k):
         port = server_port()
         stream = i % len(endpoints) if len(endpoints) > 1 else 0
-        endpoint = endpoints[stream]
-        procs.append(subprocess.Popen(
-            pinned(str(i % CORES), [str(BIN / "floor-server"), "--producer", endpoint,
-                                    "--listen", f"127.0.0.1:{port}"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(start("floor-server", ["--producer", endpoints[stream], "--listen", f"127.0.0.1:{port}"],
+                           cpus=i % CORES))
         wait_port(port)
         addrs[stream].append(f"127.0.0.1:{port}")
     return procs, addrs
@@ -105,18 +62,12 @@ def run(kind, a, endpoints):
         for j in range(a.loaders):
             stream = j % len(endpoints)
             path = "/video_feed" if len(endpoints) == 1 else f"/stream/cam{stream}"
-            args = [str(BIN / "mjpeg-load"), "--addr", ",".join(addrs[stream]), "--path", path,
-                    "--clients", str(per), "--duration", str(a.duration), "--warmup", str(a.warmup)]
+            args = ["--addr", ",".join(addrs[stream]), "--path", path,
+                    "--clients", per, "--duration", a.duration, "--warmup", a.warmup]
             for pid in pids:
                 args += ["--pid", pid]
-            loaders.append(subprocess.Popen(pinned(str((a.threads + j) % CORES), args),
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        reports = []
-        for p in loaders:
-            out, err = p.communicate(timeout=900)
-            if p.returncode != 0:
-                raise RuntimeError(f"mjpeg-load failed: {err[-2000:]}")
-            reports.append(json.loads(out.strip().splitlines()[-1]))
+            loaders.append(start_load(args, cpus=(a.threads + j) % CORES))
+        reports = [load_report(p) for p in loaders]
     finally:
         for p in loaders:
             if p.poll() is None:
@@ -203,29 +154,26 @@ def main():
 
 def write(path, rows, a):
     floors = {(r["clients"], r["streams"]): r for r in rows if r["kind"] == "floor"}
-    lines = [
-        BEGIN,
-        "## Multi-core: one gateway with K threads vs. K single-thread floors",
-        "",
-        f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {CORES} cores "
-        f"(`scripts/bench.sh --multicore`); {a.size} test pattern at {a.fps:g} fps; {a.duration:g} s per point; "
-        f"servers on cores 0..{a.threads - 1}, {a.loaders} load generators on the next cores. "
-        "CPU: the server processes' run time (all floors summed) per delivered frame. "
-        "Unanswered: clients that never got a response head.",
-        "",
-        "| K | streams | viewers | server | CPU % | µs / frame | ratio | fps p50 | fps min | p99 ms | unanswered | RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    cells = []
     for r in rows:
         floor = floors.get((r["clients"], r["streams"]))
         ratio = (r["us_per_frame"] / floor["us_per_frame"]
                  if r["kind"] == "gateway" and floor and floor["us_per_frame"] else None)
-        lines.append(
-            f"| {r['threads']} | {r['streams']} | {r['clients']} | {r['kind']} | {r['cpu_percent']:.0f} | "
-            f"{r['us_per_frame']:.2f} | {'%.2f×' % ratio if ratio else ''} | {r['fps_p50']:.2f} | {r['fps_min']:.2f} | "
-            f"{r['latency_ms_p99']:.1f} | {r['unanswered']} | {r['rss_mb']:.1f} |")
-    lines.append(END)
-    replace_section(path, BEGIN, END, "\n".join(lines))
+        cells.append([r["threads"], r["streams"], r["clients"], r["kind"], r["cpu_percent"], r["us_per_frame"],
+                      f"{ratio:.2f}×" if ratio else "", r["fps_p50"], r["fps_min"], r["latency_ms_p99"],
+                      r["unanswered"], r["rss_mb"]])
+    report.write_section(path, BEGIN, END, [
+        "## Multi-core: one gateway with K threads vs. K single-thread floors",
+        "",
+        f"{report.stamp()} (`scripts/bench.sh --multicore`); {a.size} test pattern at {a.fps:g} fps; "
+        f"{a.duration:g} s per point; servers on cores 0..{a.threads - 1}, {a.loaders} load generators on the "
+        "next cores. CPU: the server processes' run time (all floors summed) per delivered frame. "
+        "Unanswered: clients that never got a response head.",
+        "",
+        *report.table(["K", "streams", "viewers", "server", "CPU %", "µs / frame", "ratio", "fps p50", "fps min",
+                       "p99 ms", "unanswered", "RSS MB"], cells,
+                      ["", "", "", "", ".0f", ".2f", "", ".2f", ".2f", ".1f", "", ".1f"]),
+    ])
     print(f"table: {path}")
 
 

@@ -13,46 +13,23 @@ own producer_encode_seconds histogram; the rest is demux + decode (+ swscale).
     scripts/bench.sh --sources --smoke  # 1 s per source, bench/tmp/
 """
 import argparse
-import glob
-import os
 import pathlib
-import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = pathlib.Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release")) / "frame-producer"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_ns(pid):
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total
+from benchkit import report, wire
+from benchkit.procs import ROOT, cpu_ns, endpoint, free_port, scrape, start, stop, wait_until
 
 
 def metrics(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    """The producer's counters, summed over labels other than reasons."""
     out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(producer_[a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
-        if m and 'reason=' not in (m.group(2) or ""):
-            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    for name, labels, value in scrape(port):
+        if name.startswith("producer_") and "reason" not in labels:
+            out[name] = out.get(name, 0.0) + value
     return out
 
 
@@ -71,7 +48,7 @@ class Subscriber:
 
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"f/")
+        self.sock.setsockopt(zmq.SUBSCRIBE, wire.subscription(wire.FRAME))
         self.sock.setsockopt(zmq.RCVTIMEO, 100)
         self.sock.connect(endpoint)
         self.running = True
@@ -95,32 +72,22 @@ class Subscriber:
 
 
 def measure(name, source_args, duration):
-    port = free_port()
-    bus = f"tcp://127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [str(BIN), "--bind", bus, "--metrics-listen", f"127.0.0.1:{port}",
-         "--log-level", "warn", *source_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port, bus = free_port(), endpoint()
+    proc = start("frame-producer", ["--bind", bus, "--metrics-listen", f"127.0.0.1:{port}",
+                                    "--log-level", "warn", *source_args], stderr=subprocess.PIPE, text=True)
     sub = Subscriber(bus)
     try:
-        deadline = time.time() + 15
-        while True:
-            try:
-                if metrics(port).get("producer_frames_published_total", 0) > 0:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{name}: no frames published")
-            time.sleep(0.1)
+        wait_until(f"{name}: frames published", lambda: proc.poll() is not None
+                   or metrics(port).get("producer_frames_published_total", 0) > 0, timeout=15, every=0.1)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name}: the producer exited: {proc.stderr.read()[-2000:]}")
         time.sleep(0.5)  # past start-up
         m0, c0, t0 = metrics(port), cpu_ns(proc.pid), time.time()
         time.sleep(duration)
         m1, c1, t1 = metrics(port), cpu_ns(proc.pid), time.time()
     finally:
         sub.close()
-        proc.terminate()
-        proc.wait(timeout=5)
+        stop(proc)
     frames = m1["producer_frames_published_total"] - m0["producer_frames_published_total"]
     enc_s = m1.get("producer_encode_seconds_sum", 0) - m0.get("producer_encode_seconds_sum", 0)
     cpu = (c1 - c0) / 1e9
@@ -172,18 +139,17 @@ def main():
     lines = [
         "# Producer cost per frame, by source",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {os.cpu_count()} cores, release build, "
+        f"{report.stamp()}, release build, "
         f"{a.duration:g} s per source, JPEG quality 80, one decoder thread. CPU is the producer process's "
         "run time over the window divided by frames published; encode is the producer's own encode timer "
         "(JPEG encode, plus scaling for JPEG and V4L2 pictures); the remainder is demux + decode + publish, "
         "and for decoded video also swscale's conversion and scaling, done in one pass before encoding.",
         "",
-        "| source | fps | CPU % of one core | µs CPU / frame | of which encode µs | JPEG KB |",
-        "|---|---|---|---|---|---|",
+        *report.table(["source", "fps", "CPU % of one core", "µs CPU / frame", "of which encode µs", "JPEG KB"],
+                      [[r["source"], r["fps"], r["cpu_percent"], r["us_per_frame"], r["encode_us_per_frame"],
+                        r["kb_per_frame"]] for r in rows],
+                      ["", ".1f", ".1f", ".0f", ".0f", ".1f"]),
     ]
-    for r in rows:
-        lines.append(f"| {r['source']} | {r['fps']:.1f} | {r['cpu_percent']:.1f} | {r['us_per_frame']:.0f} | "
-                     f"{r['encode_us_per_frame']:.0f} | {r['kb_per_frame']:.1f} |")
     (out / "sources.md").write_text("\n".join(lines) + "\n")
     print(f"report: {out / 'sources.md'}")
     bad = [r for r in rows if not r["fps"] > 0]

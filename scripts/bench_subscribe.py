@@ -17,83 +17,55 @@ the viewers' frame rate (mjpeg-load, every part checked).
 Writes its table between the `subscribe` markers of bench/report.md.
 """
 import argparse
-import datetime
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import time
-import urllib.request
 
-from bench import BIN, cpu_ticks, free_port, replace_section, stop, wait_port
+from benchkit import report
+from benchkit.procs import (ROOT, cpu_seconds, get, load_report, metric_sum, scrape, start_gateway, start_load,
+                            start_producer, stop, wait_port, wait_until)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- subscribe: scripts/bench.sh --subscribe -->", "<!-- /subscribe -->"
 GATEWAYS = 4
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def get(port, path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-        return r.read().decode()
 
 
 def received(port):
     """Bytes received by kind (frame, preview, ...), summed over streams."""
-    out = {}
-    for line in get(port, "/metrics").splitlines():
-        if line.startswith("gateway_received_bytes_total{"):
-            labels, value = line.rsplit(" ", 1)
-            kind = labels.split('kind="', 1)[1].split('"', 1)[0]
-            out[kind] = out.get(kind, 0.0) + float(value)
-    return out
+    samples = [s for s in scrape(port) if s[0] == "gateway_received_bytes_total"]
+    return {kind: metric_sum(samples, "gateway_received_bytes_total", kind=kind)
+            for kind in {labels["kind"] for _, labels, _ in samples}}
 
 
-def wait_streams(port, n, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            streams = json.loads(get(port, "/api/streams"))["streams"]
-            if sum(1 for s in streams if s["online"]) >= n:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gateway on {port}: fewer than {n} streams online")
+def online(port, n):
+    streams = json.loads(get(port, "/api/streams"))["streams"]
+    return sum(1 for s in streams if s["online"]) >= n
 
 
 def run_mode(mode, endpoint, producer, a):
-    ports = [free_port() for _ in range(GATEWAYS)]
-    gateways = [subprocess.Popen(
-        [str(BIN / "stream-gateway"), "--producer", endpoint, "--listen", f"127.0.0.1:{p}",
-         "--threads", "1", "--subscribe", mode, "--log-level", "warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    started = [start_gateway([endpoint], ["--threads", "1", "--subscribe", mode], wait=False)
+               for _ in range(GATEWAYS)]
+    gateways, ports = [g for g, _ in started], [p for _, p in started]
     try:
         for p in ports:
             wait_port(p)
-            wait_streams(p, a.cameras)
+            wait_until(f"gateway on {p}: {a.cameras} streams online", lambda: online(p, a.cameras))
         # Gateway i's viewers watch cam(i mod 2): mjpeg-load's client k goes
         # to address k mod 4 and path k mod 2.
-        load = subprocess.Popen(
-            [str(BIN / "mjpeg-load"), "--addr", ",".join(f"127.0.0.1:{p}" for p in ports),
-             "--path", "/stream/cam0,/stream/cam1", "--clients", str(GATEWAYS * a.viewers),
-             "--warmup", str(a.warmup), "--duration", str(a.duration + 2)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        load = start_load(["--addr", ",".join(f"127.0.0.1:{p}" for p in ports),
+                           "--path", "/stream/cam0,/stream/cam1", "--clients", GATEWAYS * a.viewers,
+                           "--warmup", a.warmup, "--duration", a.duration + 2])
         time.sleep(a.warmup + 1)
         pids = [producer.pid] + [g.pid for g in gateways]
-        t0, cpu0, bytes0 = time.time(), [cpu_ticks(p) for p in pids], [received(p) for p in ports]
+        t0, cpu0, bytes0 = time.time(), [cpu_seconds(p) for p in pids], [received(p) for p in ports]
         time.sleep(a.duration)
-        t1, cpu1, bytes1 = time.time(), [cpu_ticks(p) for p in pids], [received(p) for p in ports]
-        out, err = load.communicate(timeout=120)
-        if load.returncode != 0:
-            raise RuntimeError(f"mjpeg-load failed: {err[-2000:]}")
-        viewers = json.loads(out.strip().splitlines()[-1])
+        t1, cpu1, bytes1 = time.time(), [cpu_seconds(p) for p in pids], [received(p) for p in ports]
+        viewers = load_report(load, timeout=120)
     finally:
         for g in gateways:
             stop(g)
     dt = t1 - t0
-    cpu = [(c1 - c0) / TICK / dt * 100 for c0, c1 in zip(cpu0, cpu1)]
+    cpu = [(c1 - c0) / dt * 100 for c0, c1 in zip(cpu0, cpu1)]
     rates = []
     for b0, b1 in zip(bytes0, bytes1):
         kinds = set(b0) | set(b1)
@@ -120,12 +92,10 @@ def main():
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "report.md"))
     a = ap.parse_args()
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    args = [str(BIN / "frame-producer"), "--bind", endpoint,
-            "--metrics-listen", f"127.0.0.1:{free_port()}", "--log-level", "warn"]
+    args = []
     for i in range(a.cameras):
         args += ["--camera", f"name=cam{i},source=test-pattern,size={a.size},fps={a.fps:g}"]
-    producer = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    producer, endpoint = start_producer(args)
     rows = []
     try:
         for mode in ("all", "on-demand"):
@@ -145,27 +115,26 @@ def main():
 
 def write(path, rows, a):
     mb = lambda v: f"{v / 1e6:.2f}"
-    lines = [BEGIN, "## Subscribe on demand: what a gateway receives", "",
-             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-             f"(`scripts/bench.sh --subscribe`); one producer with {a.cameras} test-pattern cameras, "
-             f"{a.size} at {a.fps:g} fps; {GATEWAYS} gateways; {a.viewers} MJPEG viewers on each, "
-             f"gateway i's on cam(i mod 2) (so 2 cameras watched, each on 2 gateways); "
-             f"{rows[0]['seconds']:.0f} s per mode, same producer. MB/s: 10⁶ bytes of messages "
-             "(`gateway_received_bytes_total`) per second; CPU: % of one core.", "",
-             "| `--subscribe` | MB/s into each gateway (frames + previews) | MB/s into all 4 | "
-             "producer CPU % | 4 gateways CPU % | viewer fps p50 (min) |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        each = ", ".join(f"{mb(g.get('frame', 0))} + {mb(g.get('preview', 0))}" for g in r["gateway_bytes_per_s"])
-        total = sum(sum(g.values()) for g in r["gateway_bytes_per_s"])
-        lines.append(f"| {r['mode']} | {each} | {mb(total)} | {r['producer_cpu_percent']:.1f} | "
-                     f"{sum(r['gateway_cpu_percent']):.1f} | {r['viewer_fps_p50']:.2f} ({r['viewer_fps_min']:.2f}) |")
-    before, after = (sum(sum(g.values()) for g in r["gateway_bytes_per_s"]) for r in rows)
-    lines += ["", f"On demand, the gateways together take {after / max(before, 1e-9) * 100:.1f} % of the bytes "
-              f"they took subscribed to everything, and the producer uses "
-              f"{rows[1]['producer_cpu_percent']:.1f} % of a core instead of {rows[0]['producer_cpu_percent']:.1f} % "
-              "(it encodes full-rate frames only of cameras someone subscribed to).", END]
-    replace_section(path, BEGIN, END, "\n".join(lines))
+    total = lambda r: sum(sum(g.values()) for g in r["gateway_bytes_per_s"])
+    cells = [[r["mode"], ", ".join(f"{mb(g.get('frame', 0))} + {mb(g.get('preview', 0))}"
+                                   for g in r["gateway_bytes_per_s"]),
+              mb(total(r)), r["producer_cpu_percent"], sum(r["gateway_cpu_percent"]),
+              f"{r['viewer_fps_p50']:.2f} ({r['viewer_fps_min']:.2f})"] for r in rows]
+    before, after = (total(r) for r in rows)
+    report.write_section(path, BEGIN, END, [
+        "## Subscribe on demand: what a gateway receives", "",
+        f"{report.stamp()} (`scripts/bench.sh --subscribe`); one producer with {a.cameras} test-pattern cameras, "
+        f"{a.size} at {a.fps:g} fps; {GATEWAYS} gateways; {a.viewers} MJPEG viewers on each, "
+        f"gateway i's on cam(i mod 2) (so 2 cameras watched, each on 2 gateways); "
+        f"{rows[0]['seconds']:.0f} s per mode, same producer. MB/s: 10⁶ bytes of messages "
+        "(`gateway_received_bytes_total`) per second; CPU: % of one core.", "",
+        *report.table(["`--subscribe`", "MB/s into each gateway (frames + previews)", "MB/s into all 4",
+                       "producer CPU %", "4 gateways CPU %", "viewer fps p50 (min)"], cells,
+                      ["", "", "", ".1f", ".1f"]),
+        "", f"On demand, the gateways together take {after / max(before, 1e-9) * 100:.1f} % of the bytes "
+        f"they took subscribed to everything, and the producer uses "
+        f"{rows[1]['producer_cpu_percent']:.1f} % of a core instead of {rows[0]['producer_cpu_percent']:.1f} % "
+        "(it encodes full-rate frames only of cameras someone subscribed to)."])
     print(f"table: {path}")
 
 

@@ -13,32 +13,24 @@ core 0; mjpeg-load on core 1 as N pages x 16 cameras over /ws, then as
 Writes its table between the `wall` markers of bench/report.md.
 """
 import argparse
-import datetime
-import json
-import os
 import pathlib
-import subprocess
 import sys
 import time
 
-from bench import BIN, free_port, pinned, replace_section, stop, wait_port
+from benchkit import report
+from benchkit.procs import ROOT, mjpeg_load, start_gateway, start_producer, stop
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- wall: scripts/bench.sh --wall -->", "<!-- /wall -->"
 
 
 def load(port, pid, a, ws):
-    args = [str(BIN / "mjpeg-load"), "--addr", f"127.0.0.1:{port}", "--pid", str(pid),
-            "--duration", str(a.duration), "--warmup", str(a.warmup)]
+    args = ["--addr", f"127.0.0.1:{port}", "--pid", pid, "--duration", a.duration, "--warmup", a.warmup]
     names = [f"cam{i}" for i in range(a.cameras)]
     if ws:
-        args += ["--clients", str(a.pages), "--ws", ",".join(names)]
+        args += ["--clients", a.pages, "--ws", ",".join(names)]
     else:
-        args += ["--clients", str(a.pages * a.cameras), "--path", ",".join(f"/stream/{n}" for n in names)]
-    out = subprocess.run(pinned(1, args), capture_output=True, text=True, timeout=900)
-    if out.returncode != 0:
-        raise RuntimeError(f"mjpeg-load failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        args += ["--clients", a.pages * a.cameras, "--path", ",".join(f"/stream/{n}" for n in names)]
+    return mjpeg_load(args, cpus=1)
 
 
 def main():
@@ -51,25 +43,13 @@ def main():
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "report.md"))
     a = ap.parse_args()
-    producers, endpoints = [], []
-    for i in range(a.cameras):
-        zmq = f"tcp://127.0.0.1:{free_port()}"
-        producers.append(subprocess.Popen(
-            [str(BIN / "frame-producer"), "--bind", zmq, "--metrics-listen", f"127.0.0.1:{free_port()}",
-             "--stream", f"cam{i}", "--size", a.size, "--fps", str(a.fps), "--log-level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        endpoints.append(zmq)
+    started = [start_producer(["--stream", f"cam{i}", "--size", a.size, "--fps", a.fps]) for i in range(a.cameras)]
+    producers, endpoints = [p for p, _ in started], [e for _, e in started]
     rows = []
     try:
         for ws in (True, False):
-            port = free_port()
-            args = [str(BIN / "stream-gateway"), "--listen", f"127.0.0.1:{port}", "--threads", "1",
-                    "--max-clients", "100000", "--log-level", "warn"]
-            for e in endpoints:
-                args += ["--producer", e]
-            gw = subprocess.Popen(pinned(0, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gw, port = start_gateway(endpoints, ["--threads", "1", "--max-clients", "100000"], cpus=0)
             try:
-                wait_port(port)
                 time.sleep(2.0)  # every camera's first frame
                 r = load(port, gw.pid, a, ws)
             finally:
@@ -89,19 +69,17 @@ def main():
 
 def write(path, rows, a):
     base = rows[1]["server_cpu_us_per_frame"] or 1e-9
-    lines = [BEGIN, "## The wall: one WebSocket per page vs. one MJPEG stream per camera", "",
-             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-             f"(`scripts/bench.sh --wall`); {a.cameras} cameras, {a.size} at {a.fps:g} fps; {a.pages} viewers; "
-             f"{a.duration:g} s; gateway with one serving thread on core 0, load on core 1. "
-             "fps: per viewer and camera.", "",
-             "| transport | connections | gateway CPU % | µs / delivered frame | ratio | fps p50 | fps min | p99 ms | RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['transport']} | {r['connections']} | {r['server_cpu_percent']:.1f} | "
-                     f"{r['server_cpu_us_per_frame']:.2f} | {r['server_cpu_us_per_frame'] / base:.2f}× | "
-                     f"{r['fps_p50']:.2f} | {r['fps_min']:.2f} | {r['latency_ms_p99']:.1f} | {r['server_rss_mb']:.1f} |")
-    lines.append(END)
-    replace_section(path, BEGIN, END, "\n".join(lines))
+    report.write_section(path, BEGIN, END, [
+        "## The wall: one WebSocket per page vs. one MJPEG stream per camera", "",
+        f"{report.stamp()} (`scripts/bench.sh --wall`); {a.cameras} cameras, {a.size} at {a.fps:g} fps; "
+        f"{a.pages} viewers; {a.duration:g} s; gateway with one serving thread on core 0, load on core 1. "
+        "fps: per viewer and camera.", "",
+        *report.table(["transport", "connections", "gateway CPU %", "µs / delivered frame", "ratio", "fps p50",
+                       "fps min", "p99 ms", "RSS MB"],
+                      [[r["transport"], r["connections"], r["server_cpu_percent"], r["server_cpu_us_per_frame"],
+                        f"{r['server_cpu_us_per_frame'] / base:.2f}×", r["fps_p50"], r["fps_min"],
+                        r["latency_ms_p99"], r["server_rss_mb"]] for r in rows],
+                      ["", "", ".1f", ".2f", "", ".2f", ".2f", ".1f", ".1f"])])
     print(f"table: {path}")
 
 

@@ -13,13 +13,12 @@ producer id), then a u64 length and the UTF-8 stream name, all little-endian.
 
 With a bus key (--key-file, or the BUS_KEY_FILE / BUS_KEY variables) a 4th part
 carries HMAC-SHA-256 over the other three: [0x01][key id, 4 bytes][tag, 32
-bytes] (docs/wire-format.md, "Authentication").
+bytes] (docs/wire-format.md, "Authentication"). The format itself is
+scripts/benchkit/wire.py, which every script on the bus shares.
 Unlike frame-producer, a libzmq PUB cannot refuse subscribers without the key:
 anyone who reaches the port can read the frames, so bind a private address.
 """
 import argparse
-import hashlib
-import hmac
 import os
 import pathlib
 import random
@@ -29,32 +28,7 @@ import time
 
 import zmq
 
-VERSION = 3
-
-
-def load_key(text: str) -> bytes:
-    """The signing key: the first hex line of a key file (blank and # lines skipped)."""
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key = bytes.fromhex(line)
-            if not 16 <= len(key) <= 256:
-                raise ValueError("a bus key is 16-256 bytes written as hex")
-            return key
-    raise ValueError("no key in the key file")
-
-
-def key_id(key: bytes) -> bytes:
-    return hashlib.sha256(b"mjpeg-fanout key id\0" + key).digest()[:4]
-
-
-def mac_part(key: bytes, topic: bytes, head: bytes, jpeg: bytes) -> bytes:
-    """The 4th part of a signed message: scheme 1, key id, HMAC-SHA-256 tag."""
-    m = hmac.new(key, b"mjpeg-fanout frame v2\0", hashlib.sha256)
-    for part in (topic, head, jpeg):
-        m.update(struct.pack("<Q", len(part)))
-        m.update(part)
-    return b"\x01" + key_id(key) + m.digest()
+from benchkit import wire
 
 
 def jpeg_size(data: bytes):
@@ -70,18 +44,6 @@ def jpeg_size(data: bytes):
             return width, height
         i += 2 + length
     return None
-
-
-def header(seq: int, ts_ns: int, width: int, height: int, producer_id: int, stream: str) -> bytes:
-    name = stream.encode()
-    return struct.pack("<BQQIIQQ", VERSION, seq, ts_ns, width, height, producer_id, len(name)) + name
-
-
-def message(tag: bytes, stream: str, head: bytes, jpeg: bytes, key) -> list:
-    """One message of kind `tag` (b"f" frame, b"p" preview), signed with `key` if set."""
-    topic = tag + b"/" + stream.encode() + b"/"
-    parts = [topic, head, jpeg]
-    return parts if key is None else parts + [mac_part(key, topic, head, jpeg)]
 
 
 def main() -> int:
@@ -113,9 +75,9 @@ def main() -> int:
     key = None
     try:
         if args.key_file:
-            key = load_key(pathlib.Path(args.key_file).read_text())
+            key = wire.read_keys(args.key_file)[0]
         elif os.environ.get("BUS_KEY"):
-            key = load_key(os.environ["BUS_KEY"])
+            key = wire.parse_keys(os.environ["BUS_KEY"])[0]
     except (OSError, ValueError) as e:
         print(f"bus key: {e}", file=sys.stderr)
         return 2
@@ -131,12 +93,12 @@ def main() -> int:
     while args.count == 0 or seq < args.count:
         data, (w, h) = frames[seq % len(frames)]
         ts = time.time_ns()
-        head = header(seq, ts, w, h, producer_id, args.stream)
-        sock.send_multipart(message(b"f", args.stream, head, data, key), copy=False)
+        head = wire.Header(seq, ts, w, h, producer_id, args.stream)
+        sock.send_multipart(wire.message(wire.FRAME, head, data, key), copy=False)
         if time.monotonic() >= next_preview:
             # Previews count their own seq. A real producer sends a small picture.
-            head = header(previews, ts, w, h, producer_id, args.stream)
-            sock.send_multipart(message(b"p", args.stream, head, data, key), copy=False)
+            head = wire.Header(previews, ts, w, h, producer_id, args.stream)
+            sock.send_multipart(wire.message(wire.PREVIEW, head, data, key), copy=False)
             previews += 1
             next_preview = max(next_preview + args.preview_interval, time.monotonic())
         seq += 1

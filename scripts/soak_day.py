@@ -21,38 +21,17 @@ Writes bench/soak/soak.csv, soak.svg and report.md (figures), and prints them;
 """
 import argparse
 import csv
-import json
 import os
 import pathlib
 import random
-import secrets
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-REL = ROOT / "target" / "release"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_stats(pid: int):
-    """RSS in MB, open fds, threads of a live process (None if gone)."""
-    try:
-        status = pathlib.Path(f"/proc/{pid}/status").read_text()
-        rss = int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1]) / 1024
-        threads = int(next(l for l in status.splitlines() if l.startswith("Threads:")).split()[1])
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-        return rss, fds, threads
-    except (OSError, StopIteration):
-        return None
+from benchkit import procs, report, wire
+from benchkit.procs import BIN, ROOT, endpoint, free_port, mjpeg_load, proc_stats
 
 
 class Service:
@@ -64,17 +43,12 @@ class Service:
         self.start()
 
     def start(self):
-        self.p = subprocess.Popen([str(REL / self.name)] + self.args, env={**os.environ, **self.env},
-                                  stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.p = procs.start(self.name, self.args, env=self.env, stdout=self.log, stderr=self.log,
+                             stdin=subprocess.DEVNULL)
         self.started = time.monotonic()
 
     def restart(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
+        procs.stop(self.p, timeout=10)
         self.start()
 
     def stop(self):
@@ -82,25 +56,25 @@ class Service:
         self.p.wait()
 
 
-def garbage_publisher(endpoint: str, stop: threading.Event):
-    """Random multipart messages: wrong part counts, junk, unsigned and forged frames."""
-    import struct
+def garbage_publisher(bind: str, stop: threading.Event):
+    """Random multipart messages: wrong part counts, junk, and well-formed
+    frames that are unsigned or signed with a key nobody holds."""
     import zmq
     s = zmq.Context.instance().socket(zmq.PUB)
     s.setsockopt(zmq.SNDHWM, 10)
-    s.bind(endpoint)
+    s.bind(bind)
+    forger = wire.new_key()
     seq = 0
     while not stop.is_set():
         kind = random.randrange(4)
-        name = b"cam0"
-        head = struct.pack("<BQQIIQQ", 2, seq, time.time_ns(), 64, 64, 1, len(name)) + name
+        head = wire.Header(seq, time.time_ns(), 64, 64, 1, "cam0")
         jpeg = b"\xff\xd8" + os.urandom(random.randrange(10, 5000)) + b"\xff\xd9"
         if kind == 0:
             parts = [os.urandom(random.randrange(0, 50)) for _ in range(random.randrange(1, 6))]
         elif kind == 1:
-            parts = [name, head[:1].replace(b"\x02", b"\x01") + head[1:], jpeg]   # unsigned
+            parts = wire.message(wire.FRAME, head, jpeg)                # unsigned
         else:
-            parts = [name, head, jpeg, b"\x01" + os.urandom(36)]                   # forged
+            parts = wire.message(wire.FRAME, head, jpeg, forger)        # forged
         s.send_multipart(parts)
         seq += 1
         time.sleep(0.1)
@@ -178,21 +152,20 @@ def report_md(rows, out: pathlib.Path, settings: str):
     """bench/soak/report.md: the figures and the plot."""
     def col(k):
         return [float(r[k]) for r in rows if r[k] != ""]
+    figures = [(k, col(k)) for k in ("producer_rss_mb", "producer_fds", "producer_threads", "gateway_rss_mb",
+                                     "gateway_fds", "gateway_threads", "connected", "fps_p50", "fps_min",
+                                     "latency_p99_ms", "parse_errors")]
     lines = [
         "# Soak run (scripts/soak_day.py)", "",
         f"{len(rows)} minutes; {settings}.", "",
         "![soak plot](soak.svg)", "",
-        "| figure | min | max | last |", "|---|---|---|---|",
+        *report.table(["figure", "min", "max", "last"], [[k, min(v), max(v), v[-1]] for k, v in figures if v],
+                      ["", ".2f", ".2f", ".2f"]),
+        "", "Growth over the last half of the run (least-squares slope per hour; restarts included):", "",
+        *report.table(["figure", "slope/h", "limit/h", "verdict"],
+                      [[k, s, limit, "flat" if ok else "GROWS"] for k, s, limit, ok in verdicts(rows)],
+                      ["", "+.3f"]),
     ]
-    for k in ("producer_rss_mb", "producer_fds", "producer_threads", "gateway_rss_mb", "gateway_fds",
-              "gateway_threads", "connected", "fps_p50", "fps_min", "latency_p99_ms", "parse_errors"):
-        v = col(k)
-        if v:
-            lines.append(f"| {k} | {min(v):.2f} | {max(v):.2f} | {v[-1]:.2f} |")
-    lines += ["", "Growth over the last half of the run (least-squares slope per hour; restarts included):", "",
-              "| figure | slope/h | limit/h | verdict |", "|---|---|---|---|"]
-    for k, s, limit, ok in verdicts(rows):
-        lines.append(f"| {k} | {s:+.3f} | {limit} | {'flat' if ok else 'GROWS'} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -221,13 +194,12 @@ def main() -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for b in ("frame-producer", "stream-gateway", "mjpeg-load"):
-        if not (REL / b).exists():
+        if not (BIN / b).exists():
             subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
             break
 
-    key = out / "bus.key"
-    key.write_text(secrets.token_hex(32) + "\n")
-    zmq_ep, junk_ep = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    key = wire.write_key_file(out / "bus.key", wire.new_key())
+    zmq_ep, junk_ep = endpoint(), endpoint()
     http = ("127.0.0.1", free_port())
     producer = Service("frame-producer", ["--bind", zmq_ep, "--metrics-listen", f"127.0.0.1:{free_port()}",
                                           "--size", args.size, "--fps", args.fps],
@@ -261,14 +233,8 @@ def main() -> int:
                 gateway.restart()
                 time.sleep(2)
             # One minute of viewers: they all connect, watch 50 s and leave (churn).
-            load = subprocess.run([str(REL / "mjpeg-load"), "--addr", f"{http[0]}:{http[1]}",
-                                   "--clients", str(args.viewers), "--warmup", "3", "--duration", "50"],
-                                  capture_output=True, text=True)
-            report = {}
-            for line in reversed(load.stdout.splitlines()):
-                if line.startswith("{"):
-                    report = json.loads(line)
-                    break
+            load = mjpeg_load(["--addr", f"{http[0]}:{http[1]}", "--clients", args.viewers, "--warmup", "3",
+                               "--duration", "50"], check=False)
             ps, gs = proc_stats(producer.p.pid) or ("",) * 3, proc_stats(gateway.p.pid) or ("",) * 3
             minute += 1
             row = {"minute": minute,
@@ -276,9 +242,9 @@ def main() -> int:
                    "producer_age_s": round(time.monotonic() - producer.started),
                    "gateway_rss_mb": gs[0], "gateway_fds": gs[1], "gateway_threads": gs[2],
                    "gateway_age_s": round(time.monotonic() - gateway.started),
-                   "connected": report.get("connected", ""), "fps_p50": report.get("fps_p50", ""),
-                   "fps_min": report.get("fps_min", ""), "latency_p99_ms": report.get("latency_ms_p99", ""),
-                   "parse_errors": report.get("parse_errors", "")}
+                   "connected": load.get("connected", ""), "fps_p50": load.get("fps_p50", ""),
+                   "fps_min": load.get("fps_min", ""), "latency_p99_ms": load.get("latency_ms_p99", ""),
+                   "parse_errors": load.get("parse_errors", "")}
             rows.append(row)
             wr.writerow(row)
             f.flush()
