@@ -111,13 +111,20 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_jpeg_bytes: config.max_frame_bytes,
     };
+    frame_bus::keys::warn_if_on_command_line("RECORDER_BUS_KEY_FILE", "RECORDER_BUS_KEY");
+    let keys = frame_bus::BusKeys::load(config.bus_key_file.as_deref(), config.bus_key.as_deref())
+        .context("bus key")?;
     let receivers: Vec<_> = config
         .producers
         .iter()
         .map(|endpoint| {
             tokio::spawn(receive::run(
-                endpoint.clone(),
-                limits,
+                frame_bus::Settings {
+                    endpoint: endpoint.clone(),
+                    keys: keys.clone(),
+                    limits,
+                    resubscribe_after: Duration::from_secs(1),
+                },
                 cameras.clone(),
                 metrics.clone(),
                 shutdown.clone(),

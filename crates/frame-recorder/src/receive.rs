@@ -3,20 +3,19 @@
 //! (`d/`), handing each to its camera's writer without ever waiting
 //! (`writer.rs`). The writers are started here, on a stream's first frame.
 //!
-//! This is the only module that knows how the bus is read: it uses
-//! stream-common's SUB connect-and-retry and frame-wire's decoder, and a
-//! watchdog recreates a socket whose producer has been silent, as the
-//! gateway and the detector do. Unsigned buses only for now.
+//! This is the only module that knows how the bus is read, through the
+//! shared bus client (`frame_bus::Client`: reconnects, the silence watchdog,
+//! the bus key re-read every second, verification), as the gateway and the
+//! detector do.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use frame_wire::{Kind, Limits, Message};
+use frame_bus::{Client, Event};
+use frame_wire::{Kind, Message};
 use stream_common::ratelimit::LogEvery;
-use stream_common::subscribe::Silence;
 use tokio_util::sync::CancellationToken;
-use zeromq::SocketRecv;
 
 use crate::config::Choice;
 use crate::metrics::RecorderMetrics;
@@ -107,7 +106,7 @@ impl Cameras {
 
 /// What to subscribe to: the chosen streams' frames (or every stream's),
 /// and every stream's detections.
-pub fn subscriptions(choice: &Choice) -> Vec<String> {
+pub fn subscriptions(choice: &Choice) -> Vec<Vec<u8>> {
     let mut subs = if choice.everything {
         vec![frame_wire::subscription(Kind::Frame, None)]
     } else {
@@ -119,57 +118,22 @@ pub fn subscriptions(choice: &Choice) -> Vec<String> {
             .collect()
     };
     subs.push(frame_wire::subscription(Kind::Detections, None));
-    // Topics are ASCII (stream names are validated), so this loses nothing.
-    subs.into_iter()
-        .map(|s| String::from_utf8_lossy(&s).into_owned())
-        .collect()
+    subs
 }
 
-/// Receives from `endpoint` until shutdown.
+/// Receives from one producer until shutdown.
 pub async fn run(
-    endpoint: String,
-    limits: Limits,
+    bus: frame_bus::Settings,
     cameras: Arc<Cameras>,
     metrics: RecorderMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut invalid_log = LogEvery::new(Duration::from_secs(5));
-    let mut connect_log = LogEvery::new(Duration::from_secs(30));
-    let mut silence = Silence::default();
-    let topics = subscriptions(&cameras.choice);
-    while !shutdown.is_cancelled() {
-        let Some(mut socket) =
-            stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
-        else {
-            return;
-        };
-        let mut subscribed = Ok(());
-        for topic in &topics {
-            subscribed = subscribed.and(socket.subscribe(topic).await);
-        }
-        if let Err(e) = subscribed {
-            tracing::warn!(producer = %endpoint, error = %e, "subscribe failed");
-            continue;
-        }
-        silence.connected();
-        loop {
-            let silent_until = silence.deadline(Duration::from_secs(1));
-            let msg = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout_at(silent_until, socket.recv()) => r,
-            };
-            let msg = match msg {
-                Ok(Ok(m)) => m,
-                Ok(Err(e)) => {
-                    tracing::warn!(producer = %endpoint, error = %e, "receive failed; reconnecting");
-                    break;
-                }
-                Err(_) => break,
-            };
-            let now = Instant::now();
-            silence.heard(now);
-            match frame_wire::decode_message(&msg.into_vec(), &limits, None) {
-                Ok(Message::Frame(frame)) => {
+    let topics = frame_bus::topics::topic_strings(subscriptions(&cameras.choice));
+    let mut client = Client::fixed(bus, topics, shutdown);
+    while let Some(event) = client.next().await {
+        match event {
+            Event::Message(received) => match received.message {
+                Message::Frame(frame) => {
                     let h = frame.header;
                     cameras.with(&h.stream, true, |c| {
                         c.frame(Frame {
@@ -180,7 +144,7 @@ pub async fn run(
                         })
                     });
                 }
-                Ok(Message::Detections { header, detections }) => {
+                Message::Detections { header, detections } => {
                     if detections.boxes.is_empty() {
                         continue;
                     }
@@ -192,14 +156,11 @@ pub async fn run(
                         c.detection(header.capture_ts_ns, labels)
                     });
                 }
-                Ok(Message::Preview(_)) => {}
-                Err(e) => {
-                    metrics.invalid(e.kind());
-                    if let Some(folded) = invalid_log.check(now) {
-                        tracing::warn!(producer = %endpoint, error = %e, repeats = folded, "dropping invalid message");
-                    }
-                }
-            }
+                _ => {}
+            },
+            // Already logged at a bounded rate by the client.
+            Event::Refused(why) => metrics.invalid(why.kind()),
+            Event::Silent { .. } => {}
         }
     }
 }
