@@ -19,6 +19,13 @@ use crate::connect::{Silence, connect};
 use crate::keys::{BusKeys, KEY_FILE_CHECK};
 use crate::topics::{Held, Topics};
 
+/// With a bus key, how far a message's capture time may be from this
+/// host's clock: older (or later) signed messages are replays or a clock
+/// gone wrong, and are refused.
+pub const MAX_CAPTURE_SKEW: Duration = Duration::from_secs(30);
+/// Producer runs, streams and kinds whose last `seq` one client remembers.
+const MAX_TRACKED: usize = 4096;
+
 /// How a client treats its producer.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -47,6 +54,13 @@ pub enum Refusal {
     /// Malformed, unsigned, forged, too large, ...
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// Signed, but its `seq` is not above the last one seen from the same
+    /// producer run, stream and kind: a replay.
+    #[error("seq {seq} of {stream:?} is not newer than {last} from the same producer run")]
+    Replay { stream: String, seq: u64, last: u64 },
+    /// Signed, but captured more than [`MAX_CAPTURE_SKEW`] from our clock.
+    #[error("capture time of {stream:?} is {skew_s} s from this host's clock")]
+    Stale { stream: String, skew_s: u64 },
 }
 
 impl Refusal {
@@ -54,6 +68,8 @@ impl Refusal {
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::Wire(e) => e.kind(),
+            Refusal::Replay { .. } => "replay",
+            Refusal::Stale { .. } => "stale",
         }
     }
 }
@@ -83,6 +99,8 @@ pub struct Client {
     /// The ring whose tokens the open socket has sent.
     proved: Option<Arc<KeyRing>>,
     silence: Silence,
+    /// Last `seq` per (producer run, stream, kind), with a key.
+    last_seq: std::collections::HashMap<(u64, String, u8), u64>,
     floor: Duration,
     next_key_check: tokio::time::Instant,
     connect_log: LogEvery,
@@ -119,6 +137,7 @@ impl Client {
             held: Held::default(),
             proved: None,
             silence: Silence::default(),
+            last_seq: std::collections::HashMap::new(),
             floor,
             next_key_check: tokio::time::Instant::now() + KEY_FILE_CHECK,
             connect_log: LogEvery::new(Duration::from_secs(30)),
@@ -278,9 +297,46 @@ impl Client {
         let bytes = parts.iter().map(|p| p.len()).sum();
         let ring = self.settings.keys.ring();
         match frame_wire::decode_message(&parts, &self.settings.limits, ring.as_deref()) {
-            Ok(message) => Event::Message(Received { message, bytes, at }),
+            Ok(message) => match self.fresh(&message, ring.is_some()) {
+                Ok(()) => Event::Message(Received { message, bytes, at }),
+                Err(why) => self.refuse(why, at),
+            },
             Err(e) => self.refuse(Refusal::Wire(e), at),
         }
+    }
+
+    /// With a key, signed messages are refused when replayed: per producer
+    /// run (`producer_id`, new at each start, so a restarted producer is
+    /// accepted), stream and kind, `seq` must grow, and the capture time
+    /// must be within [`MAX_CAPTURE_SKEW`] of now.
+    fn fresh(&mut self, message: &Message, signed: bool) -> Result<(), Refusal> {
+        if !signed {
+            return Ok(());
+        }
+        let h = message.header();
+        let skew = stream_common::unix_now_ns().abs_diff(h.capture_ts_ns);
+        if skew > MAX_CAPTURE_SKEW.as_nanos() as u64 {
+            return Err(Refusal::Stale {
+                stream: h.stream.clone(),
+                skew_s: skew / 1_000_000_000,
+            });
+        }
+        let key = (h.producer_id, h.stream.clone(), message.kind() as u8);
+        if let Some(&last) = self.last_seq.get(&key)
+            && h.seq <= last
+        {
+            return Err(Refusal::Replay {
+                stream: h.stream.clone(),
+                seq: h.seq,
+                last,
+            });
+        }
+        if self.last_seq.len() >= MAX_TRACKED && !self.last_seq.contains_key(&key) {
+            // Only key holders make new producer runs; start over rather than grow.
+            self.last_seq.clear();
+        }
+        self.last_seq.insert(key, h.seq);
+        Ok(())
     }
 
     fn refuse(&mut self, refusal: Refusal, now: Instant) -> Event {
