@@ -13,6 +13,7 @@ pub mod producer;
 pub mod publisher;
 pub mod sse;
 pub mod stack;
+pub mod tls;
 pub mod wall;
 pub mod webdriver;
 pub mod zmq;
