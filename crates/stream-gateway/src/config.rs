@@ -133,6 +133,16 @@ pub struct Config {
         conflicts_with = "bus_key_file"
     )]
     pub bus_key: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (server certificate
+    /// first); re-read when it changes. Needs `--tls-key`.
+    #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Seconds between checks of the certificate and key files for changes.
+    #[arg(long, env = "GATEWAY_TLS_RELOAD_EVERY", default_value = "5", value_parser = parse_secs)]
+    pub tls_reload_every: Duration,
     #[command(flatten)]
     pub log: LogArgs,
 }

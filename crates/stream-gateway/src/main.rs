@@ -72,7 +72,11 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         producers = ?config.producers,
         instance = %config.instance_id,
         threads,
-        url = %format!("http://{}/", display_addr(config.listen)),
+        url = %format!(
+            "{}://{}/",
+            if config.tls_cert.is_some() { "https" } else { "http" },
+            display_addr(config.listen)
+        ),
         "stream-gateway started"
     );
 
@@ -103,6 +107,17 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     )
     .context("authentication settings")?;
     warn_about_settings(&config, &auth);
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = serve::tls::Tls::new(cert.clone(), key.clone(), &metrics.registry)
+                .context("TLS certificate and key")?;
+            tasks.push(tokio::spawn(
+                tls.clone().watch(config.tls_reload_every, shutdown.clone()),
+            ));
+            Some(tls)
+        }
+        _ => None,
+    };
     let (fanout, inboxes) = serve::fanout::Fanout::new(threads, streams.clone(), &metrics);
     let app = serve::routes::App::new(&config, streams.clone(), metrics.clone());
     let shared = Arc::new(serve::connection::Shared {
@@ -124,6 +139,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         budget: serve::head::HeadBudget::new(config.max_pending_head_bytes),
         header_timeout: config.header_timeout,
         write_timeout: config.viewer_timeout,
+        tls: tls.clone(),
     });
     serve::server::run(
         listener,

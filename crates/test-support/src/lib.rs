@@ -15,6 +15,7 @@ pub mod producer;
 pub mod publisher;
 pub mod sse;
 pub mod stack;
+pub mod tls;
 pub mod wall;
 pub mod webdriver;
 pub mod zmq;

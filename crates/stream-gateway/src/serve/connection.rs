@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
@@ -24,7 +23,9 @@ use crate::serve::admission::{Admission, Decision};
 use crate::serve::fanout::Fanout;
 use crate::serve::head::{Head, HeadBudget, HeadError, HeadReader};
 use crate::serve::response::{self, Common, text};
+use crate::serve::tls::{Accepted, Tls};
 use crate::serve::websocket;
+use crate::serve::wire::Wire;
 
 /// What every connection on every serving thread shares.
 pub struct Shared {
@@ -37,6 +38,8 @@ pub struct Shared {
     pub header_timeout: Duration,
     /// Longest a client may take to read a finite reply.
     pub write_timeout: Duration,
+    /// HTTPS on this port (`tls.rs`), or plain HTTP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Counts a connection in `gateway_connections` until it is answered, closed
@@ -57,8 +60,22 @@ impl Drop for Counted {
 }
 
 /// Serves the requests of one connection accepted on shard `shard`.
-pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard: usize) {
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard: usize) {
     let _counted = Counted::new(&shared.metrics);
+    let socket = match &shared.tls {
+        None => Wire::Plain(tcp),
+        Some(tls) => match tls
+            .accept(tcp, peer, &shared.budget, shared.header_timeout)
+            .await
+        {
+            Accepted::Tls(wire) => wire,
+            Accepted::PlainHttp(tcp) => {
+                plain_on_tls_port(Wire::Plain(tcp), &shared).await;
+                return;
+            }
+            Accepted::Failed => return,
+        },
+    };
     let mut reader = HeadReader::new(shared.budget.clone());
     loop {
         let head = match tokio::time::timeout(shared.header_timeout, reader.read(&socket)).await {
@@ -93,14 +110,14 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             }
             Decision::WebSocket(viewer) => {
                 let bytes = websocket::upgrade_head(&common, &viewer.key);
-                if write(&mut socket, &bytes, &shared).await.is_ok() {
+                if write(&socket, &bytes, &shared).await.is_ok() {
                     shared.fanout.join_ws(shard, socket, viewer);
                 }
                 return;
             }
             Decision::StreamHead => {
                 let bytes = response::stream_head(&common, false);
-                let _ = write(&mut socket, &bytes, &shared).await;
+                let _ = write(&socket, &bytes, &shared).await;
                 close(socket).await;
                 return;
             }
@@ -108,7 +125,7 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
             Decision::Route => route(&shared, head).await,
         };
         let bytes = response::finite(&common, reply, head_only, keep_alive);
-        if write(&mut socket, &bytes, &shared).await.is_err() {
+        if write(&socket, &bytes, &shared).await.is_err() {
             return;
         }
         if !keep_alive {
@@ -118,8 +135,39 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
     }
 }
 
+/// Answers a plain-HTTP request on the HTTPS port in one line.
+async fn plain_on_tls_port(socket: Wire, shared: &Shared) {
+    let mut reader = HeadReader::new(shared.budget.clone());
+    let head = match tokio::time::timeout(shared.header_timeout, reader.read(&socket)).await {
+        Ok(Ok(Some(head))) => head,
+        _ => return,
+    };
+    let host = head
+        .single(&header::HOST)
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("this-host");
+    let body = format!("This port speaks HTTPS: use https://{host}{}\n", head.path);
+    let cors = crate::serve::admission::Cors::None;
+    let common = Common {
+        instance: &shared.instance,
+        cors: &cors,
+    };
+    let bytes = response::finite(
+        &common,
+        text(StatusCode::BAD_REQUEST, body.trim_end()),
+        false,
+        false,
+    );
+    if write(&socket, &bytes, shared).await.is_ok() {
+        close(socket).await;
+    }
+}
+
 /// Answers a head that could not be read, when an answer is owed.
-async fn refuse(mut socket: TcpStream, peer: SocketAddr, e: HeadError, shared: &Shared) {
+async fn refuse(socket: Wire, peer: SocketAddr, e: HeadError, shared: &Shared) {
     tracing::debug!(%peer, error = %e, "bad request head");
     let status = match e {
         HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -133,7 +181,7 @@ async fn refuse(mut socket: TcpStream, peer: SocketAddr, e: HeadError, shared: &
         cors: &cors,
     };
     let bytes = response::finite(&common, text(status, &e.to_string()), false, false);
-    if write(&mut socket, &bytes, shared).await.is_ok() {
+    if write(&socket, &bytes, shared).await.is_ok() {
         close(socket).await;
     }
 }
@@ -170,7 +218,7 @@ async fn route(shared: &Shared, head: Head) -> http::Response<Bytes> {
 }
 
 /// Writes a whole reply, giving a client that does not read a bounded time.
-async fn write(socket: &mut TcpStream, bytes: &[u8], shared: &Shared) -> std::io::Result<()> {
+async fn write(socket: &Wire, bytes: &[u8], shared: &Shared) -> std::io::Result<()> {
     match tokio::time::timeout(shared.write_timeout, socket.write_all(bytes)).await {
         Ok(r) => r,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
@@ -180,15 +228,21 @@ async fn write(socket: &mut TcpStream, bytes: &[u8], shared: &Shared) -> std::io
 /// Ends a connection after a reply: half-close, then drain what the client
 /// still sends for a moment, so closing with unread bytes does not reset the
 /// connection before the client has read the reply.
-async fn close(mut socket: TcpStream) {
-    let _ = socket.shutdown().await;
+async fn close(socket: Wire) {
+    socket.shutdown_write().await;
+    let tcp = socket.tcp();
     let mut sink = [0u8; 4096];
     let drain = async {
         let mut left = 256 * 1024usize;
         while left > 0 {
-            match socket.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
+            if tcp.readable().await.is_err() {
+                break;
+            }
+            match tcp.try_read(&mut sink) {
+                Ok(0) => break,
                 Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
             }
         }
     };

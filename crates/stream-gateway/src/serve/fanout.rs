@@ -38,7 +38,6 @@ use futures_util::stream::FuturesUnordered;
 use prometheus::IntGauge;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use stream_common::ratelimit::LogEvery;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +46,7 @@ use crate::metrics::GatewayMetrics;
 use crate::part::Part;
 use crate::serve::admission::{EventsViewer, Seat, Viewer, Watching, WsViewer};
 use crate::serve::websocket::{self, WsShared};
+use crate::serve::wire::{StdWire, Wire, Wrote};
 use crate::streams::{Stream, Streams};
 
 /// Hands admitted viewers to the shards; shared by all serving threads.
@@ -68,7 +68,7 @@ pub struct ShardInbox {
 
 /// A viewer on its way to a shard, its socket out of any reactor.
 struct Joining {
-    socket: std::net::TcpStream,
+    socket: StdWire,
     kind: JoiningKind,
     load: Load,
 }
@@ -127,22 +127,22 @@ impl Fanout {
 
     /// Hands an MJPEG viewer whose request was read on shard `local` to the
     /// least loaded shard (`local` on a tie). `head` is written before any part.
-    pub fn join(&self, local: usize, socket: TcpStream, head: Bytes, viewer: Viewer) {
+    pub fn join(&self, local: usize, socket: Wire, head: Bytes, viewer: Viewer) {
         self.hand_over(local, socket, JoiningKind::Mjpeg { head, viewer });
     }
 
     /// Hands a WebSocket viewer (handshake answered) to the least loaded shard.
-    pub fn join_ws(&self, local: usize, socket: TcpStream, viewer: WsViewer) {
+    pub fn join_ws(&self, local: usize, socket: Wire, viewer: WsViewer) {
         self.hand_over(local, socket, JoiningKind::Ws(viewer));
     }
 
     /// Hands a Server-Sent Events listener of a stream's detections to the
     /// least loaded shard. `head` is written before any event.
-    pub fn join_events(&self, local: usize, socket: TcpStream, head: Bytes, viewer: EventsViewer) {
+    pub fn join_events(&self, local: usize, socket: Wire, head: Bytes, viewer: EventsViewer) {
         self.hand_over(local, socket, JoiningKind::Events { head, viewer });
     }
 
-    fn hand_over(&self, local: usize, socket: TcpStream, kind: JoiningKind) {
+    fn hand_over(&self, local: usize, socket: Wire, kind: JoiningKind) {
         let load = |i: usize| self.shards[i].load.load(Ordering::Relaxed);
         let local = local.min(self.shards.len() - 1);
         let target = (0..self.shards.len())
@@ -170,7 +170,7 @@ impl Fanout {
 pub enum Joined {
     /// An MJPEG viewer: its own socket (registered on this thread).
     Mjpeg {
-        socket: TcpStream,
+        socket: Wire,
         head: Bytes,
         viewer: Viewer,
         load: Load,
@@ -182,7 +182,7 @@ pub enum Joined {
     },
     /// A Server-Sent Events listener: its own socket, detections only.
     Events {
-        socket: TcpStream,
+        socket: Wire,
         head: Bytes,
         viewer: EventsViewer,
         load: Load,
@@ -226,7 +226,7 @@ pub async fn run_shard(mut inbox: ShardInbox, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             j = inbox.rx.recv() => match j { Some(j) => j, None => return },
         };
-        let socket = match TcpStream::from_std(joining.socket) {
+        let socket = match joining.socket.into_wire() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot register a viewer's socket");
@@ -317,7 +317,7 @@ impl Conn {
 enum Out {
     /// A socket of its own: an MJPEG viewer or an events listener.
     Mjpeg {
-        socket: Arc<TcpStream>,
+        socket: Arc<Wire>,
         pending: Option<(Bytes, usize)>,
     },
     /// Shared with the client's other streams: one pending message per socket.
@@ -332,34 +332,8 @@ enum Want {
     WsWithDetections,
 }
 
-enum Wrote {
-    Done,
-    Partial,
-    Gone,
-}
-
-/// Writes as much of `pending` as `socket` takes now.
-fn write_pending(socket: &TcpStream, pending: &mut Option<(Bytes, usize)>) -> Wrote {
-    let Some((buf, mut off)) = pending.take() else {
-        return Wrote::Done;
-    };
-    loop {
-        match socket.try_write(&buf[off..]) {
-            Ok(0) => return Wrote::Gone,
-            Ok(n) if off + n == buf.len() => return Wrote::Done,
-            Ok(n) => off += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                *pending = Some((buf, off));
-                return Wrote::Partial;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return Wrote::Gone,
-        }
-    }
-}
-
 impl Conn {
-    fn socket(&self) -> &Arc<TcpStream> {
+    fn socket(&self) -> &Arc<Wire> {
         match &self.out {
             Out::Mjpeg { socket, .. } => socket,
             Out::Ws(shared) => &shared.socket,
@@ -421,16 +395,12 @@ impl Conn {
     }
 }
 
-fn write_then(
-    socket: &TcpStream,
-    pending: &mut Option<(Bytes, usize)>,
-    next: Option<Bytes>,
-) -> Wrote {
-    match write_pending(socket, pending) {
+fn write_then(socket: &Wire, pending: &mut Option<(Bytes, usize)>, next: Option<Bytes>) -> Wrote {
+    match socket.send(pending) {
         Wrote::Done => match next {
             Some(bytes) => {
                 *pending = Some((bytes, 0));
-                write_pending(socket, pending)
+                socket.send(pending)
             }
             None => Wrote::Done,
         },
@@ -850,7 +820,7 @@ impl Writer {
             // Pending events hold the socket too: shut it now so the peer
             // sees the end at once and those events resolve.
             if matches!(c.out, Out::Mjpeg { .. }) {
-                let _ = socket2::SockRef::from(&**c.socket()).shutdown(std::net::Shutdown::Both);
+                c.socket().shutdown_both();
             }
             self.free.push(i);
         }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use tokio::net::TcpStream;
+
+use crate::serve::wire::Wire;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Longest request head accepted; longer ones get 431.
@@ -88,6 +89,12 @@ impl HeadBudget {
     pub fn new(bytes: usize) -> Self {
         HeadBudget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
     }
+
+    /// Takes `bytes` of the budget (an unfinished TLS handshake's share).
+    pub fn take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes).ok()?;
+        self.0.clone().try_acquire_many_owned(n).ok()
+    }
 }
 
 /// Reads request heads off one connection, keeping bytes that follow a head
@@ -113,7 +120,7 @@ impl HeadReader {
 
     /// Reads the next head. `Ok(None)` when the peer closed (or half-closed)
     /// before sending a byte of it: the end of a kept-alive connection.
-    pub async fn read(&mut self, socket: &TcpStream) -> Result<Option<Head>, HeadError> {
+    pub async fn read(&mut self, socket: &Wire) -> Result<Option<Head>, HeadError> {
         loop {
             if let Some(end) = self.find_end() {
                 let bytes = self.buf.split_to(end).freeze();
@@ -254,6 +261,7 @@ pub fn parse(buf: &Bytes) -> Result<Head, HeadError> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
 
     fn parse_str(s: &str) -> Result<Head, HeadError> {
         parse(&Bytes::copy_from_slice(s.as_bytes()))
@@ -337,13 +345,13 @@ mod tests {
         ));
     }
 
-    async fn pair() -> (TcpStream, TcpStream) {
+    async fn pair() -> (TcpStream, Wire) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = l.local_addr().expect("addr");
         let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
-        (c.expect("connect"), s.expect("accept").0)
+        (c.expect("connect"), Wire::Plain(s.expect("accept").0))
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! writer every viewer is served by, while anything else is answered by
 //! `routes` (warp's route table).
 //! `response` writes every response head; `auth` checks credentials;
-//! `page.html` is the viewer page.
+//! `page.html` is the viewer page. `tls` runs HTTPS handshakes and `wire`
+//! carries a connection's bytes, plain or TLS, for all of the above.
 
 pub mod admission;
 pub mod auth;
@@ -16,4 +17,6 @@ pub mod head;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod tls;
 pub mod websocket;
+pub mod wire;

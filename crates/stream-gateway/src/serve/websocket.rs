@@ -20,12 +20,12 @@ use base64::Engine;
 use bytes::{Buf, Bytes, BytesMut};
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::serve::admission::{Seat, Watching};
 use crate::serve::fanout::{Joined, Writers};
 use crate::serve::response::{self, Common};
+use crate::serve::wire::Wire;
 use crate::streams::Streams;
 
 /// Largest client message accepted; larger closes the connection.
@@ -60,7 +60,7 @@ pub fn upgrade_head(common: &Common<'_>, key: &str) -> Bytes {
 /// What one socket's writers share: the bytes not yet written (whichever
 /// stream's), and what the client asked for.
 pub struct WsShared {
-    pub socket: Arc<TcpStream>,
+    pub socket: Arc<Wire>,
     state: Mutex<WsState>,
 }
 
@@ -165,7 +165,7 @@ fn control_frame(opcode: u8, payload: &[u8]) -> Bytes {
 /// reads its messages and has the writers of the streams it watches take it
 /// in. Its frames are written by those writers.
 pub async fn run_client(
-    socket: TcpStream,
+    socket: Wire,
     seat: Seat,
     writers: Arc<Writers>,
     streams: Arc<Streams>,
@@ -224,12 +224,12 @@ pub async fn run_client(
     }
     shared.lock().closed = true;
     // The writers holding this socket see it closed at their next write.
-    let _ = socket2::SockRef::from(&*shared.socket).shutdown(std::net::Shutdown::Both);
+    shared.socket.shutdown_both();
     drop(seat);
 }
 
 /// Reads what the client sent; `false` at its end.
-fn read_into(socket: &TcpStream, buf: &mut BytesMut) -> bool {
+fn read_into(socket: &Wire, buf: &mut BytesMut) -> bool {
     let mut chunk = [0u8; 4096];
     loop {
         match socket.try_read(&mut chunk) {
