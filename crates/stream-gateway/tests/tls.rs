@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use stream_common::multipart::{MultipartParser, boundary_from_content_type};
+use test_support::metrics::metric_value;
 use test_support::process::Proc;
 use test_support::producer::Producer;
-use test_support::stack::metric_value;
 use test_support::tls::{TestCa, connect};
 use test_support::{free_port, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
