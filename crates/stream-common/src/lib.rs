@@ -10,6 +10,7 @@ pub mod logging;
 pub mod metrics;
 pub mod multipart;
 pub mod ratelimit;
+pub mod redact;
 pub mod service;
 pub mod shutdown;
 pub mod status;

@@ -34,7 +34,7 @@ pub struct Config {
     pub gateways: Vec<Target>,
     /// Where viewers reach a chosen gateway: the `Location` of the redirect.
     /// `{ip}` and `{port}`: the address the director checked; `{host}`: the
-    /// host name the viewer used to reach the director; `{instance}`: the
+    /// host name the viewer used to reach the director, if --public-hosts lists it; `{instance}`: the
     /// gateway's `X-Gateway-Instance` (set `GATEWAY_INSTANCE_ID` to a node's
     /// public name on Swarm or Kubernetes).
     #[arg(
@@ -43,6 +43,12 @@ pub struct Config {
         default_value = "http://{ip}:{port}"
     )]
     pub public_url: String,
+    /// The host names `{host}` may take (comma list): the `Host` a viewer
+    /// sent is used only when it is one of these, else the first of them;
+    /// with none listed `{host}` is `{ip}`. A viewer's `Host` header alone
+    /// never decides where a redirect points.
+    #[arg(long, env = "DIRECTOR_PUBLIC_HOSTS", value_delimiter = ',')]
+    pub public_hosts: Vec<String>,
     /// Seconds between health checks of every gateway (`GET /readyz`).
     #[arg(long, env = "DIRECTOR_CHECK_INTERVAL", default_value = "0.5", value_parser = parse_secs)]
     pub check_interval: Duration,

@@ -52,6 +52,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         pool,
         choose,
         public_url: config.public_url.clone(),
+        public_hosts: config.public_hosts.clone(),
         header_timeout: config.header_timeout,
         stats: Default::default(),
     });

@@ -107,6 +107,9 @@ pub async fn read_request(s: &mut TcpStream) -> Result<Request, HeadError> {
         }
     };
     let text = std::str::from_utf8(&raw[..end]).map_err(|_| HeadError::Malformed)?;
+    if !strict_head(text) {
+        return Err(HeadError::Malformed);
+    }
     let mut lines = text.split("\r\n");
     let mut first = lines.next().unwrap_or("").split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -118,7 +121,11 @@ pub async fn read_request(s: &mut TcpStream) -> Result<Request, HeadError> {
         return Err(HeadError::Malformed);
     }
     let headers = lines
-        .map(|l| l.split_once(':').ok_or(HeadError::Malformed))
+        .map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| is_token(k))
+                .ok_or(HeadError::Malformed)
+        })
         .map(|kv| kv.map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
         .collect::<Result<_, _>>()?;
     Ok(Request {
@@ -129,6 +136,26 @@ pub async fn read_request(s: &mut TcpStream) -> Result<Request, HeadError> {
         head_len: end + 4,
         raw,
     })
+}
+
+/// Whether a head (without its final blank line) has lines ended by CRLF
+/// only, and no control characters but tabs in header values: a bare CR or
+/// LF, a NUL or an escape is how requests are smuggled and headers injected,
+/// so such a request is refused rather than relayed or redirected.
+fn strict_head(text: &str) -> bool {
+    text.split("\r\n").enumerate().all(|(i, line)| {
+        !line.is_empty()
+            && line
+                .bytes()
+                .all(|b| !(b.is_ascii_control() || b == 0x7f) || (b == b'\t' && i > 0))
+    }) && !text.split("\r\n").next().unwrap_or("").contains('\t')
+}
+
+/// An RFC 9110 token: a header name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Status and headers of a response head (for health checks).
@@ -160,8 +187,9 @@ pub fn parse_response_head(buf: &[u8]) -> Option<ResponseHead> {
 }
 
 /// The `Location` for sending `req` to `gw`: `template` filled in, then the
-/// request's own path and query.
-pub fn location(template: &str, gw: &Gateway, req: &Request) -> String {
+/// request's own path and query. `{host}` is the viewer's `Host` only when
+/// `hosts` lists it, else the first of `hosts`, else the gateway's IP.
+pub fn location(template: &str, hosts: &[String], gw: &Gateway, req: &Request) -> String {
     let ip = match gw.addr {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -169,9 +197,20 @@ pub fn location(template: &str, gw: &Gateway, req: &Request) -> String {
     let base = template
         .replace("{ip}", &ip)
         .replace("{port}", &gw.addr.port().to_string())
-        .replace("{host}", req.host_name().unwrap_or(&ip))
+        .replace("{host}", public_host(hosts, req).unwrap_or(&ip))
         .replace("{instance}", gw.instance.as_deref().unwrap_or(&ip));
     format!("{}{}", base.trim_end_matches('/'), req.target)
+}
+
+/// The name `{host}` takes for `req`: its `Host` if `hosts` lists it
+/// (case-insensitively), else the first listed name.
+fn public_host<'a>(hosts: &'a [String], req: &'a Request) -> Option<&'a str> {
+    let asked = req.host_name();
+    hosts
+        .iter()
+        .find(|h| asked.is_some_and(|a| a.eq_ignore_ascii_case(h)))
+        .or_else(|| hosts.first())
+        .map(String::as_str)
 }
 
 #[cfg(test)]
@@ -189,6 +228,21 @@ mod tests {
             raw: Vec::new(),
             head_len: 0,
         }
+    }
+
+    #[test]
+    fn heads_are_strict() {
+        assert!(strict_head("GET / HTTP/1.1\r\nHost: a\r\nX: b\tc"));
+        assert!(!strict_head(
+            "GET /stream/cam0?x\nSet-Cookie:pwn=1 HTTP/1.1\r\nHost: a"
+        ));
+        assert!(!strict_head(
+            "GET / HTTP/1.1\r\nHost: a\nGET /stream/cam0 HTTP/1.1"
+        ));
+        assert!(!strict_head("GET / HTTP/1.1\r\nHost: a\rb"));
+        assert!(!strict_head("GET / HTTP/1.1\r\nHost: a\x00"));
+        assert!(!strict_head("GET / HTTP/1.1\r\n\r\nHost: a"));
+        assert!(is_token("content-type") && !is_token("Host ") && !is_token(""));
     }
 
     #[test]
@@ -217,15 +271,25 @@ mod tests {
         };
         let r = req("/stream/cam0?token=abc", Some("cams.example:8080"));
         assert_eq!(
-            location("http://{ip}:{port}", &gw, &r),
+            location("http://{ip}:{port}", &[], &gw, &r),
+            "http://172.18.0.5:8080/stream/cam0?token=abc"
+        );
+        let hosts = ["other.example".to_string(), "cams.example".to_string()];
+        assert_eq!(
+            location("http://{host}:{port}/", &hosts, &gw, &r),
+            "http://cams.example:8080/stream/cam0?token=abc"
+        );
+        let evil = req("/stream/cam0?token=abc", Some("evil.example"));
+        assert_eq!(
+            location("http://{host}:{port}/", &hosts, &gw, &evil),
+            "http://other.example:8080/stream/cam0?token=abc"
+        );
+        assert_eq!(
+            location("http://{host}:{port}/", &[], &gw, &evil),
             "http://172.18.0.5:8080/stream/cam0?token=abc"
         );
         assert_eq!(
-            location("http://{host}:{port}/", &gw, &r),
-            "http://cams.example:8080/stream/cam0?token=abc"
-        );
-        assert_eq!(
-            location("https://{instance}.cams.example", &gw, &r),
+            location("https://{instance}.cams.example", &[], &gw, &r),
             "https://node-2.cams.example/stream/cam0?token=abc"
         );
         let v6 = req("/video_feed", Some("[::1]:8080"));

@@ -38,6 +38,8 @@ pub struct Director {
     pub pool: Arc<Pool>,
     pub choose: Box<dyn Choose>,
     pub public_url: String,
+    /// The names `{host}` may take in `public_url`.
+    pub public_hosts: Vec<String>,
     pub header_timeout: Duration,
     pub stats: Stats,
 }
@@ -128,6 +130,7 @@ impl Director {
             };
             let base = request::location(
                 &self.public_url,
+                &self.public_hosts,
                 &gw,
                 &Request {
                     target: String::new(),
@@ -158,9 +161,9 @@ impl Director {
                 .await;
             };
             let gw = &gw;
-            let location = request::location(&self.public_url, gw, &req);
+            let location = request::location(&self.public_url, &self.public_hosts, gw, &req);
             self.stats.redirects.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, %location, "redirect");
+            tracing::debug!(%peer, location = %stream_common::redact::url(&location), "redirect");
             let instance = gw.instance.clone().unwrap_or_default();
             return respond(
                 &mut s,

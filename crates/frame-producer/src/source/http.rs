@@ -39,6 +39,7 @@ impl HttpRelay {
 }
 
 fn reader_loop(url: &str, slot: &(Mutex<Latest>, Condvar)) {
+    let shown = stream_common::redact::url(url);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(3)))
         .timeout_per_read(Some(Duration::from_secs(5)))
@@ -48,9 +49,9 @@ fn reader_loop(url: &str, slot: &(Mutex<Latest>, Condvar)) {
     loop {
         let started = Instant::now();
         match relay_once(&agent, url, slot) {
-            Ok(()) => tracing::warn!(url, "MJPEG source ended; reconnecting"),
+            Ok(()) => tracing::warn!(url = %shown, "MJPEG source ended; reconnecting"),
             Err(e) => {
-                tracing::warn!(url, error = %e, retry_in_ms = backoff.as_millis() as u64, "MJPEG source failed")
+                tracing::warn!(url = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "MJPEG source failed")
             }
         }
         if started.elapsed() > Duration::from_secs(10) {
@@ -75,7 +76,7 @@ fn relay_once(
         .to_string();
     let boundary = boundary_from_content_type(&content_type)
         .ok_or_else(|| anyhow::anyhow!("not a multipart stream: Content-Type {content_type:?}"))?;
-    tracing::info!(url, boundary, "relaying MJPEG stream");
+    tracing::info!(url = %stream_common::redact::url(url), boundary, "relaying MJPEG stream");
     let mut reader = response.into_body().into_reader();
     let mut parser = MultipartParser::new(&boundary, false, frame_wire::DEFAULT_MAX_JPEG_BYTES);
     let mut buf = vec![0u8; 64 * 1024];
@@ -114,7 +115,7 @@ fn trim_jpeg(body: Bytes) -> Bytes {
 
 impl Source for HttpRelay {
     fn describe(&self) -> String {
-        format!("http relay {}", self.url)
+        format!("http relay {}", stream_common::redact::url(&self.url))
     }
 
     fn is_live(&self) -> bool {

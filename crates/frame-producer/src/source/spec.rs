@@ -131,13 +131,7 @@ impl fmt::Display for SourceSpec {
     }
 }
 
-/// `scheme://user:pass@host/…` → `scheme://***@host/…`.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
+pub use stream_common::redact::url as redact;
 
 /// `v4l2:0` is short for `v4l2:/dev/video0`.
 fn v4l2_path(device: &str) -> String {

@@ -290,7 +290,59 @@ fn html(page: &'static str) -> Response {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(csp) = HeaderValue::from_str(&PAGE_CSP) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
+}
+
+/// The page's Content-Security-Policy: only this origin, and inline
+/// `<script>`/`<style>` blocks only by the sha256 of their text as shipped,
+/// computed here from the page itself so the policy follows every edit.
+/// Pictures and sockets may also come from other hosts: behind a
+/// stream-director the page's `/stream/` redirects and its WebSocket go to
+/// the gateway the director picks.
+static PAGE_CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| csp_for(PAGE));
+
+fn csp_for(page: &str) -> String {
+    let scripts = inline_hashes(page, "script");
+    let styles = inline_hashes(page, "style");
+    format!(
+        "default-src 'self'; script-src 'self'{scripts}; style-src 'self'{styles}; \
+         img-src 'self' http: https: blob: data:; connect-src 'self' ws: wss:; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    )
+}
+
+/// ` 'sha256-…'` for the text of every inline `<tag>…</tag>` in `page`.
+fn inline_hashes(page: &str, tag: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let mut out = String::new();
+    let mut rest = page;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(gt) = after.find('>') else { break };
+        let attrs = &after[..gt];
+        let body = &after[gt + 1..];
+        let Some(end) = body.find(&close) else { break };
+        if !attrs.contains("src=") {
+            let digest = sha2::Sha256::digest(body[..end].as_bytes());
+            let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+            out.push_str(&format!(" 'sha256-{b64}'"));
+        }
+        rest = &body[end + close.len()..];
+    }
+    out
 }
 
 async fn handle_rejection(err: Rejection) -> Result<Response, std::convert::Infallible> {

@@ -11,7 +11,7 @@
 //! pings and close, and the state the writers share for one socket, so that
 //! two streams' messages never interleave on it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::serve::admission::{Seat, Watching};
 use crate::serve::fanout::{Joined, Writers};
 use crate::serve::response::{self, Common};
 use crate::serve::wire::Wire;
-use crate::streams::Streams;
+use crate::streams::{Stream, Streams};
 
 /// Largest client message accepted; larger closes the connection.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -181,20 +181,24 @@ pub async fn run_client(
             closed: false,
         }),
     });
-    // Streams asked for whose writer has this client; the rest are looked
-    // for again once a second, until they appear.
+    // Streams asked for whose writer has this client, and those asked for
+    // that do not exist yet (at most MAX_WAITING, looked for once a second).
+    // Work happens only when the list changes or something is waited for,
+    // never per ping.
     let mut joined: HashSet<String> = HashSet::new();
+    let mut waiting: Vec<String> = Vec::new();
     let mut buf = BytesMut::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tokio::select! {
+        let mut changed = false;
+        let ticked = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
+            _ = tick.tick() => true,
             r = shared.socket.readable() => {
                 if r.is_err() || !read_into(&shared.socket, &mut buf) {
                     break;
                 }
-                match handle_frames(&shared, &mut buf) {
+                match handle_frames(&shared, &mut buf, &mut changed) {
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
@@ -202,31 +206,62 @@ pub async fn run_client(
                         break;
                     }
                 }
+                false
             }
+        };
+        if !changed && !(ticked && !waiting.is_empty()) {
+            continue;
         }
-        let wanted: Vec<String> = shared.lock().watching.iter().cloned().collect();
-        joined.retain(|name| wanted.contains(name));
-        for name in wanted {
-            if joined.contains(&name) {
-                continue;
+        let known: HashMap<String, Arc<Stream>> = streams
+            .all()
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        if changed {
+            let mut st = shared.lock();
+            let asked = std::mem::take(&mut st.watching);
+            let (mut kept, mut unknown) = (HashSet::new(), Vec::new());
+            for name in asked {
+                if known.contains_key(&name) {
+                    kept.insert(name);
+                } else if unknown.len() < MAX_WAITING {
+                    unknown.push(name);
+                }
             }
-            if let Some(stream) = streams.get(&name) {
-                joined.insert(name);
+            kept.extend(unknown);
+            joined.retain(|name| kept.contains(name));
+            waiting = kept
+                .iter()
+                .filter(|n| !joined.contains(*n))
+                .cloned()
+                .collect();
+            st.watching = kept;
+        }
+        waiting.retain(|name| {
+            let Some(stream) = known.get(name) else {
+                return true;
+            };
+            if joined.insert(name.clone()) {
                 writers.deliver(
                     stream.clone(),
                     Joined::Ws {
                         shared: shared.clone(),
-                        watching: Watching::new(stream),
+                        watching: Watching::new(stream.clone()),
                     },
                 );
             }
-        }
+            false
+        });
     }
     shared.lock().closed = true;
     // The writers holding this socket see it closed at their next write.
     shared.socket.shutdown_both();
     drop(seat);
 }
+
+/// The most names a watch list may hold that are not (yet) streams here:
+/// a list is otherwise bounded by the streams the gateway knows.
+const MAX_WAITING: usize = 16;
 
 /// Reads what the client sent; `false` at its end.
 fn read_into(socket: &Wire, buf: &mut BytesMut) -> bool {
@@ -248,7 +283,12 @@ fn read_into(socket: &Wire, buf: &mut BytesMut) -> bool {
 }
 
 /// Acts on every whole frame in `buf`; `Ok(false)` when the client closed.
-fn handle_frames(shared: &WsShared, buf: &mut BytesMut) -> Result<bool, FrameError> {
+/// `changed` is set when a new watch list arrived.
+fn handle_frames(
+    shared: &WsShared,
+    buf: &mut BytesMut,
+    changed: &mut bool,
+) -> Result<bool, FrameError> {
     while let Some(frame) = parse_frame(buf)? {
         match frame {
             ClientFrame::Text(text) => match serde_json::from_slice::<Watch>(&text) {
@@ -260,6 +300,7 @@ fn handle_frames(shared: &WsShared, buf: &mut BytesMut) -> Result<bool, FrameErr
                         .filter(|f| (0.1..=240.0).contains(f))
                         .map(|f| Duration::from_secs_f64(1.0 / f));
                     st.detections = w.detections;
+                    *changed = true;
                 }
                 Err(e) => tracing::debug!(error = %e, "ignoring a WebSocket message"),
             },
