@@ -336,7 +336,7 @@ fn inline_hashes(page: &str, tag: &str) -> String {
         let body = &after[gt + 1..];
         let Some(end) = body.find(&close) else { break };
         if !attrs.contains("src=") {
-            let digest = sha2::Sha256::digest(body[..end].as_bytes());
+            let digest = sha2::Sha256::digest(&body.as_bytes()[..end]);
             let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
             out.push_str(&format!(" 'sha256-{b64}'"));
         }

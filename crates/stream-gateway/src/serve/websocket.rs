@@ -209,7 +209,7 @@ pub async fn run_client(
                 false
             }
         };
-        if !changed && !(ticked && !waiting.is_empty()) {
+        if !changed && (!ticked || waiting.is_empty()) {
             continue;
         }
         let known: HashMap<String, Arc<Stream>> = streams
