@@ -19,6 +19,10 @@ PIP_PACKAGES=(pyzmq==27.3.0)
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 
+# The event stage's tests and benchmark talk to a real MQTT broker
+# (crates/event-stage/tests, crates/test-support/src/mqtt.rs).
+[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(mosquitto)
+
 # The across-hosts fault test drops packets with nft inside a container's
 # network namespace (crates/deploy-tests/tests/faults_across_hosts.rs).
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(nftables)

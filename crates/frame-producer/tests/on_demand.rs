@@ -214,7 +214,9 @@ async fn subscribing_to_everything_wants_every_camera() {
         match all.next_message(left).await.expect("message") {
             Message::Frame(f) => *frames.entry(f.header.stream).or_default() += 1,
             Message::Preview(f) => *previews.entry(f.header.stream).or_default() += 1,
-            Message::Detections { .. } => panic!("the producer sends no detections"),
+            Message::Detections { .. } | Message::Event { .. } => {
+                panic!("the producer sends no detections or events")
+            }
         }
     }
     for name in CAMERAS {

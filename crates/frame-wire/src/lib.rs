@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod detections;
+pub mod event;
 pub mod message;
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Key, KeyRing, MacError};
 pub use crate::detections::{Detection, Detections};
+pub use crate::event::{Event, EventMessage, Phase, encode_event};
 pub use crate::message::{
     KIND_VERSION, Kind, Message, decode_message, encode_detections, encode_message, subscription,
     topic,
@@ -127,6 +129,8 @@ pub enum WireError {
     UnknownKind(u8),
     #[error("malformed detections: {0}")]
     MalformedDetections(String),
+    #[error("malformed event: {0}")]
+    MalformedEvent(String),
 }
 
 impl WireError {
@@ -151,6 +155,7 @@ impl WireError {
             WireError::BadTopic(_) => "bad_topic",
             WireError::UnknownKind(_) => "unknown_kind",
             WireError::MalformedDetections(_) => "bad_detections",
+            WireError::MalformedEvent(_) => "bad_event",
         }
     }
 }

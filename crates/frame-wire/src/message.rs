@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::auth::{Key, KeyRing, MacError};
 use crate::detections::Detections;
+use crate::event::EventMessage;
 use crate::{
     Frame, FrameHeader, Limits, WireError, decode_header, decode_with, encode_header, validate,
     validate_frame_fields, validate_stream_name,
@@ -39,16 +40,19 @@ pub enum Kind {
     Preview,
     /// What a detector found in a frame: `d/<stream>/`, payload [`Detections`].
     Detections,
+    /// An event's start, update or end: `e/<stream>/`, payload [`EventMessage`].
+    Event,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Frame, Kind::Preview, Kind::Detections];
+    pub const ALL: [Kind; 4] = [Kind::Frame, Kind::Preview, Kind::Detections, Kind::Event];
 
     pub fn tag(self) -> u8 {
         match self {
             Kind::Frame => b'f',
             Kind::Preview => b'p',
             Kind::Detections => b'd',
+            Kind::Event => b'e',
         }
     }
 
@@ -62,6 +66,7 @@ impl Kind {
             Kind::Frame => "frame",
             Kind::Preview => "preview",
             Kind::Detections => "detections",
+            Kind::Event => "event",
         }
     }
 }
@@ -114,6 +119,12 @@ pub enum Message {
         header: FrameHeader,
         detections: Detections,
     },
+    /// An event (`e/<stream>/`); the header names its snapshot's frame.
+    /// Boxed: it is rare and large, and every other message moves by value.
+    Event {
+        header: FrameHeader,
+        event: Box<EventMessage>,
+    },
 }
 
 impl Message {
@@ -122,13 +133,14 @@ impl Message {
             Message::Frame(_) => Kind::Frame,
             Message::Preview(_) => Kind::Preview,
             Message::Detections { .. } => Kind::Detections,
+            Message::Event { .. } => Kind::Event,
         }
     }
 
     pub fn header(&self) -> &FrameHeader {
         match self {
             Message::Frame(f) | Message::Preview(f) => &f.header,
-            Message::Detections { header, .. } => header,
+            Message::Detections { header, .. } | Message::Event { header, .. } => header,
         }
     }
 }
@@ -149,6 +161,10 @@ pub fn encode_message(
         Kind::Detections => {
             validate_frame_fields(header)?;
             Detections::decode(&payload)?;
+        }
+        Kind::Event => {
+            validate_frame_fields(header)?;
+            EventMessage::decode(&payload)?;
         }
     }
     let mut header = header.clone();
@@ -228,6 +244,13 @@ pub fn decode_message(
             validate_frame_fields(&header)?;
             Message::Detections {
                 detections: Detections::decode(payload)?,
+                header,
+            }
+        }
+        Kind::Event => {
+            validate_frame_fields(&header)?;
+            Message::Event {
+                event: Box::new(EventMessage::decode(payload)?),
                 header,
             }
         }

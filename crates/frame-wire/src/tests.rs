@@ -407,7 +407,7 @@ mod kinds {
                 Message::Frame(f) | Message::Preview(f) => {
                     assert_eq!(f.jpeg.as_ptr(), p[2].as_ptr(), "not copied")
                 }
-                Message::Detections { .. } => panic!("a picture"),
+                Message::Detections { .. } | Message::Event { .. } => panic!("a picture"),
             }
 
             let keys = ring(KEY);

@@ -137,6 +137,8 @@ pub async fn run(
                 // No frame of it yet: a detector cannot make streams appear.
                 None => metrics.detections_ignored.inc(),
             },
+            // Events (the event stage's `e/`) are not kept here yet.
+            Message::Event { .. } => {}
         }
     }
     follower.abort();
