@@ -30,6 +30,8 @@ if [ -n "$base_pid" ]; then
   phase "waiting for the Docker base image"
   wait "$base_pid" || { cat target/docker-base.log; exit 1; }
 fi
+phase "Python: the benchmarks' wire module against bytes from the Rust encoder"
+(cd scripts && python3 -m unittest -q benchkit.test_wire)
 phase "cargo test"
 cargo test --workspace --all-features --quiet -- --test-threads=2
 phase "fuzz: every target in fuzz/ for 20 s (scripts/fuzz.sh)"
