@@ -57,9 +57,10 @@ pub struct Config {
     #[arg(long, env = "RECORDER_KEEP_EVENTS", default_value = "30d", value_parser = parse_duration)]
     pub keep_events: Duration,
     /// Most bytes all recordings together may take (`50G`, `500M`); the
-    /// oldest finished segments go first. No bound when unset.
-    #[arg(long, env = "RECORDER_MAX_BYTES", value_parser = parse_bytes)]
-    pub max_bytes: Option<u64>,
+    /// oldest finished segments go first. No bound when unset, empty (as
+    /// compose files pass an unset variable) or `none`.
+    #[arg(long, env = "RECORDER_MAX_BYTES", default_value = "none", value_parser = parse_bound)]
+    pub max_bytes: Bound,
     /// Length of a segment (capture time), in seconds.
     #[arg(long, env = "RECORDER_SEGMENT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub segment_seconds: u64,
@@ -242,6 +243,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `50G`, `500M`, `64K`, `1T` (powers of 1024) or a number of bytes.
+/// A byte bound that may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(pub Option<u64>);
+
+fn parse_bound(s: &str) -> Result<Bound, String> {
+    match s.trim() {
+        "" | "none" => Ok(Bound(None)),
+        v => parse_bytes(v).map(|b| Bound(Some(b))),
+    }
+}
+
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
@@ -277,7 +289,8 @@ mod tests {
         assert_eq!(c.dir, PathBuf::from("./recordings"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:8090");
         assert_eq!(c.keep, Duration::from_secs(7 * 86_400));
-        assert_eq!(c.max_bytes, None);
+        assert_eq!(c.max_bytes, Bound(None));
+        assert_eq!(parse_bound(""), Ok(Bound(None)));
         let choice = c.choice().expect("choice");
         assert!(choice.everything);
         assert_eq!(choice.mode_of("anything"), Mode::Continuous);
@@ -300,7 +313,7 @@ mod tests {
         assert_eq!(choice.mode_of("cam1"), Mode::Events);
         assert_eq!(choice.mode_of("cam2"), Mode::Off);
         assert_eq!(choice.mode_of("cam3"), Mode::Off);
-        assert_eq!(c.max_bytes, Some(1_610_612_736));
+        assert_eq!(c.max_bytes, Bound(Some(1_610_612_736)));
         assert_eq!(c.keep, Duration::from_secs(12 * 3600));
         assert!(Config::try_parse_from(["r", "--keep", "7x"]).is_err());
         assert!(Config::try_parse_from(["r", "--max-bytes", "-1"]).is_err());

@@ -136,7 +136,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         retention::Policy {
             keep: config.keep,
             keep_events: config.keep_events,
-            max_bytes: config.max_bytes,
+            max_bytes: config.max_bytes.0,
         },
         metrics.clone(),
         shutdown.clone(),
@@ -148,7 +148,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         streams = ?choice.named,
         every_stream = choice.everything,
         keep = ?config.keep,
-        max_bytes = ?config.max_bytes,
+        max_bytes = ?config.max_bytes.0,
         "frame-recorder started"
     );
 
