@@ -309,7 +309,9 @@ fn html(page: &'static str) -> Response {
 /// computed here from the page itself so the policy follows every edit.
 /// Pictures and sockets may also come from other hosts: behind a
 /// stream-director the page's `/stream/` redirects and its WebSocket go to
-/// the gateway the director picks.
+/// the gateway the director picks, and the recorder's API and playback may
+/// live on another origin (`?recorder=URL`), so `fetch` may reach other
+/// hosts too; scripts, styles and frames stay this page's own.
 static PAGE_CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| csp_for(PAGE));
 
 fn csp_for(page: &str) -> String {
@@ -317,7 +319,7 @@ fn csp_for(page: &str) -> String {
     let styles = inline_hashes(page, "style");
     format!(
         "default-src 'self'; script-src 'self'{scripts}; style-src 'self'{styles}; \
-         img-src 'self' http: https: blob: data:; connect-src 'self' ws: wss:; object-src 'none'; \
+         img-src 'self' http: https: blob: data:; connect-src 'self' http: https: ws: wss:; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
     )
 }
