@@ -39,7 +39,10 @@ pub fn topics(mode: Mode, only: &[String], wanted: &BTreeSet<String>) -> BTreeSe
             for name in only {
                 // Version 1/2 (a prefix, checked exactly on receipt) and 3.
                 out.insert(name.clone());
-                out.extend(Kind::ALL.map(|k| sub(k, Some(name))));
+                // Every kind a gateway keeps (events are not kept here yet).
+                out.extend(
+                    [Kind::Frame, Kind::Preview, Kind::Detections].map(|k| sub(k, Some(name))),
+                );
             }
         }
         (Mode::OnDemand, true) => {

@@ -554,7 +554,7 @@ mod tests {
         assert!(parse_query("token=%2").is_err());
         assert!(parse_query("token=%ff").is_err());
         assert!(parse_query("token=a&%74oken=b").is_err());
-        assert_eq!(parse_fps(&q), Ok(Some(5.0)));
+        assert_eq!(parse_fps(&parse_query("fps=5").expect("q")), Ok(Some(5.0)));
         for bad in ["fps=0", "fps=241", "fps=x", "fps="] {
             assert!(parse_fps(&parse_query(bad).expect("q")).is_err(), "{bad}");
         }
