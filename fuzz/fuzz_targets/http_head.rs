@@ -6,6 +6,14 @@
 //! bytes; whatever it finds must parse or be refused, never panic.
 #![no_main]
 
+/// head.rs reads through the gateway's connection type (plain TCP or TLS);
+/// a plain socket has the same reading methods, and the fuzzer never reads.
+mod serve {
+    pub mod wire {
+        pub use tokio::net::TcpStream as Wire;
+    }
+}
+
 #[path = "../../crates/stream-gateway/src/serve/head.rs"]
 #[allow(dead_code)]
 mod head;
