@@ -1,6 +1,9 @@
 //! Connecting a ZeroMQ SUB socket to a producer, the same way for every
 //! subscriber: a short connect timeout, a retry every 200 ms, and a warning
-//! at most every 30 s while the producer cannot be reached; and [`Silence`],
+//! at most every 30 s once the producer has been unreachable for
+//! [`QUIET_START`] (services started together, as `scripts/run.sh` does,
+//! connect before the producer binds: that is no cause for a warning); and
+//! [`Silence`],
 //! which says when a connected producer has gone quiet for long enough that
 //! the socket is to be recreated (zmq.rs reconnects on its own, but backs off
 //! up to 30 s).
@@ -12,6 +15,9 @@ use zeromq::{Socket, SocketOptions, SubSocket};
 
 use stream_common::ratelimit::LogEvery;
 
+/// How long failed connects go unreported (logged at debug level only).
+pub const QUIET_START: Duration = Duration::from_secs(5);
+
 /// A new SUB socket connected to `endpoint`, or `None` at shutdown. Nothing
 /// is subscribed yet.
 pub async fn connect(
@@ -19,6 +25,7 @@ pub async fn connect(
     shutdown: &CancellationToken,
     log: &mut LogEvery,
 ) -> Option<SubSocket> {
+    let started = Instant::now();
     loop {
         let mut options = SocketOptions::default();
         options.connect_timeout(Duration::from_millis(300));
@@ -30,7 +37,10 @@ pub async fn connect(
         match connected {
             Ok(()) => return Some(socket),
             Err(e) => {
-                if log.check(Instant::now()).is_some() {
+                let now = Instant::now();
+                if now.duration_since(started) < QUIET_START {
+                    tracing::debug!(producer = %endpoint, error = %e, "producer not reachable yet; retrying");
+                } else if log.check(now).is_some() {
                     tracing::warn!(producer = %endpoint, error = %e, "cannot reach producer; retrying");
                 }
             }
