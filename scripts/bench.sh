@@ -14,6 +14,9 @@
 #   scripts/bench.sh --detect           the object detector: inference per frame p50/p99, its CPU at
 #                                       5 fps, capture-to-detections delay (about 2 minutes):
 #                                       a section of bench/report.md
+#   scripts/bench.sh --ab DIR          this tree's gateway against DIR/stream-gateway (an earlier
+#                                       build), fan-out and wall, alternating turns (about 4 minutes):
+#                                       a section of bench/report.md
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -42,6 +45,7 @@ case "${1:-}" in
     exec python3 scripts/bench_balanced.py "$@" ;;
   --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
   --wall) shift; exec python3 scripts/bench_wall.py "$@" ;;
+  --ab) shift; exec python3 scripts/bench_ab.py "$@" ;;
   --overlay) shift; exec python3 scripts/bench_overlay.py "$@" ;;
   --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;
   --detect) shift

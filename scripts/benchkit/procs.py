@@ -76,12 +76,13 @@ def start_producer(args=(), bind=None, cpus=None, env=None, **popen):
     return p, bind
 
 
-def start_gateway(producers, args=(), port=None, cpus=None, env=None, wait=True, **popen):
-    """A stream-gateway subscribed to `producers`, listening on `port` (free
-    by default), logging warnings only: (process, port), once it accepts."""
+def start_gateway(producers, args=(), port=None, cpus=None, env=None, wait=True, exe="stream-gateway", **popen):
+    """A stream-gateway (`exe`: BIN's, or a path) subscribed to `producers`,
+    listening on `port` (free by default), logging warnings only:
+    (process, port), once it accepts."""
     port = port or free_port()
     flags = [f for e in producers for f in ("--producer", e)]
-    p = start("stream-gateway", [*flags, "--listen", f"127.0.0.1:{port}", *args, "--log-level", "warn"],
+    p = start(exe, [*flags, "--listen", f"127.0.0.1:{port}", *args, "--log-level", "warn"],
               cpus=cpus, env=env, **popen)
     if wait:
         try:
