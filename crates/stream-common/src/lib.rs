@@ -1,7 +1,9 @@
 //! What the producer, the gateway and the test tools share besides the wire
 //! format: drawing text on frames, JPEG encoding, parsing MJPEG streams,
-//! logging set-up and shutdown signals. One definition of each, used everywhere.
+//! logging set-up and shutdown signals, and the HTTP side's shared rules
+//! (`access`: credentials and CORS; `query`; `route`: which URL is what). One definition of each, used everywhere.
 
+pub mod access;
 pub mod canvas;
 pub mod health;
 pub mod huffman;
@@ -9,8 +11,10 @@ pub mod jpeg;
 pub mod logging;
 pub mod metrics;
 pub mod multipart;
+pub mod query;
 pub mod ratelimit;
 pub mod redact;
+pub mod route;
 pub mod service;
 pub mod shutdown;
 pub mod status;

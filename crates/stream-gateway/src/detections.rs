@@ -5,7 +5,7 @@
 //! of `/api/streams/{name}/detections`, the Server-Sent Events chunk of
 //! `/events/{name}`, and the WebSocket text message for pages
 //! (docs/websocket.md). The slot is a `watch` channel like the frame slot:
-//! the receive task overwrites it, the fan-out writers (`serve/fanout.rs`)
+//! the receive task overwrites it, the fan-out writers (`serve/writer.rs`)
 //! send the newest to whoever can take it, nothing queues per listener.
 //!
 //! Detections are kept only for streams this gateway already has (a frame

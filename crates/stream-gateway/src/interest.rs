@@ -2,7 +2,7 @@
 //! subscribe at full rate to exactly those (subscribe on demand).
 //!
 //! Every viewer of a stream, whatever it reads (an MJPEG response, a
-//! WebSocket's watch list), holds a `Watching` guard (`serve/admission.rs`)
+//! WebSocket's watch list), holds a `Watching` guard (`serve/seats.rs`)
 //! that counts it here while it lives. A stream is *wanted* from its first
 //! viewer until `--subscribe-linger` after its last one left, so a viewer
 //! that reloads the page or flips between cameras does not make the producer

@@ -6,9 +6,10 @@
 //! multipart part, into its stream's latest-frame slot (`streams.rs`, `part.rs`);
 //! `serve/` writes the newest part to every viewer whose socket can take it:
 //! serving threads (`serve/server.rs`) read each request
-//! (`serve/connection.rs`), decide it once (`serve/admission.rs`) and hand
-//! every viewer to the fan-out writer (`serve/fanout.rs`); warp's route
-//! table (`serve/routes.rs`) answers everything else.
+//! (`serve/connection.rs`), decide it once (`serve/admission.rs`), hand
+//! every viewer to a serving thread (`serve/handover.rs`) where the one
+//! writer every viewer goes through writes it (`serve/writer.rs`);
+//! `serve/routes.rs` answers the finite routes through warp.
 //! `detections.rs` keeps each stream's latest detections (from a detector on
 //! the bus) beside its frame slot, prepared once for every listener.
 //! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
@@ -99,10 +100,13 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )));
 
-    let auth = serve::auth::Auth::new(
+    let auth = stream_common::access::Auth::new(
         config.auth_user.clone(),
         config.auth_password.clone(),
-        config.auth_password_file.clone(),
+        config
+            .auth_password_file
+            .as_deref()
+            .map(std::path::Path::new),
         config.auth_token.clone(),
     )
     .context("authentication settings")?;
@@ -118,14 +122,14 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let (fanout, inboxes) = serve::fanout::Fanout::new(threads, streams.clone(), &metrics);
+    let (fanout, inboxes) = serve::handover::Fanout::new(threads, streams.clone(), &metrics);
     let app = serve::routes::App::new(&config, streams.clone(), metrics.clone());
     let shared = Arc::new(serve::connection::Shared {
         admission: serve::admission::Admission::new(
             serve::admission::Policy {
                 auth,
                 public_metrics: config.public_metrics,
-                allow_origins: config.allow_origins.clone(),
+                allow_origins: stream_common::access::Origins::new(config.allow_origins.clone()),
                 max_clients: config.max_clients,
             },
             streams,
@@ -159,7 +163,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
 }
 
 /// Settings that work but expose more than the user may think.
-fn warn_about_settings(config: &Config, auth: &serve::auth::Auth) {
+fn warn_about_settings(config: &Config, auth: &stream_common::access::Auth) {
     if !auth.enabled() && !config.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %config.listen,

@@ -1,138 +1,27 @@
 //! Deciding a request, once, in one place: method, body, query, credentials,
-//! CORS, whether it is a stream, which stream, `?fps=`, and a seat within
-//! `--max-clients`. What comes out is a [`Decision`] the connection carries
-//! out: a viewer for the fan-out writer, a stream head, a reply made here,
-//! or a route for warp. Nothing after this looks at credentials again.
-//!
-//! A viewer's [`Seat`] holds a capacity permit taken atomically (so a burst
-//! of simultaneous requests never admits more than the limit) and counts the
-//! viewer in the metrics until it is dropped, whichever way the viewer left.
+//! CORS, which route (`stream_common::route`), which stream, `?fps=`, and a
+//! seat within `--max-clients` (`seats.rs`). What comes out is a
+//! [`Decision`] the connection carries out: a viewer for the fan-out, a
+//! stream head, a reply made here, or a finite route for `routes.rs`.
+//! Nothing after this looks at credentials or at the URL again.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
+use stream_common::access::{Auth, Cors, Origins};
+use stream_common::query::{Query, parse_query};
 use stream_common::ratelimit::LogEvery;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use stream_common::route::Route;
+use tokio::sync::Semaphore;
 
 use crate::metrics::GatewayMetrics;
-use crate::serve::auth::Auth;
 use crate::serve::head::Head;
-use crate::serve::response::text;
-use crate::serve::routes::{self, StreamTarget};
-use crate::streams::{Stream, Streams};
-
-/// The CORS answer for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cors {
-    /// No CORS headers: the origin is not allowed (or there is none).
-    None,
-    /// `*`: any origin may read, without credentials (as the spec intends).
-    Any,
-    /// An origin listed by name; with credentials when auth is on.
-    Origin {
-        value: HeaderValue,
-        credentials: bool,
-    },
-}
-
-impl Cors {
-    pub fn apply(&self, h: &mut HeaderMap) {
-        match self {
-            Cors::None => {}
-            Cors::Any => {
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
-            }
-            Cors::Origin { value, credentials } => {
-                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
-                h.insert(header::VARY, HeaderValue::from_static("Origin"));
-                if *credentials {
-                    h.insert(
-                        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                        HeaderValue::from_static("true"),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// A viewer's place among `--max-clients`, held while the viewer lives:
-/// one per MJPEG stream response or WebSocket connection.
-pub struct Seat {
-    _permit: OwnedSemaphorePermit,
-    metrics: Arc<GatewayMetrics>,
-    opened: Instant,
-}
-
-impl Seat {
-    fn new(permit: OwnedSemaphorePermit, metrics: Arc<GatewayMetrics>) -> Self {
-        metrics.viewers_total.inc();
-        Seat {
-            _permit: permit,
-            metrics,
-            opened: Instant::now(),
-        }
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.metrics.viewers_total.dec();
-        tracing::debug!(
-            watched_ms = self.opened.elapsed().as_millis() as u64,
-            "viewer left"
-        );
-    }
-}
-
-/// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives,
-/// and has the stream received at full rate meanwhile (`interest.rs`).
-pub struct Watching {
-    pub stream: Arc<Stream>,
-}
-
-impl Watching {
-    pub fn new(stream: Arc<Stream>) -> Self {
-        stream.metrics.viewers.inc();
-        stream.viewer_joined();
-        tracing::debug!(stream = %stream.name, "viewer connected");
-        Watching { stream }
-    }
-}
-
-impl Drop for Watching {
-    fn drop(&mut self) {
-        self.stream.metrics.viewers.dec();
-        self.stream.viewer_left();
-    }
-}
-
-/// An admitted MJPEG viewer, ready for the fan-out.
-pub struct Viewer {
-    pub seat: Seat,
-    pub watching: Watching,
-    pub fps_cap: Option<f64>,
-}
-
-/// An admitted WebSocket viewer: its seat and the key to answer.
-pub struct WsViewer {
-    pub seat: Seat,
-    pub key: String,
-}
-
-/// An admitted listener of `/events/{name}` (a stream's detections as
-/// Server-Sent Events): a seat, and the stream.
-pub struct EventsViewer {
-    pub seat: Seat,
-    pub stream: Arc<Stream>,
-}
+use crate::serve::response::{at_capacity, no_stream, text};
+use crate::serve::seats::{EventsViewer, Seat, Viewer, Watching, WsViewer};
+use crate::streams::Streams;
 
 pub enum Decision {
     /// A GET of a stream: the socket goes to the fan-out writer.
@@ -145,51 +34,8 @@ pub enum Decision {
     StreamHead,
     /// Answered here: errors, refusals, CORS preflight.
     Reply(Response<Bytes>),
-    /// Everything else: warp's route table answers.
-    Route,
-}
-
-/// The query string as pairs; a key given twice is an error, so no two
-/// readers of one request can disagree about it.
-pub type Query = HashMap<String, String>;
-
-pub fn parse_query(q: &str) -> Result<Query, String> {
-    let mut out = Query::new();
-    for kv in q.split('&').filter(|kv| !kv.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let (k, v) = (percent_decode(k)?, percent_decode(v)?);
-        if out.insert(k.clone(), v).is_some() {
-            return Err(format!("query parameter {k:?} given twice"));
-        }
-    }
-    Ok(out)
-}
-
-/// RFC 3986 percent-decoding of one query key or value, as the page's
-/// `encodeURIComponent` writes them; `+` stays a plus. A bad `%` escape or
-/// bytes that are not UTF-8 are refused rather than guessed at.
-pub fn percent_decode(s: &str) -> Result<String, String> {
-    if !s.contains('%') {
-        return Ok(s.to_string());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in query: {s:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("query is not UTF-8 once decoded: {s:?}"))
+    /// A finite route, answered by `routes.rs`.
+    Finite(Route),
 }
 
 /// `?fps=N` for one client's rate cap: absent, or a number in 0.1..=240.
@@ -205,7 +51,7 @@ pub fn parse_fps(q: &Query) -> Result<Option<f64>, ()> {
 pub struct Policy {
     pub auth: Auth,
     pub public_metrics: bool,
-    pub allow_origins: Vec<String>,
+    pub allow_origins: Origins,
     pub max_clients: usize,
 }
 
@@ -234,18 +80,9 @@ impl Admission {
 
     /// The CORS answer for a request from `origin`.
     pub fn cors(&self, origin: Option<&str>) -> Cors {
-        let Some(origin) = origin else {
-            return Cors::None;
-        };
-        let listed = origin != "null" && self.policy.allow_origins.iter().any(|a| a == origin);
-        match HeaderValue::from_str(origin) {
-            Ok(value) if listed => Cors::Origin {
-                value,
-                credentials: self.policy.auth.enabled(),
-            },
-            _ if self.policy.allow_origins.iter().any(|a| a == "*") => Cors::Any,
-            _ => Cors::None,
-        }
+        self.policy
+            .allow_origins
+            .cors(origin, self.policy.auth.enabled())
     }
 
     /// Decides what to do with a request.
@@ -273,7 +110,8 @@ impl Admission {
             Ok(q) => q,
             Err(e) => return Decision::Reply(text(StatusCode::BAD_REQUEST, &e)),
         };
-        if !self.is_open(&head.path) {
+        let route = Route::parse(&head.path, &q);
+        if !route.is_open(self.policy.public_metrics) {
             let token = q.get("token").map(String::as_str);
             if !self
                 .policy
@@ -283,30 +121,28 @@ impl Admission {
                 return Decision::Reply(self.unauthorized(&head.path));
             }
         }
-        if head.path == "/ws" {
-            return self.websocket(head);
+        match route {
+            Route::WebSocket => self.websocket(head),
+            Route::Events(name) => self.events(&name, is_get),
+            Route::Stream(name) => self.stream(name.as_deref(), &q, is_get),
+            finite => Decision::Finite(finite),
         }
-        if let Some(name) = head.path.strip_prefix("/events/") {
-            return self.events(name, is_get);
-        }
-        let Some(target) = routes::stream_target(&head.path, &q) else {
-            return Decision::Route;
-        };
-        let Ok(fps_cap) = parse_fps(&q) else {
+    }
+
+    /// A stream, named or the default one (credentials already checked).
+    fn stream(&self, name: Option<&str>, q: &Query, is_get: bool) -> Decision {
+        let Ok(fps_cap) = parse_fps(q) else {
             return Decision::Reply(text(
                 StatusCode::BAD_REQUEST,
                 "fps must be a number between 0.1 and 240",
             ));
         };
-        let stream = match target {
-            StreamTarget::Default => self.streams.default_stream(),
-            StreamTarget::Named(name) => self.streams.get(name),
+        let stream = match name {
+            None => self.streams.default_stream(),
+            Some(name) => self.streams.get(name),
         };
         let Some(stream) = stream else {
-            return Decision::Reply(routes::no_stream(match target {
-                StreamTarget::Default => None,
-                StreamTarget::Named(name) => Some(name),
-            }));
+            return Decision::Reply(no_stream(name));
         };
         if !is_get {
             return Decision::StreamHead;
@@ -335,7 +171,7 @@ impl Admission {
     /// `/events/{name}` (credentials already checked): a seat like any viewer.
     fn events(&self, name: &str, is_get: bool) -> Decision {
         let Some(stream) = self.streams.get(name) else {
-            return Decision::Reply(routes::no_stream(Some(name)));
+            return Decision::Reply(no_stream(Some(name)));
         };
         if !is_get {
             let mut r = Response::new(Bytes::new());
@@ -389,11 +225,8 @@ impl Admission {
             let same = origin
                 .split_once("://")
                 .is_some_and(|(_, authority)| host_name(authority).eq_ignore_ascii_case(host));
-            let listed = self
-                .policy
-                .allow_origins
-                .iter()
-                .any(|a| a == origin || (a == "*" && !self.policy.auth.enabled()));
+            let origins = &self.policy.allow_origins;
+            let listed = origins.lists(origin) || (origins.any() && !self.policy.auth.enabled());
             if !same && !listed {
                 return Decision::Reply(text(
                     StatusCode::FORBIDDEN,
@@ -408,11 +241,6 @@ impl Admission {
             }),
             None => Decision::Reply(at_capacity()),
         }
-    }
-
-    /// Routes anyone may call: health checks, and metrics if made public.
-    fn is_open(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && self.policy.public_metrics)
     }
 
     fn preflight(&self, head: &Head) -> Response<Bytes> {
@@ -446,14 +274,9 @@ impl Admission {
             );
         }
         let mut r = text(StatusCode::UNAUTHORIZED, "authentication required");
-        let challenge = if self.policy.auth.has_basic() {
-            "Basic realm=\"stream-gateway\", charset=\"UTF-8\""
-        } else {
-            "Bearer realm=\"stream-gateway\""
-        };
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
+            self.policy.auth.challenge("stream-gateway"),
         );
         r
     }
@@ -477,16 +300,6 @@ fn host_name(authority: &str) -> &str {
         Some(i) if !authority[i..].contains(']') => &authority[..i],
         _ => authority,
     }
-}
-
-fn at_capacity() -> Response<Bytes> {
-    let mut r = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many viewers; try again shortly",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    r
 }
 
 #[cfg(test)]
@@ -522,7 +335,7 @@ mod tests {
         Policy {
             auth: Auth::default(),
             public_metrics: false,
-            allow_origins: vec![],
+            allow_origins: Origins::default(),
             max_clients,
         }
     }
@@ -537,23 +350,13 @@ mod tests {
             Decision::StreamHead => 2,
             Decision::WebSocket(_) => 4,
             Decision::Events(_) => 5,
-            Decision::Route => 3,
+            Decision::Finite(_) => 3,
             Decision::Reply(r) => r.status().as_u16(),
         }
     }
 
     #[test]
-    fn queries_parse_and_refuse_duplicates() {
-        let q = parse_query("fps=5&token=a&flag").expect("ok");
-        assert_eq!(q.get("fps").map(String::as_str), Some("5"));
-        assert_eq!(q.get("flag").map(String::as_str), Some(""));
-        assert!(parse_query("token=a&token=b").is_err());
-        let q = parse_query("token=a%2Bb%2Fc%25d%26e+f").expect("ok");
-        assert_eq!(q.get("token").map(String::as_str), Some("a+b/c%d&e+f"));
-        assert!(parse_query("token=%zz").is_err());
-        assert!(parse_query("token=%2").is_err());
-        assert!(parse_query("token=%ff").is_err());
-        assert!(parse_query("token=a&%74oken=b").is_err());
+    fn fps_caps_parse() {
         assert_eq!(parse_fps(&parse_query("fps=5").expect("q")), Ok(Some(5.0)));
         for bad in ["fps=0", "fps=241", "fps=x", "fps="] {
             assert!(parse_fps(&parse_query(bad).expect("q")).is_err(), "{bad}");
@@ -667,7 +470,7 @@ mod tests {
     fn cors_star_never_grants_credentials() {
         let policy = Policy {
             auth: Auth::new(None, None, None, Some("t".into())).expect("auth"),
-            allow_origins: vec!["*".into(), "https://ok.example".into()],
+            allow_origins: Origins::new(vec!["*".into(), "https://ok.example".into()]),
             ..open(10)
         };
         let (a, _) = admission(policy);
@@ -681,16 +484,8 @@ mod tests {
                 ..
             }
         ));
-        let mut h = HeaderMap::new();
-        a.cors(Some("https://evil.example")).apply(&mut h);
-        assert_eq!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS), None);
-        assert_eq!(
-            h.get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-                .map(|v| v.as_bytes()),
-            Some(&b"*"[..])
-        );
         let listed_only = Policy {
-            allow_origins: vec!["https://ok.example".into()],
+            allow_origins: Origins::new(vec!["https://ok.example".into()]),
             ..open(1)
         };
         let (a, _) = admission(listed_only);

@@ -1,10 +1,11 @@
 //! One HTTP connection, from accept to close or to the fan-out. Each request
 //! goes forward through the same steps: read its head (`head.rs`), decide it
-//! (`admission.rs`), then either hand the socket to the fan-out writer (a
-//! stream: the connection ends here, whichever request of the connection it
-//! was; the page's WebSocket likewise) or answer it (`routes.rs` through
-//! warp, or admission's own reply) and read the next request of a
-//! kept-alive connection.
+//! (`admission.rs`), then either hand the socket over to a writer
+//! (`handover.rs`: a stream or a stream's events, and the connection ends
+//! here, whichever request of the connection it was; the page's WebSocket
+//! likewise) or answer it (a finite route by `routes.rs` through warp, or
+//! admission's own reply) and read the next request of a kept-alive
+//! connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
+use stream_common::access::Cors;
+use stream_common::route::Route;
 use tokio::net::TcpStream;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
@@ -20,7 +23,7 @@ use warp::reply::Response;
 
 use crate::metrics::GatewayMetrics;
 use crate::serve::admission::{Admission, Decision};
-use crate::serve::fanout::Fanout;
+use crate::serve::handover::Fanout;
 use crate::serve::head::{Head, HeadBudget, HeadError, HeadReader};
 use crate::serve::response::{self, Common, text};
 use crate::serve::tls::{Accepted, Tls};
@@ -122,7 +125,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard:
                 return;
             }
             Decision::Reply(r) => r,
-            Decision::Route => route(&shared, head).await,
+            Decision::Finite(r) => finite(&shared, head, r).await,
         };
         let bytes = response::finite(&common, reply, head_only, keep_alive);
         if write(&socket, &bytes, &shared).await.is_err() {
@@ -150,7 +153,7 @@ async fn plain_on_tls_port(socket: Wire, shared: &Shared) {
         })
         .unwrap_or("this-host");
     let body = format!("This port speaks HTTPS: use https://{host}{}\n", head.path);
-    let cors = crate::serve::admission::Cors::None;
+    let cors = Cors::None;
     let common = Common {
         instance: &shared.instance,
         cors: &cors,
@@ -175,7 +178,7 @@ async fn refuse(socket: Wire, peer: SocketAddr, e: HeadError, shared: &Shared) {
         HeadError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         HeadError::Truncated | HeadError::Io(_) => return,
     };
-    let cors = crate::serve::admission::Cors::None;
+    let cors = Cors::None;
     let common = Common {
         instance: &shared.instance,
         cors: &cors,
@@ -186,14 +189,10 @@ async fn refuse(socket: Wire, peer: SocketAddr, e: HeadError, shared: &Shared) {
     }
 }
 
-/// Asks warp's route table for the reply to a request that is no stream.
-async fn route(shared: &Shared, head: Head) -> http::Response<Bytes> {
-    let uri = if head.query.is_empty() {
-        head.path
-    } else {
-        format!("{}?{}", head.path, head.query)
-    };
+/// Has warp's service answer a finite route, the route carried with the request.
+async fn finite(shared: &Shared, head: Head, route: Route) -> http::Response<Bytes> {
     let mut req = Request::new(Empty::<Bytes>::new());
+    req.extensions_mut().insert(route);
     *req.method_mut() = head.method;
     *req.headers_mut() = head.headers;
     *req.version_mut() = if head.minor_version == 0 {
@@ -201,10 +200,6 @@ async fn route(shared: &Shared, head: Head) -> http::Response<Bytes> {
     } else {
         http::Version::HTTP_11
     };
-    match uri.parse() {
-        Ok(u) => *req.uri_mut() = u,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "bad request target"),
-    }
     let mut service = warp::service(shared.routes.clone());
     let Ok(response) = service.call(req).await;
     let (parts, body) = response.into_parts();

@@ -10,9 +10,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
+use stream_common::access::Cors;
 
 use crate::part::{CONTENT_TYPE, PREAMBLE};
-use crate::serve::admission::Cors;
 
 /// Headers that keep browsers and proxies from caching or buffering video.
 pub fn no_cache(h: &mut HeaderMap) {
@@ -110,6 +110,33 @@ pub fn finite(
         out.put_slice(&body);
     }
     out.freeze()
+}
+
+/// The answer when a stream (named, or the default) is not there.
+pub fn no_stream(name: Option<&str>) -> Response<Bytes> {
+    match name {
+        Some(name) => text(
+            StatusCode::NOT_FOUND,
+            &format!("no stream named {name:?}; see /api/streams"),
+        ),
+        None => {
+            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "no stream has arrived yet");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+/// The answer when `--max-clients` viewers are already served.
+pub fn at_capacity() -> Response<Bytes> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many viewers; try again shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
 }
 
 /// A plain-text reply.

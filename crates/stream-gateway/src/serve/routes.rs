@@ -1,76 +1,28 @@
-//! URL → reply. Streams and snapshots are served from the latest-frame
-//! slots; nothing here waits for a producer.
-//!
-//! | route | reply |
-//! |---|---|
-//! | `/` | viewer page (`?action=stream` / `?action=snapshot`: mjpg-streamer compatible) |
-//! | `/video_feed` | the default stream (`--default-stream`, else the first), as the seed tutorial served it |
-//! | `/stream/{name}` | a stream (`?fps=N` caps this client's rate) |
-//! | `/snapshot`, `/snapshot/{name}` | the cached latest JPEG, at once |
-//! | `/api/streams` | JSON state of every stream, in stream order |
-//! | `/api/streams/{name}/detections` | the stream's latest detections, JSON (`detections.rs`) |
-//! | `/healthz`, `/readyz`, `/metrics` | process health, readiness, Prometheus |
-//!
-//! Stream routes ([`stream_target`]) and `/events/{name}` (detections as
-//! Server-Sent Events) are matched by admission and answered by the
-//! fan-out writer, never by warp; warp's table below has the rest. Both
-//! run after admission (`admission.rs`), which has already checked
-//! credentials, so the handlers here are plain.
+//! The finite routes' replies: the page, snapshots, the JSON API, health,
+//! readiness and metrics, answered from the latest-frame slots (nothing
+//! here waits for a producer). The request was parsed into its
+//! [`Route`] once, by admission, which has also checked credentials;
+//! the connection hands it to warp's service with the request, and the one
+//! filter here answers from the route alone, never from the URL again.
+//! Streams, `/events/{name}` and the WebSocket never come here: the fan-out
+//! serves them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use stream_common::route::Route;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::part::timestamp_text;
-use crate::serve::admission::{Query, parse_query};
-use crate::serve::response::{no_cache, text};
+use crate::serve::response::{no_cache, no_stream, text};
 use crate::streams::{Stream, Streams};
 
 const PAGE: &str = include_str!("page.html");
-
-/// Which stream a stream request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamTarget<'a> {
-    /// `/video_feed`, `/?action=stream`: the default stream.
-    Default,
-    /// `/stream/{name}`.
-    Named(&'a str),
-}
-
-/// The stream routes: `Some` when `path` (with its query) is a stream request.
-pub fn stream_target<'a>(path: &'a str, q: &Query) -> Option<StreamTarget<'a>> {
-    match path {
-        "/video_feed" => Some(StreamTarget::Default),
-        "/" if q.get("action").map(String::as_str) == Some("stream") => Some(StreamTarget::Default),
-        p => p
-            .strip_prefix("/stream/")
-            .filter(|n| !n.is_empty() && !n.contains('/'))
-            .map(StreamTarget::Named),
-    }
-}
-
-/// The answer when a stream (named, or the default) is not there.
-pub fn no_stream(name: Option<&str>) -> http::Response<Bytes> {
-    match name {
-        Some(name) => text(
-            StatusCode::NOT_FOUND,
-            &format!("no stream named {name:?}; see /api/streams"),
-        ),
-        None => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "no stream has arrived yet");
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-    }
-}
 
 /// Everything the routes need, cheap to clone into each filter.
 #[derive(Clone)]
@@ -101,73 +53,39 @@ impl App {
     + Sync
     + 'static {
         let app = self.clone();
-        let with_app = warp::any().map(move || app.clone());
-        let query = warp::query::raw()
-            .or(warp::any().map(String::new))
+        warp::ext::get::<Route>()
+            .map(move |route: Route| app.answer(route))
+            .recover(handle_rejection)
             .unify()
-            .map(|q: String| parse_query(&q).unwrap_or_default());
-        let method = warp::get().or(warp::head()).unify();
+    }
 
-        let root = warp::path::end()
-            .and(with_app.clone())
-            .and(query)
-            .map(
-                |app: App, q: Query| match q.get("action").map(String::as_str) {
-                    None => html(PAGE),
-                    Some("snapshot") => app.snapshot(app.streams.default_stream(), None),
-                    Some(other) => text(
-                        StatusCode::BAD_REQUEST,
-                        &format!("unknown action {other:?}; use stream or snapshot"),
-                    )
-                    .map(Into::into),
-                },
-            );
-        let snapshot_first = warp::path!("snapshot")
-            .and(with_app.clone())
-            .map(|app: App| app.snapshot(app.streams.default_stream(), None));
-        let snapshot = warp::path!("snapshot" / String)
-            .and(with_app.clone())
-            .map(|name: String, app: App| app.snapshot(app.streams.get(&name), Some(&name)));
-        let api = warp::path!("api" / "streams")
-            .and(with_app.clone())
-            .map(|app: App| app.api_streams());
-        let detections = warp::path!("api" / "streams" / String / "detections")
-            .and(with_app.clone())
-            .map(|name: String, app: App| app.detections(&name));
-        let healthz = warp::path!("healthz").map(|| text(StatusCode::OK, "ok").map(Into::into));
-        let readyz = warp::path!("readyz")
-            .and(with_app.clone())
-            .map(|app: App| app.readyz());
-        let metrics = warp::path!("metrics")
-            .and(with_app.clone())
-            .map(|app: App| {
-                let mut r = Response::new(app.metrics.render().into());
+    /// The reply to a finite route.
+    fn answer(&self, route: Route) -> Response {
+        match route {
+            Route::Page => html(PAGE),
+            Route::Snapshot(None) => self.snapshot(self.streams.default_stream(), None),
+            Route::Snapshot(Some(name)) => self.snapshot(self.streams.get(&name), Some(&name)),
+            Route::Streams => self.api_streams(),
+            Route::Detections(name) => self.detections(&name),
+            Route::Healthz => text(StatusCode::OK, "ok").map(Into::into),
+            Route::Readyz => self.readyz(),
+            Route::Metrics => {
+                let mut r = Response::new(self.metrics.render().into());
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(stream_common::metrics::CONTENT_TYPE),
                 );
                 r
-            });
-
-        method
-            .and(
-                root.or(snapshot_first)
-                    .unify()
-                    .or(snapshot)
-                    .unify()
-                    .or(api)
-                    .unify()
-                    .or(detections)
-                    .unify()
-                    .or(healthz)
-                    .unify()
-                    .or(readyz)
-                    .unify()
-                    .or(metrics)
-                    .unify(),
+            }
+            Route::UnknownAction(other) => text(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown action {other:?}; use stream or snapshot"),
             )
-            .recover(handle_rejection)
-            .unify()
+            .map(Into::into),
+            Route::NotFound | Route::Stream(_) | Route::Events(_) | Route::WebSocket => {
+                text(StatusCode::NOT_FOUND, "not found").map(Into::into)
+            }
+        }
     }
 
     fn snapshot(&self, stream: Option<Arc<Stream>>, name: Option<&str>) -> Response {
@@ -347,20 +265,8 @@ fn inline_hashes(page: &str, tag: &str) -> String {
     out
 }
 
+/// Only reached when a request came without its route: a bug, not a client's fault.
 async fn handle_rejection(err: Rejection) -> Result<Response, std::convert::Infallible> {
-    let r = if err.is_not_found() {
-        text(StatusCode::NOT_FOUND, "not found")
-    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        let mut r = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed; use GET or HEAD",
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        r
-    } else {
-        tracing::debug!(rejection = ?err, "request rejected");
-        text(StatusCode::BAD_REQUEST, "bad request")
-    };
-    Ok(r.map(Into::into))
+    tracing::warn!(rejection = ?err, "a finite request came without its route");
+    Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error").map(Into::into))
 }

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::serve::connection::{self, Shared};
-use crate::serve::fanout::{self, ShardInbox};
+use crate::serve::handover::{self, ShardInbox};
 
 pub struct Settings {
     pub viewer_timeout: Duration,
@@ -127,7 +127,7 @@ async fn thread_main(
             return;
         }
     };
-    let shard = tokio::spawn(fanout::run_shard(inbox, shutdown.clone()));
+    let shard = tokio::spawn(handover::run_shard(inbox, shutdown.clone()));
     let connections = TaskTracker::new();
     let mut accept_log = LogEvery::new(Duration::from_secs(5));
     loop {

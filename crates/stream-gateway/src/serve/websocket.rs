@@ -3,17 +3,16 @@
 //! (browsers allow 6 per host over HTTP/1.1).
 //!
 //! The frames themselves go out through the same fan-out writers as MJPEG
-//! (`fanout.rs`): a WebSocket viewer joins the writer of each stream it
+//! (`writer.rs`): a WebSocket viewer joins the writer of each stream it
 //! watches on its thread, and each writes the frame's prepared message
 //! (`Part::ws`) with one `write()`. What is per connection lives here: the
 //! handshake, the client's small messages (which streams, at what rate,
 //! with or without their detections),
-//! pings and close, and the state the writers share for one socket, so that
-//! two streams' messages never interleave on it.
+//! pings and close. What the writers share for one socket is `wsconn.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -22,10 +21,11 @@ use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use tokio_util::sync::CancellationToken;
 
-use crate::serve::admission::{Seat, Watching};
-use crate::serve::fanout::{Joined, Writers};
 use crate::serve::response::{self, Common};
+use crate::serve::seats::{Seat, Watching};
 use crate::serve::wire::Wire;
+use crate::serve::writer::{Joined, Writers};
+use crate::serve::wsconn::WsShared;
 use crate::streams::{Stream, Streams};
 
 /// Largest client message accepted; larger closes the connection.
@@ -55,28 +55,6 @@ pub fn upgrade_head(common: &Common<'_>, key: &str) -> Bytes {
         h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response::head(common, http::StatusCode::SWITCHING_PROTOCOLS, h)
-}
-
-/// What one socket's writers share: the bytes not yet written (whichever
-/// stream's), and what the client asked for.
-pub struct WsShared {
-    pub socket: Arc<Wire>,
-    state: Mutex<WsState>,
-}
-
-pub struct WsState {
-    pub pending: Option<(Bytes, usize)>,
-    pub watching: HashSet<String>,
-    pub min_interval: Option<Duration>,
-    /// Also send the watched streams' detections (`detections.rs`).
-    pub detections: bool,
-    pub closed: bool,
-}
-
-impl WsShared {
-    pub fn lock(&self) -> MutexGuard<'_, WsState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// A client → gateway message.
@@ -171,16 +149,7 @@ pub async fn run_client(
     streams: Arc<Streams>,
     stop: CancellationToken,
 ) {
-    let shared = Arc::new(WsShared {
-        socket: Arc::new(socket),
-        state: Mutex::new(WsState {
-            pending: None,
-            watching: HashSet::new(),
-            min_interval: None,
-            detections: false,
-            closed: false,
-        }),
-    });
+    let shared = Arc::new(WsShared::new(socket));
     // Streams asked for whose writer has this client, and those asked for
     // that do not exist yet (at most MAX_WAITING, looked for once a second).
     // Work happens only when the list changes or something is waited for,

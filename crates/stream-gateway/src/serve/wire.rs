@@ -1,7 +1,7 @@
 //! What a connection's bytes travel over: the bare TCP socket, or a TLS
 //! session on it (`tls.rs`). Everything that reads or writes a client, the
 //! request heads (`head.rs`), replies (`connection.rs`), the fan-out writer
-//! (`fanout.rs`) and the page's WebSocket (`websocket.rs`), goes through a
+//! (`writer.rs`) and the page's WebSocket (`websocket.rs`), goes through a
 //! [`Wire`], so HTTPS takes the same path as HTTP.
 //!
 //! Like tokio's `TcpStream`, every call takes `&self` and never blocks:

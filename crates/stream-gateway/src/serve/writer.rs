@@ -1,13 +1,13 @@
 //! The one delivery path: every viewer of every stream, however its request
-//! arrived (an MJPEG response on any connection, or the page's WebSocket,
-//! `websocket.rs`), is written by a fan-out writer here.
+//! arrived (an MJPEG response on any connection, a stream's events, or the
+//! page's WebSocket, `websocket.rs`), is written by a writer here.
 //!
-//! Each serving thread (`server.rs`) runs one shard: a writer task per
-//! stream that walks that thread's viewers of the stream once per frame and
-//! writes the shared part with one `write()` each. A viewer whose socket is
-//! full keeps its unsent remainder and waits for the socket to drain: it
-//! skips frames instead of queueing them. A viewer that closes its socket is
-//! released at once (its read side is watched), frames flowing or not.
+//! Each serving thread runs a writer task per stream that walks that
+//! thread's viewers of the stream once per frame and writes the shared part
+//! with one `write()` each. A viewer whose socket is full keeps its unsent
+//! remainder and waits for the socket to drain: it skips frames instead of
+//! queueing them. A viewer that closes its socket is released at once (its
+//! read side is watched), frames flowing or not.
 //!
 //! A stream's detections (`detections.rs`) go out from the same writer: to
 //! its Server-Sent Events listeners (`/events/{name}`, who get nothing else)
@@ -17,175 +17,47 @@
 //! before the next frame, in the same `write()`: the frame's message with
 //! the detections' text message in front is built once per frame, so boxes
 //! cost a page no extra write, and arrive with the picture they belong on.
+//! A frame's WebSocket message itself is built only when a WebSocket
+//! viewer is written it (`Part::ws`).
 //!
-//! A new viewer goes to the shard with the fewest viewers, so every core
-//! carries its share and, when the machine cannot keep up, every viewer's
-//! rate drops together. Its socket is moved out of the accepting thread's
-//! reactor into the chosen thread's, so each thread only ever polls its own
-//! sockets. Per-part counters are kept per writer and added to the shared
-//! metrics once per frame, not once per viewer.
+//! Per-part counters are kept per writer and added to the shared metrics
+//! once per frame, not once per viewer.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use prometheus::IntGauge;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use stream_common::ratelimit::LogEvery;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::detections::Prepared;
-use crate::metrics::GatewayMetrics;
 use crate::part::Part;
-use crate::serve::admission::{EventsViewer, Seat, Viewer, Watching, WsViewer};
-use crate::serve::websocket::{self, WsShared};
-use crate::serve::wire::{StdWire, Wire, Wrote};
-use crate::streams::{Stream, Streams};
-
-/// Hands admitted viewers to the shards; shared by all serving threads.
-pub struct Fanout {
-    shards: Vec<ShardHandle>,
-}
-
-struct ShardHandle {
-    tx: mpsc::UnboundedSender<Joining>,
-    load: Arc<AtomicUsize>,
-    gauge: IntGauge,
-}
-
-/// One shard's end of the hand-over, run by [`run_shard`] on its thread.
-pub struct ShardInbox {
-    rx: mpsc::UnboundedReceiver<Joining>,
-    streams: Arc<Streams>,
-}
-
-/// A viewer on its way to a shard, its socket out of any reactor.
-struct Joining {
-    socket: StdWire,
-    kind: JoiningKind,
-    load: Load,
-}
-
-enum JoiningKind {
-    /// An MJPEG viewer and its response head, to be written first.
-    Mjpeg { head: Bytes, viewer: Viewer },
-    /// A WebSocket whose handshake is answered.
-    Ws(WsViewer),
-    /// A Server-Sent Events listener and its response head.
-    Events { head: Bytes, viewer: EventsViewer },
-}
-
-/// Counts a viewer in its shard's load (and the shard's gauge) while it lives.
-pub struct Load(Arc<AtomicUsize>, IntGauge);
-
-impl Load {
-    fn new(shard: &ShardHandle) -> Self {
-        shard.load.fetch_add(1, Ordering::Relaxed);
-        shard.gauge.inc();
-        Load(shard.load.clone(), shard.gauge.clone())
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-        self.1.dec();
-    }
-}
-
-impl Fanout {
-    /// A fan-out over `shards` serving threads, and each thread's inbox.
-    pub fn new(
-        shards: usize,
-        streams: Arc<Streams>,
-        metrics: &GatewayMetrics,
-    ) -> (Arc<Fanout>, Vec<ShardInbox>) {
-        let (handles, inboxes) = (0..shards.max(1))
-            .map(|i| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let handle = ShardHandle {
-                    tx,
-                    load: Arc::new(AtomicUsize::new(0)),
-                    gauge: metrics.for_thread(i),
-                };
-                let inbox = ShardInbox {
-                    rx,
-                    streams: streams.clone(),
-                };
-                (handle, inbox)
-            })
-            .unzip();
-        (Arc::new(Fanout { shards: handles }), inboxes)
-    }
-
-    /// Hands an MJPEG viewer whose request was read on shard `local` to the
-    /// least loaded shard (`local` on a tie). `head` is written before any part.
-    pub fn join(&self, local: usize, socket: Wire, head: Bytes, viewer: Viewer) {
-        self.hand_over(local, socket, JoiningKind::Mjpeg { head, viewer });
-    }
-
-    /// Hands a WebSocket viewer (handshake answered) to the least loaded shard.
-    pub fn join_ws(&self, local: usize, socket: Wire, viewer: WsViewer) {
-        self.hand_over(local, socket, JoiningKind::Ws(viewer));
-    }
-
-    /// Hands a Server-Sent Events listener of a stream's detections to the
-    /// least loaded shard. `head` is written before any event.
-    pub fn join_events(&self, local: usize, socket: Wire, head: Bytes, viewer: EventsViewer) {
-        self.hand_over(local, socket, JoiningKind::Events { head, viewer });
-    }
-
-    fn hand_over(&self, local: usize, socket: Wire, kind: JoiningKind) {
-        let load = |i: usize| self.shards[i].load.load(Ordering::Relaxed);
-        let local = local.min(self.shards.len() - 1);
-        let target = (0..self.shards.len())
-            .fold(local, |best, i| if load(i) < load(best) { i } else { best });
-        let socket = match socket.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(error = %e, "viewer socket lost before it joined");
-                return;
-            }
-        };
-        let shard = &self.shards[target];
-        let joining = Joining {
-            socket,
-            kind,
-            load: Load::new(shard),
-        };
-        // Fails only when that thread has stopped (shutdown): the viewer is
-        // dropped with the message, closing its socket.
-        let _ = shard.tx.send(joining);
-    }
-}
+use crate::serve::seats::{Load, OwnSocket, Seat, Watching};
+use crate::serve::wire::{Wire, Wrote};
+use crate::serve::wsconn::WsShared;
+use crate::streams::Stream;
 
 /// A viewer that reached its shard, as its stream's writer takes it in.
 pub enum Joined {
-    /// An MJPEG viewer: its own socket (registered on this thread).
-    Mjpeg {
+    /// An MJPEG viewer or an events listener: its own socket (registered
+    /// on this thread) and its response head.
+    Own {
         socket: Wire,
         head: Bytes,
-        viewer: Viewer,
+        viewer: OwnSocket,
         load: Load,
     },
     /// A WebSocket viewer's socket, shared with its other streams' writers.
     Ws {
         shared: Arc<WsShared>,
         watching: Watching,
-    },
-    /// A Server-Sent Events listener: its own socket, detections only.
-    Events {
-        socket: Wire,
-        head: Bytes,
-        viewer: EventsViewer,
-        load: Load,
     },
 }
 
@@ -196,6 +68,13 @@ pub struct Writers {
 }
 
 impl Writers {
+    pub fn new(stop: CancellationToken) -> Self {
+        Writers {
+            map: std::sync::Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
     /// Gives `joined` to this thread's writer of `stream`.
     pub fn deliver(&self, stream: Arc<Stream>, joined: Joined) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,64 +93,6 @@ impl Writers {
     }
 }
 
-/// Runs one shard until `stop`: takes viewers in and gives each to its
-/// stream's writer on this thread.
-pub async fn run_shard(mut inbox: ShardInbox, stop: CancellationToken) {
-    let writers = Arc::new(Writers {
-        map: std::sync::Mutex::new(HashMap::new()),
-        stop: stop.clone(),
-    });
-    loop {
-        let joining = tokio::select! {
-            _ = stop.cancelled() => return,
-            j = inbox.rx.recv() => match j { Some(j) => j, None => return },
-        };
-        let socket = match joining.socket.into_wire() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot register a viewer's socket");
-                continue;
-            }
-        };
-        match joining.kind {
-            JoiningKind::Mjpeg { head, viewer } => {
-                let stream = viewer.watching.stream.clone();
-                let joined = Joined::Mjpeg {
-                    socket,
-                    head,
-                    viewer,
-                    load: joining.load,
-                };
-                writers.deliver(stream, joined);
-            }
-            JoiningKind::Events { head, viewer } => {
-                let stream = viewer.stream.clone();
-                let joined = Joined::Events {
-                    socket,
-                    head,
-                    viewer,
-                    load: joining.load,
-                };
-                writers.deliver(stream, joined);
-            }
-            JoiningKind::Ws(viewer) => {
-                let load = joining.load;
-                let client = websocket::run_client(
-                    socket,
-                    viewer.seat,
-                    writers.clone(),
-                    inbox.streams.clone(),
-                    stop.clone(),
-                );
-                tokio::spawn(async move {
-                    client.await;
-                    drop(load);
-                });
-            }
-        }
-    }
-}
-
 /// One viewer as its writer sees it.
 struct Conn {
     out: Out,
@@ -282,8 +103,6 @@ struct Conn {
     min_interval: Option<Duration>,
     next_allowed: Instant,
     last_seq: Option<u64>,
-    /// A Server-Sent Events listener: detections, never frames.
-    events: bool,
     /// The detections version last handed to it (`Prepared::version`).
     det_sent: u64,
     /// Counts it in `gateway_viewers{stream}` (not an events listener).
@@ -304,7 +123,6 @@ impl Conn {
             min_interval: None,
             next_allowed: Instant::now(),
             last_seq: None,
-            events: false,
             det_sent: 0,
             _watching: None,
             _seat: None,
@@ -315,8 +133,14 @@ impl Conn {
 /// Where a viewer's bytes go, and what is not written yet (the response
 /// head, or the rest of a part) with how far we got.
 enum Out {
-    /// A socket of its own: an MJPEG viewer or an events listener.
+    /// An MJPEG viewer: a socket of its own.
     Mjpeg {
+        socket: Arc<Wire>,
+        pending: Option<(Bytes, usize)>,
+    },
+    /// A Server-Sent Events listener: a socket of its own, detections and
+    /// never frames.
+    Sse {
         socket: Arc<Wire>,
         pending: Option<(Bytes, usize)>,
     },
@@ -335,7 +159,7 @@ enum Want {
 impl Conn {
     fn socket(&self) -> &Arc<Wire> {
         match &self.out {
-            Out::Mjpeg { socket, .. } => socket,
+            Out::Mjpeg { socket, .. } | Out::Sse { socket, .. } => socket,
             Out::Ws(shared) => &shared.socket,
         }
     }
@@ -344,7 +168,9 @@ impl Conn {
     /// `next` too.
     fn write(&mut self, next: Option<Bytes>) -> Wrote {
         match &mut self.out {
-            Out::Mjpeg { socket, pending } => write_then(socket, pending, next),
+            Out::Mjpeg { socket, pending } | Out::Sse { socket, pending } => {
+                write_then(socket, pending, next)
+            }
             Out::Ws(shared) => {
                 let mut st = shared.lock();
                 if st.closed {
@@ -360,6 +186,8 @@ impl Conn {
     fn wants(&mut self, stream: &str, dets: &Prepared) -> Option<Want> {
         match &self.out {
             Out::Mjpeg { .. } => Some(Want::Mjpeg),
+            // Never asked: listeners are passed over for frames.
+            Out::Sse { .. } => None,
             Out::Ws(shared) => {
                 let st = shared.lock();
                 if !st.watching.contains(stream) {
@@ -375,9 +203,19 @@ impl Conn {
         }
     }
 
+    /// A Server-Sent Events listener: detections, never frames.
+    fn is_events(&self) -> bool {
+        matches!(self.out, Out::Sse { .. })
+    }
+
+    /// Whether its socket is its own, so its read side is watched.
+    fn owns_socket(&self) -> bool {
+        !matches!(self.out, Out::Ws(_))
+    }
+
     /// The detections message for an events listener.
     fn events_message(&self, d: &Prepared) -> Option<Bytes> {
-        self.events.then(|| d.sse.clone())
+        self.is_events().then(|| d.sse.clone())
     }
 
     /// Drains what an MJPEG viewer sent: `false` once it closed or failed.
@@ -566,33 +404,27 @@ impl Writer {
     fn add(&mut self, j: Joined, part: Option<&Part>) {
         self.next_id += 1;
         let fresh = |out| Conn::new(out, self.next_id);
-        let socket_out = |socket, head| Out::Mjpeg {
-            socket: Arc::new(socket),
-            pending: Some((head, 0)),
-        };
         let conn = match j {
-            Joined::Mjpeg {
+            Joined::Own {
                 socket,
                 head,
-                viewer,
+                viewer: OwnSocket::Mjpeg(viewer),
                 load,
             } => Conn {
                 min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
                 _watching: Some(viewer.watching),
                 _seat: Some((viewer.seat, load)),
-                ..fresh(socket_out(socket, head))
+                ..fresh(Out::Mjpeg {
+                    socket: Arc::new(socket),
+                    pending: Some((head, 0)),
+                })
             },
-            Joined::Ws { shared, watching } => Conn {
-                _watching: Some(watching),
-                ..fresh(Out::Ws(shared))
-            },
-            Joined::Events {
+            Joined::Own {
                 socket,
                 head,
-                viewer,
+                viewer: OwnSocket::Events(viewer),
                 load,
             } => Conn {
-                events: true,
                 // Only detections still fresh are worth sending at once.
                 det_sent: if self.dets.received.is_some() {
                     0
@@ -600,10 +432,17 @@ impl Writer {
                     self.dets.version
                 },
                 _seat: Some((viewer.seat, load)),
-                ..fresh(socket_out(socket, head))
+                ..fresh(Out::Sse {
+                    socket: Arc::new(socket),
+                    pending: Some((head, 0)),
+                })
+            },
+            Joined::Ws { shared, watching } => Conn {
+                _watching: Some(watching),
+                ..fresh(Out::Ws(shared))
             },
         };
-        let watch_input = matches!(conn.out, Out::Mjpeg { .. });
+        let watch_input = conn.owns_socket();
         let i = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
@@ -611,7 +450,7 @@ impl Writer {
         if watch_input {
             self.events.push(on_readable(&conn, i));
         }
-        let events = conn.events;
+        let events = conn.is_events();
         self.conns[i] = Some(conn);
         if events {
             // The head, then the current detections.
@@ -628,7 +467,7 @@ impl Writer {
         for i in 0..self.conns.len() {
             if self.conns[i]
                 .as_ref()
-                .is_some_and(|c| c.events && !c.waiting)
+                .is_some_and(|c| c.is_events() && !c.waiting)
             {
                 self.send_detections(i);
             }
@@ -666,7 +505,7 @@ impl Writer {
             let Some(c) = self.conns[i].as_mut() else {
                 continue;
             };
-            if !c.events || c.waiting {
+            if !c.is_events() || c.waiting {
                 continue;
             }
             let wrote = match c.write(None) {
@@ -714,7 +553,7 @@ impl Writer {
             let Some(c) = self.conns[i].as_ref() else {
                 continue;
             };
-            if c.waiting || c.next_allowed > now || c.events {
+            if c.waiting || c.next_allowed > now || c.is_events() {
                 // Still writing an older part (or capped): skip this frame.
                 continue;
             }
@@ -819,7 +658,7 @@ impl Writer {
         if let Some(c) = self.conns[i].take() {
             // Pending events hold the socket too: shut it now so the peer
             // sees the end at once and those events resolve.
-            if matches!(c.out, Out::Mjpeg { .. }) {
+            if c.owns_socket() {
                 c.socket().shutdown_both();
             }
             self.free.push(i);

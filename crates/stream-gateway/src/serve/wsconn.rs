@@ -1,0 +1,48 @@
+//! One page's WebSocket as its streams' writers share it: the socket, the
+//! bytes not yet written (whichever stream's, so two streams' messages
+//! never interleave on it), and what the client asked for. The client task
+//! (`websocket.rs`) sets what is asked; the writers (`writer.rs`) read it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::serve::wire::Wire;
+
+/// What one socket's writers share: the bytes not yet written (whichever
+/// stream's), and what the client asked for.
+pub struct WsShared {
+    pub socket: Arc<Wire>,
+    state: Mutex<WsState>,
+}
+
+pub struct WsState {
+    pub pending: Option<(Bytes, usize)>,
+    pub watching: HashSet<String>,
+    pub min_interval: Option<Duration>,
+    /// Also send the watched streams' detections (`detections.rs`).
+    pub detections: bool,
+    pub closed: bool,
+}
+
+impl WsShared {
+    pub fn lock(&self) -> MutexGuard<'_, WsState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A socket whose client has asked for nothing yet.
+    pub fn new(socket: Wire) -> Self {
+        WsShared {
+            socket: Arc::new(socket),
+            state: Mutex::new(WsState {
+                pending: None,
+                watching: HashSet::new(),
+                min_interval: None,
+                detections: false,
+                closed: false,
+            }),
+        }
+    }
+}
