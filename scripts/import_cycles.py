@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Lists import rings between the modules (files) of each crate.
 
-A file's module path comes from where it lies under src/ (src/serve/fanout.rs
-is crate::serve::fanout). A file imports another when it names it through
+A file's module path comes from where it lies under src/ (src/serve/writer.rs
+is crate::serve::writer). A file imports another when it names it through
 `crate::…` or `super::…`. Prints each ring (a strongly connected component of
 two or more files) and exits 1 when there is any, so the check can run in
 scripts/test.sh.

@@ -16,7 +16,6 @@
 //! and slashes are refused before anything is looked up, and a name is only
 //! ever looked up in the catalog, never joined into a path.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,7 +28,10 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 use warp::reply::{Reply, Response};
 
-use crate::access::{Access, Cors};
+use stream_common::access::Cors;
+use stream_common::query::{Query, parse_query};
+
+use crate::access::Access;
 use crate::metrics::RecorderMetrics;
 use crate::playback::{self, Clip, MAX_CLIP_MS};
 use crate::store::{Store, safe_name};
@@ -79,41 +81,6 @@ fn no_cache(r: &mut Response) {
     );
 }
 
-/// A query string's keys and values; `Err` with the reason for a key given twice.
-fn parse_query(raw: &str) -> Result<HashMap<String, String>, String> {
-    let mut out = HashMap::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (percent_decode(k), percent_decode(v));
-        if out.insert(k.clone(), v).is_some() {
-            return Err(format!("{k:?} is given twice"));
-        }
-    }
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A time in ms since the Unix epoch, from the query.
 /// Why a request is refused: its status and a one-line reason.
 type Refusal = (StatusCode, String);
@@ -122,7 +89,7 @@ fn refuse((status, why): Refusal) -> Response {
     text(status, &why)
 }
 
-fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Refusal> {
+fn time_param(q: &Query, key: &str) -> Result<Option<u64>, Refusal> {
     match q.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -139,7 +106,7 @@ fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Ref
     }
 }
 
-fn required(q: &HashMap<String, String>, key: &str) -> Result<u64, Refusal> {
+fn required(q: &Query, key: &str) -> Result<u64, Refusal> {
     time_param(q, key)?.ok_or_else(|| {
         (
             StatusCode::BAD_REQUEST,
@@ -234,17 +201,16 @@ impl App {
                 .and_then(|v| v.to_str().ok());
             if !self
                 .access
+                .auth()
                 .allows(authorization, q.get("token").map(String::as_str))
             {
                 self.access.refused(path);
                 self.metrics.auth_failed();
                 let mut r = text(StatusCode::UNAUTHORIZED, "credentials required");
-                if self.access.has_basic() {
-                    r.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Basic realm=\"recordings\""),
-                    );
-                }
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    self.access.auth().challenge("recordings"),
+                );
                 return r;
             }
         }
@@ -306,7 +272,7 @@ impl App {
         }
     }
 
-    fn spans(&self, name: &str, q: &HashMap<String, String>) -> Response {
+    fn spans(&self, name: &str, q: &Query) -> Response {
         let now = unix_now_ms();
         let (to, from) = match (time_param(q, "to"), time_param(q, "from")) {
             (Ok(to), Ok(from)) => {
@@ -330,7 +296,7 @@ impl App {
         }))
     }
 
-    async fn frame(&self, name: &str, q: &HashMap<String, String>) -> Response {
+    async fn frame(&self, name: &str, q: &Query) -> Response {
         let at = match required(q, "at") {
             Ok(v) => v,
             Err(r) => return refuse(r),
@@ -358,7 +324,7 @@ impl App {
         }
     }
 
-    fn stream(&self, name: &str, q: &HashMap<String, String>) -> Response {
+    fn stream(&self, name: &str, q: &Query) -> Response {
         let from = match required(q, "from") {
             Ok(v) => v,
             Err(r) => return refuse(r),
@@ -393,7 +359,7 @@ impl App {
         r
     }
 
-    async fn clip(&self, name: &str, q: &HashMap<String, String>) -> Response {
+    async fn clip(&self, name: &str, q: &Query) -> Response {
         let (from, to) = match (required(q, "from"), required(q, "to")) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(r), _) | (_, Err(r)) => return refuse(r),
@@ -460,44 +426,13 @@ fn busy() -> Response {
 }
 
 fn apply_cors(r: &mut Response, cors: &Cors) {
-    let h = r.headers_mut();
-    match cors {
-        Cors::None => return,
-        Cors::Any => {
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        }
-        Cors::Origin { value, credentials } => {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-            if *credentials {
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
-            }
-        }
+    if *cors == Cors::None {
+        return;
     }
+    let h = r.headers_mut();
+    cors.apply(h);
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("X-Timestamp, Content-Disposition"),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_decode_and_refuse_repeats() {
-        let q = parse_query("from=1&to=2&token=a%2Fb").expect("ok");
-        assert_eq!(q["from"], "1");
-        assert_eq!(q["token"], "a/b");
-        assert!(parse_query("at=1&at=2").is_err());
-        assert_eq!(percent_decode("%2e%2e"), "..");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
 }

@@ -45,14 +45,18 @@ fn main() -> std::process::ExitCode {
 
 async fn async_main(config: Config) -> anyhow::Result<()> {
     let choice = config.choice()?;
-    let access = Arc::new(access::Access::new(
+    let auth = stream_common::access::Auth::new(
         config.auth_user.clone(),
         config.auth_password.clone(),
         config.auth_password_file.as_deref(),
         config.auth_token.clone(),
-        config.allow_origins.clone(),
+    )
+    .context("authentication settings")?;
+    let access = Arc::new(access::Access::new(
+        auth,
+        stream_common::access::Origins::new(config.allow_origins.clone()),
         config.public_metrics,
-    )?);
+    ));
     if !access.enabled() && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "playback is open to anyone who reaches this address: set --auth-user/--auth-password or --auth-token");
     }

@@ -8,5 +8,6 @@
 pub mod choose;
 pub mod config;
 pub mod pool;
+pub mod redirect;
 pub mod request;
 pub mod serve;

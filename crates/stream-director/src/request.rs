@@ -1,12 +1,11 @@
 //! Just enough HTTP/1.x for the director: a request head read strictly with
-//! limits, which requests are streams, and where a redirect points.
+//! limits, and its route, parsed by the gateway's own table
+//! (`stream_common::route`), so both agree on what a stream is.
 
-use std::net::SocketAddr;
-
+use stream_common::query::{Query, parse_query};
+use stream_common::route::Route;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-use crate::pool::Gateway;
 
 /// Largest request head accepted (the gateway's own limit is 32 KiB).
 pub const MAX_HEAD: usize = 32 * 1024;
@@ -58,29 +57,20 @@ impl Request {
         (!name.is_empty()).then_some(name)
     }
 
-    /// A query parameter's raw value.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.target.split_once('?')?.1;
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
+    /// The query, decoded; `Err` for a bad escape or a key given twice.
+    pub fn query(&self) -> Result<Query, String> {
+        let query = self.target.split(['#']).next().unwrap_or("");
+        parse_query(query.split_once('?').map_or("", |(_, q)| q))
     }
 
-    /// `Some(stream name)` for a request that opens an endless MJPEG
-    /// stream (`""` when the URL does not name one): these are redirected.
-    pub fn stream(&self) -> Option<&str> {
-        let path = self.path();
-        if let Some(name) = path.strip_prefix("/stream/") {
-            return Some(name);
+    /// What the request asks for, by the gateway's route table; a query
+    /// the gateway would refuse makes it [`Route::NotFound`] here, so it is
+    /// relayed and the gateway answers why.
+    pub fn route(&self) -> Route {
+        match self.query() {
+            Ok(q) => Route::parse(self.path(), &q),
+            Err(_) => Route::NotFound,
         }
-        if path == "/video_feed" {
-            return Some("");
-        }
-        let query = self.target.split_once('?').map_or("", |(_, q)| q);
-        let wants_stream = query.split('&').any(|kv| kv == "action=stream");
-        (path == "/" && wants_stream).then_some("")
     }
 }
 
@@ -186,33 +176,6 @@ pub fn parse_response_head(buf: &[u8]) -> Option<ResponseHead> {
     Some(ResponseHead { status, headers })
 }
 
-/// The `Location` for sending `req` to `gw`: `template` filled in, then the
-/// request's own path and query. `{host}` is the viewer's `Host` only when
-/// `hosts` lists it, else the first of `hosts`, else the gateway's IP.
-pub fn location(template: &str, hosts: &[String], gw: &Gateway, req: &Request) -> String {
-    let ip = match gw.addr {
-        SocketAddr::V4(a) => a.ip().to_string(),
-        SocketAddr::V6(a) => format!("[{}]", a.ip()),
-    };
-    let base = template
-        .replace("{ip}", &ip)
-        .replace("{port}", &gw.addr.port().to_string())
-        .replace("{host}", public_host(hosts, req).unwrap_or(&ip))
-        .replace("{instance}", gw.instance.as_deref().unwrap_or(&ip));
-    format!("{}{}", base.trim_end_matches('/'), req.target)
-}
-
-/// The name `{host}` takes for `req`: its `Host` if `hosts` lists it
-/// (case-insensitively), else the first listed name.
-fn public_host<'a>(hosts: &'a [String], req: &'a Request) -> Option<&'a str> {
-    let asked = req.host_name();
-    hosts
-        .iter()
-        .find(|h| asked.is_some_and(|a| a.eq_ignore_ascii_case(h)))
-        .or_else(|| hosts.first())
-        .map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,54 +209,33 @@ mod tests {
     }
 
     #[test]
-    fn stream_requests_are_recognised() {
-        assert_eq!(req("/stream/cam0?fps=5", None).stream(), Some("cam0"));
-        assert_eq!(req("/video_feed", None).stream(), Some(""));
-        assert_eq!(req("/?action=stream", None).stream(), Some(""));
-        assert_eq!(req("/?x=1&action=stream", None).stream(), Some(""));
+    fn streams_are_what_the_gateway_calls_streams() {
+        let endless = |t: &str| req(t, None).route().endless_stream().map(str::to_string);
+        assert_eq!(endless("/stream/cam0?fps=5").as_deref(), Some("cam0"));
+        assert_eq!(endless("/video_feed").as_deref(), Some(""));
+        assert_eq!(endless("/?action=stream").as_deref(), Some(""));
+        assert_eq!(endless("/?x=1&action=stream").as_deref(), Some(""));
+        assert_eq!(endless("/events/cam0").as_deref(), Some("cam0"));
         for small in [
             "/",
             "/?action=snapshot",
             "/snapshot/cam0",
             "/api/streams",
             "/stream",
+            "/stream/",
+            "/stream/a/b",
+            "/ws",
+            "/stream/cam0?fps=1&fps=2",
         ] {
-            assert_eq!(req(small, None).stream(), None, "{small}");
+            assert_eq!(endless(small), None, "{small}");
         }
-    }
-
-    #[test]
-    fn locations_fill_the_template() {
-        let gw = Gateway {
-            addr: ([172, 18, 0, 5], 8080).into(),
-            instance: Some("node-2".into()),
-            ready: true,
-        };
-        let r = req("/stream/cam0?token=abc", Some("cams.example:8080"));
         assert_eq!(
-            location("http://{ip}:{port}", &[], &gw, &r),
-            "http://172.18.0.5:8080/stream/cam0?token=abc"
+            req("/director/pick?stream=a%2Fb", None)
+                .query()
+                .expect("query")
+                .get("stream")
+                .map(String::as_str),
+            Some("a/b")
         );
-        let hosts = ["other.example".to_string(), "cams.example".to_string()];
-        assert_eq!(
-            location("http://{host}:{port}/", &hosts, &gw, &r),
-            "http://cams.example:8080/stream/cam0?token=abc"
-        );
-        let evil = req("/stream/cam0?token=abc", Some("evil.example"));
-        assert_eq!(
-            location("http://{host}:{port}/", &hosts, &gw, &evil),
-            "http://other.example:8080/stream/cam0?token=abc"
-        );
-        assert_eq!(
-            location("http://{host}:{port}/", &[], &gw, &evil),
-            "http://172.18.0.5:8080/stream/cam0?token=abc"
-        );
-        assert_eq!(
-            location("https://{instance}.cams.example", &[], &gw, &r),
-            "https://node-2.cams.example/stream/cam0?token=abc"
-        );
-        let v6 = req("/video_feed", Some("[::1]:8080"));
-        assert_eq!(v6.host_name(), Some("[::1]"));
-        assert_eq!(req("/", Some("plain")).host_name(), Some("plain"));
     }
 }

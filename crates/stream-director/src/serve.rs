@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::choose::Choose;
 use crate::pool::{Gateway, Pool};
+use crate::redirect;
 use crate::request::{self, Request};
 
 /// A relayed request tries at most this many gateways.
@@ -115,8 +116,12 @@ impl Director {
             )
             .await;
         }
-        let pick =
-            (req.path() == "/director/pick").then(|| req.query_param("stream").unwrap_or_default());
+        let pick = (req.path() == "/director/pick").then(|| {
+            req.query()
+                .ok()
+                .and_then(|q| q.get("stream").cloned())
+                .unwrap_or_default()
+        });
         if let Some(stream) = pick {
             let Some(gw) = self.pick_answering(&stream, candidates).await else {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +133,7 @@ impl Director {
                 )
                 .await;
             };
-            let base = request::location(
+            let base = redirect::location(
                 &self.public_url,
                 &self.public_hosts,
                 &gw,
@@ -149,7 +154,8 @@ impl Director {
             )
             .await;
         }
-        if let Some(stream) = req.stream() {
+        let route = req.route();
+        if let Some(stream) = route.endless_stream() {
             let Some(gw) = self.pick_answering(stream, candidates).await else {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
                 return respond(
@@ -161,7 +167,7 @@ impl Director {
                 .await;
             };
             let gw = &gw;
-            let location = request::location(&self.public_url, &self.public_hosts, gw, &req);
+            let location = redirect::location(&self.public_url, &self.public_hosts, gw, &req);
             self.stats.redirects.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, location = %stream_common::redact::url(&location), "redirect");
             let instance = gw.instance.clone().unwrap_or_default();
