@@ -48,13 +48,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         0 => Box::new(RoundRobin::default()),
         width => Box::new(Affinity::new(width)),
     };
+    let auth = stream_common::access::Auth::new(
+        config.auth_user.clone(),
+        config.auth_password.clone(),
+        config.auth_password_file.as_deref(),
+        config.auth_token.clone(),
+    )
+    .context("authentication settings")?;
     let director = Arc::new(Director {
+        auth,
         pool,
         choose,
         public_url: config.public_url.clone(),
         public_hosts: config.public_hosts.clone(),
         header_timeout: config.header_timeout,
         stats: Default::default(),
+        refusals: std::sync::Mutex::new(stream_common::ratelimit::LogEvery::new(
+            std::time::Duration::from_secs(1),
+        )),
     });
     director.serve(listener, cancel).await;
     checks.await.context("health checks")?;

@@ -7,13 +7,16 @@
 //! `/director/pick?stream=NAME` answers where a client that cannot follow a
 //! redirect (a WebSocket: browsers fail a handshake answered with 3xx)
 //! should connect: `{"url": "http://gateway:port", "instance": …}`, chosen as
-//! a stream request would be.
+//! a stream request would be. Both name internal addresses, so they ask
+//! for the gateways' credentials (`--auth-*`) when those are set.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use stream_common::access::Auth;
+use stream_common::ratelimit::LogEvery;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -31,11 +34,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 #[derive(Default)]
 pub struct Stats {
     pub redirects: AtomicU64,
+    /// `/director/*` requests refused for missing or wrong credentials.
+    pub unauthorized: AtomicU64,
     pub relayed: AtomicU64,
     pub unavailable: AtomicU64,
 }
 
 pub struct Director {
+    /// Credentials for `/director/*`.
+    pub auth: Auth,
     pub pool: Arc<Pool>,
     pub choose: Box<dyn Choose>,
     pub public_url: String,
@@ -43,6 +50,7 @@ pub struct Director {
     pub public_hosts: Vec<String>,
     pub header_timeout: Duration,
     pub stats: Stats,
+    pub refusals: Mutex<LogEvery>,
 }
 
 impl Director {
@@ -84,6 +92,17 @@ impl Director {
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(r)) => r,
             };
+        if req.path().starts_with("/director/") && !self.authorized(&req) {
+            let challenge = self.auth.challenge("stream-director");
+            let challenge = challenge.to_str().unwrap_or("Bearer");
+            return respond(
+                &mut s,
+                "401 Unauthorized",
+                &[("WWW-Authenticate", challenge)],
+                "authentication required\n",
+            )
+            .await;
+        }
         match req.path() {
             "/healthz" => return respond(&mut s, "200 OK", &[], "ok\n").await,
             "/readyz" => {
@@ -186,6 +205,27 @@ impl Director {
         self.relay(s, peer, &req, candidates).await
     }
 
+    /// Whether a request carries the credentials `/director/*` asks for
+    /// (always, when none are set); refusals are counted and logged at
+    /// most once a second.
+    fn authorized(&self, req: &Request) -> bool {
+        let query = req.query().unwrap_or_default();
+        let token = query.get("token").map(String::as_str);
+        if self.auth.allows(req.header("authorization"), token) {
+            return true;
+        }
+        self.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let mut log = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(folded) = log.check(Instant::now()) {
+            tracing::warn!(
+                path = req.path(),
+                repeats = folded,
+                "request refused: missing or wrong credentials"
+            );
+        }
+        false
+    }
+
     /// The chosen gateway, once it has just accepted a connection. A gateway
     /// killed since the last health round (a container whose address is
     /// gone answers nothing, so a viewer sent there would hang in connect
@@ -250,6 +290,7 @@ impl Director {
             "redirects": self.stats.redirects.load(Ordering::Relaxed),
             "relayed": self.stats.relayed.load(Ordering::Relaxed),
             "unavailable": self.stats.unavailable.load(Ordering::Relaxed),
+            "unauthorized": self.stats.unauthorized.load(Ordering::Relaxed),
         })
     }
 }

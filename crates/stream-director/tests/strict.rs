@@ -16,11 +16,16 @@ use tokio::net::TcpStream;
 
 /// Sends `raw` and reads the whole answer (the director closes after it).
 async fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(raw).await.expect("write");
+    try_exchange(addr, raw).await.expect("connect and write")
+}
+
+/// [`exchange`], `None` while nothing listens yet.
+async fn try_exchange(addr: SocketAddr, raw: &[u8]) -> Option<String> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(raw).await.ok()?;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[tokio::test]
@@ -118,4 +123,83 @@ async fn bare_lf_and_control_characters_are_refused() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+}
+
+/// `/director/*` names the gateways' addresses: with credentials set it
+/// asks for them as the gateways' API does (a token in `Authorization` or
+/// `?token=`), counts refusals, and leaves health checks open. Streams are
+/// redirected by the gateway's own route table, events included.
+#[tokio::test]
+async fn director_answers_need_the_credentials() {
+    let producer = Producer::start(&["--fps", "5", "--size", "160x120"]);
+    let gw = Gateway::start(&[&producer.endpoint], &["--auth-token", "s3cret"], &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = addr.to_string();
+    let gateways = gw.addr.to_string();
+    let _director = Proc::start(
+        "stream-director",
+        &[
+            "--listen",
+            &listen,
+            "--gateways",
+            &gateways,
+            "--check-interval",
+            "0.2",
+            "--auth-token",
+            "s3cret",
+        ],
+        &[],
+    );
+    wait_for(
+        "the director to find its gateway",
+        Duration::from_secs(20),
+        || async move {
+            let r = try_exchange(
+                addr,
+                b"GET /director/gateways HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+            )
+            .await?;
+            r.contains("\"ready\":true").then_some(())
+        },
+    )
+    .await;
+    for refused in [
+        &b"GET /director/gateways HTTP/1.1\r\n\r\n"[..],
+        b"GET /director/gateways HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n",
+        b"GET /director/pick?stream=cam0 HTTP/1.1\r\n\r\n",
+        b"GET /director/pick?stream=cam0&token=wrong HTTP/1.1\r\n\r\n",
+    ] {
+        let answer = exchange(addr, refused).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+        assert!(answer.contains("WWW-Authenticate: Bearer"), "{answer:?}");
+        assert!(
+            !answer.contains("127.0.0.1"),
+            "no address leaks: {answer:?}"
+        );
+    }
+    let picked = exchange(
+        addr,
+        b"GET /director/pick?stream=cam0&token=s3cret HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert!(picked.starts_with("HTTP/1.1 200"), "{picked:?}");
+    assert!(picked.contains("\"url\":\"http://127.0.0.1:"), "{picked:?}");
+    let state = exchange(
+        addr,
+        b"GET /director/gateways HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n",
+    )
+    .await;
+    assert!(state.contains("\"unauthorized\":4"), "{state:?}");
+    let health = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health:?}");
+    for endless in ["/stream/cam0", "/events/cam0", "/video_feed"] {
+        let raw = format!("GET {endless} HTTP/1.1\r\n\r\n");
+        let answer = exchange(addr, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 307"), "{endless}: {answer:?}");
+    }
+    // Relayed requests are the gateway's to judge.
+    let relayed = exchange(addr, b"GET /api/streams HTTP/1.1\r\n\r\n").await;
+    assert!(relayed.starts_with("HTTP/1.1 401"), "{relayed:?}");
+    let relayed = exchange(addr, b"GET /api/streams?token=s3cret HTTP/1.1\r\n\r\n").await;
+    assert!(relayed.starts_with("HTTP/1.1 200"), "{relayed:?}");
 }

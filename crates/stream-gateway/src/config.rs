@@ -116,6 +116,18 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allow_origins: Vec<String>,
+
+    /// Who may show the viewer page in a frame (its CSP `frame-ancestors`):
+    /// comma list of origins such as `https://dash.example`, or `'self'`
+    /// (the default) or `'none'`.
+    #[arg(
+        long = "frame-ancestors",
+        env = "GATEWAY_FRAME_ANCESTORS",
+        value_delimiter = ',',
+        default_value = "'self'",
+        value_parser = parse_frame_ancestor
+    )]
+    pub frame_ancestors: Vec<String>,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
@@ -202,5 +214,23 @@ mod tests {
         assert!(Config::try_parse_from(["g", "--subscribe", "some"]).is_err());
         let c = Config::try_parse_from(["g", "--subscribe", "all"]).expect("ok");
         assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::All);
+    }
+}
+
+/// One `frame-ancestors` source: `'self'`, `'none'`, or a scheme, host or
+/// origin with no spaces, quotes, `;` or control characters, so nothing can
+/// be added to the page's policy through it.
+fn parse_frame_ancestor(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let keyword = matches!(s, "'self'" | "'none'");
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,'\"\\".contains(&b));
+    if keyword || plain {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a frame-ancestors source (an origin such as https://dash.example, 'self' or 'none')"
+        ))
     }
 }

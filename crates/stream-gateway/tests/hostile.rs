@@ -58,3 +58,40 @@ async fn tokens_are_percent_decoded_and_the_page_locks_itself_down() {
         "one hash per inline script: {script_src}"
     );
 }
+
+/// `--frame-ancestors` names who may frame the page; a value that would add
+/// to the policy is refused at start.
+#[tokio::test]
+async fn frame_ancestors_come_from_the_flag_only() {
+    let gw = Gateway::start(
+        &[],
+        &["--frame-ancestors", "https://dash.example,'self'"],
+        &[],
+    );
+    let addr = gw.addr;
+    test_support::wait_for(
+        "the gateway to listen",
+        std::time::Duration::from_secs(20),
+        || async move { http::get(addr, "/healthz").await.ok().map(|_| ()) },
+    )
+    .await;
+    let page = http::get(addr, "/").await.expect("page");
+    let csp = page
+        .head
+        .header("content-security-policy")
+        .expect("a Content-Security-Policy");
+    assert!(
+        csp.ends_with("frame-ancestors https://dash.example 'self'"),
+        "{csp}"
+    );
+    let refused = std::process::Command::new(test_support::process::bin_path("stream-gateway"))
+        .args(["--frame-ancestors", "https://a.example; script-src *"])
+        .output()
+        .expect("run the gateway");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a frame-ancestors source"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

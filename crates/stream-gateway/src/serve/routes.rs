@@ -30,6 +30,8 @@ pub struct App {
     pub streams: Arc<Streams>,
     pub metrics: Arc<GatewayMetrics>,
     instance_id: String,
+    /// The page's Content-Security-Policy, made once at start.
+    csp: Option<HeaderValue>,
     stale_after: Duration,
     detections_stale_after: Duration,
 }
@@ -40,6 +42,7 @@ impl App {
             streams,
             metrics,
             instance_id: config.instance_id.clone(),
+            csp: HeaderValue::from_str(&csp_for(PAGE, &config.frame_ancestors.join(" "))).ok(),
             stale_after: config.stale_after,
             detections_stale_after: config.detections_stale_after,
         }
@@ -62,7 +65,7 @@ impl App {
     /// The reply to a finite route.
     fn answer(&self, route: Route) -> Response {
         match route {
-            Route::Page => html(PAGE),
+            Route::Page => html(PAGE, self.csp.as_ref()),
             Route::Snapshot(None) => self.snapshot(self.streams.default_stream(), None),
             Route::Snapshot(Some(name)) => self.snapshot(self.streams.get(&name), Some(&name)),
             Route::Streams => self.api_streams(),
@@ -200,7 +203,7 @@ impl App {
     }
 }
 
-fn html(page: &'static str) -> Response {
+fn html(page: &'static str, csp: Option<&HeaderValue>) -> Response {
     let mut r = Response::new(page.into());
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -208,8 +211,9 @@ fn html(page: &'static str) -> Response {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(csp) = HeaderValue::from_str(&PAGE_CSP) {
-        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    if let Some(csp) = csp {
+        r.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     }
     r.headers_mut().insert(
         header::REFERRER_POLICY,
@@ -229,16 +233,15 @@ fn html(page: &'static str) -> Response {
 /// stream-director the page's `/stream/` redirects and its WebSocket go to
 /// the gateway the director picks, and the recorder's API and playback may
 /// live on another origin (`?recorder=URL`), so `fetch` may reach other
-/// hosts too; scripts, styles and frames stay this page's own.
-static PAGE_CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| csp_for(PAGE));
-
-fn csp_for(page: &str) -> String {
+/// hosts too; scripts, styles and frames stay this page's own. Who may
+/// frame the page is `--frame-ancestors` (`'self'` by default).
+fn csp_for(page: &str, frame_ancestors: &str) -> String {
     let scripts = inline_hashes(page, "script");
     let styles = inline_hashes(page, "style");
     format!(
         "default-src 'self'; script-src 'self'{scripts}; style-src 'self'{styles}; \
          img-src 'self' http: https: blob: data:; connect-src 'self' http: https: ws: wss:; object-src 'none'; \
-         base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+         base-uri 'none'; form-action 'self'; frame-ancestors {frame_ancestors}"
     )
 }
 
