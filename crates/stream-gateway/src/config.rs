@@ -188,6 +188,24 @@ fn default_instance() -> String {
         .unwrap_or_else(|| format!("gateway-{}", std::process::id()))
 }
 
+/// One `frame-ancestors` source: `'self'`, `'none'`, or a scheme, host or
+/// origin with no spaces, quotes, `;` or control characters, so nothing can
+/// be added to the page's policy through it.
+fn parse_frame_ancestor(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let keyword = matches!(s, "'self'" | "'none'");
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,'\"\\".contains(&b));
+    if keyword || plain {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a frame-ancestors source (an origin such as https://dash.example, 'self' or 'none')"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,23 +232,5 @@ mod tests {
         assert!(Config::try_parse_from(["g", "--subscribe", "some"]).is_err());
         let c = Config::try_parse_from(["g", "--subscribe", "all"]).expect("ok");
         assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::All);
-    }
-}
-
-/// One `frame-ancestors` source: `'self'`, `'none'`, or a scheme, host or
-/// origin with no spaces, quotes, `;` or control characters, so nothing can
-/// be added to the page's policy through it.
-fn parse_frame_ancestor(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let keyword = matches!(s, "'self'" | "'none'");
-    let plain = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !b";,'\"\\".contains(&b));
-    if keyword || plain {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not a frame-ancestors source (an origin such as https://dash.example, 'self' or 'none')"
-        ))
     }
 }
