@@ -169,19 +169,7 @@ impl App {
         if method == Method::OPTIONS {
             let mut r = Response::new(Bytes::new().into());
             *r.status_mut() = StatusCode::NO_CONTENT;
-            let h = r.headers_mut();
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, HEAD, OPTIONS"),
-            );
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("Authorization"),
-            );
-            h.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("600"),
-            );
+            stream_common::access::preflight_headers(r.headers_mut());
             return r;
         }
         if method != Method::GET && method != Method::HEAD {

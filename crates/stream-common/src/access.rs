@@ -176,6 +176,23 @@ pub enum Cors {
     },
 }
 
+/// What a CORS preflight (`OPTIONS`) answer says may follow: GET and HEAD,
+/// with an `Authorization` header, for ten minutes.
+pub fn preflight_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+}
+
 impl Cors {
     pub fn apply(&self, h: &mut HeaderMap) {
         match self {

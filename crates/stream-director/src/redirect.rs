@@ -40,16 +40,7 @@ mod tests {
     use super::*;
 
     fn req(target: &str, host: Option<&str>) -> Request {
-        Request {
-            method: "GET".into(),
-            target: target.into(),
-            version: "HTTP/1.1".into(),
-            headers: host
-                .map(|h| vec![("host".to_string(), h.to_string())])
-                .unwrap_or_default(),
-            raw: Vec::new(),
-            head_len: 0,
-        }
+        Request::get(target, host)
     }
 
     #[test]

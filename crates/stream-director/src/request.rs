@@ -57,6 +57,21 @@ impl Request {
         (!name.is_empty()).then_some(name)
     }
 
+    /// A GET of `target` with only a `Host` header, for tests.
+    #[cfg(test)]
+    pub(crate) fn get(target: &str, host: Option<&str>) -> Request {
+        Request {
+            method: "GET".into(),
+            target: target.into(),
+            version: "HTTP/1.1".into(),
+            headers: host
+                .map(|h| vec![("host".to_string(), h.to_string())])
+                .unwrap_or_default(),
+            raw: Vec::new(),
+            head_len: 0,
+        }
+    }
+
     /// The query, decoded; `Err` for a bad escape or a key given twice.
     pub fn query(&self) -> Result<Query, String> {
         let query = self.target.split(['#']).next().unwrap_or("");
@@ -181,16 +196,7 @@ mod tests {
     use super::*;
 
     fn req(target: &str, host: Option<&str>) -> Request {
-        Request {
-            method: "GET".into(),
-            target: target.into(),
-            version: "HTTP/1.1".into(),
-            headers: host
-                .map(|h| vec![("host".to_string(), h.to_string())])
-                .unwrap_or_default(),
-            raw: Vec::new(),
-            head_len: 0,
-        }
+        Request::get(target, host)
     }
 
     #[test]

@@ -53,25 +53,10 @@ fn spawn_gateway(zmq: &str, addr: SocketAddr, instance: &str) -> Proc {
     )
 }
 
-/// A director over `gateways` (comma list) on a free port, checking them
-/// often, redirecting to the address it checked; `extra` flags appended.
+/// A director over `gateways` (comma list); `extra` flags appended.
 fn start_director(gateways: &str, extra: &[&str]) -> (SocketAddr, Proc) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = addr.to_string();
-    let mut args = vec![
-        "--listen",
-        listen.as_str(),
-        "--gateways",
-        gateways,
-        "--check-interval",
-        "0.2",
-        "--check-timeout",
-        "0.5",
-        "--public-url",
-        "http://{host}:{port}",
-    ];
-    args.extend_from_slice(extra);
-    (addr, Proc::start("stream-director", &args, &[]))
+    let d = test_support::director::Director::start(gateways, extra);
+    (d.addr, d.proc)
 }
 
 /// The director's view: instance of every live gateway, and how many are ready.

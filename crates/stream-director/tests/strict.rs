@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use test_support::director::Director;
 use test_support::gateway::Gateway;
-use test_support::process::Proc;
 use test_support::producer::Producer;
-use test_support::{free_port, http, wait_for};
+use test_support::{http, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,25 +32,9 @@ async fn try_exchange(addr: SocketAddr, raw: &[u8]) -> Option<String> {
 async fn bare_lf_and_control_characters_are_refused() {
     let producer = Producer::start(&["--fps", "5", "--size", "160x120"]);
     let gw = Gateway::start(&[&producer.endpoint], &[], &[]);
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = addr.to_string();
     let gateways = gw.addr.to_string();
-    let _director = Proc::start(
-        "stream-director",
-        &[
-            "--listen",
-            &listen,
-            "--gateways",
-            &gateways,
-            "--check-interval",
-            "0.2",
-            "--public-url",
-            "http://{host}:{port}",
-            "--public-hosts",
-            "cams.local,other.local",
-        ],
-        &[],
-    );
+    let director = Director::start(&gateways, &["--public-hosts", "cams.local,other.local"]);
+    let addr = director.addr;
     wait_for(
         "the director to relay to its gateway",
         Duration::from_secs(20),
@@ -133,23 +117,9 @@ async fn bare_lf_and_control_characters_are_refused() {
 async fn director_answers_need_the_credentials() {
     let producer = Producer::start(&["--fps", "5", "--size", "160x120"]);
     let gw = Gateway::start(&[&producer.endpoint], &["--auth-token", "s3cret"], &[]);
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = addr.to_string();
     let gateways = gw.addr.to_string();
-    let _director = Proc::start(
-        "stream-director",
-        &[
-            "--listen",
-            &listen,
-            "--gateways",
-            &gateways,
-            "--check-interval",
-            "0.2",
-            "--auth-token",
-            "s3cret",
-        ],
-        &[],
-    );
+    let director = Director::start(&gateways, &["--auth-token", "s3cret"]);
+    let addr = director.addr;
     wait_for(
         "the director to find its gateway",
         Duration::from_secs(20),

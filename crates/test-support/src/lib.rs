@@ -3,6 +3,7 @@
 //! wait for conditions with a deadline instead of sleeping.
 
 pub mod detector;
+pub mod director;
 pub mod docker;
 pub mod gateway;
 pub mod http;

@@ -251,15 +251,7 @@ impl Admission {
         } else {
             StatusCode::FORBIDDEN
         };
-        let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization"),
-        );
+        stream_common::access::preflight_headers(r.headers_mut());
         r
     }
 
