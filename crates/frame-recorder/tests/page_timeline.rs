@@ -4,14 +4,13 @@
 //! from that time (its pixels change, the time shown is the frame's);
 //! "Live" returns to the live picture. Without a recorder the page says so.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use test_support::gateway::Gateway;
-use test_support::process::Proc;
 use test_support::producer::Producer;
+use test_support::recorder::Recorder;
+use test_support::wait_for;
 use test_support::webdriver::{Browser, BrowserKind};
-use test_support::{free_port, wait_for};
 
 const PIXELS: &str = "const c = document.getElementById('stream'); \
      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
@@ -25,22 +24,8 @@ async fn timeline_in(kind: BrowserKind) {
         kind.name(),
         stream_common::unix_now_ns()
     ));
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let (addr_s, dir_s) = (addr.to_string(), dir.to_string_lossy().into_owned());
-    let _rec = Proc::start(
-        "frame-recorder",
-        &[
-            "--producer",
-            &producer.endpoint,
-            "--dir",
-            &dir_s,
-            "--listen",
-            &addr_s,
-            "--allow-origin",
-            "*",
-        ],
-        &[],
-    );
+    let rec = Recorder::start(&producer.endpoint, &dir, &["--allow-origin", "*"]);
+    let addr = rec.addr;
     gateway.wait_stream("cam0", Duration::from_secs(20)).await;
     // A few seconds on disk before the page asks.
     wait_for("6 s recorded", Duration::from_secs(30), || async {

@@ -10,33 +10,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use test_support::http::{self, MjpegReader};
-use test_support::process::Proc;
 use test_support::producer::Producer;
-use test_support::{free_port, wait_for};
+use test_support::recorder::Recorder;
+use test_support::wait_for;
 
 const FPS: f64 = 15.0;
 
-struct Recorder {
-    proc: Proc,
-    addr: SocketAddr,
-}
-
 fn start_recorder(producer: &str, dir: &Path, extra: &[&str]) -> Recorder {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let (addr_s, dir_s) = (addr.to_string(), dir.to_string_lossy().into_owned());
-    let mut args = vec![
-        "--producer",
-        producer,
-        "--dir",
-        dir_s.as_str(),
-        "--listen",
-        addr_s.as_str(),
-    ];
-    args.extend_from_slice(extra);
-    Recorder {
-        proc: Proc::start("frame-recorder", &args, &[]),
-        addr,
-    }
+    Recorder::start(producer, dir, extra)
 }
 
 fn temp_dir(tag: &str) -> PathBuf {

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod process;
 pub mod producer;
 pub mod publisher;
+pub mod recorder;
 pub mod sse;
 pub mod stack;
 pub mod tls;
