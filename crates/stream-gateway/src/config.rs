@@ -164,6 +164,11 @@ impl Config {
             n => n,
         }
     }
+
+    /// `--forget-after`, `None` for never (0).
+    pub fn forget_after(&self) -> Option<Duration> {
+        Some(self.forget_after).filter(|d| !d.is_zero())
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -183,13 +188,6 @@ fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     parse_secs(s)
-}
-
-impl Config {
-    /// `--forget-after`, `None` for never (0).
-    pub fn forget_after(&self) -> Option<Duration> {
-        Some(self.forget_after).filter(|d| !d.is_zero())
-    }
 }
 
 fn default_instance() -> String {
