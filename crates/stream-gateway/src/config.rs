@@ -62,6 +62,15 @@ pub struct Config {
     /// the last frame of a multipart stream until the next one starts).
     #[arg(long, env = "GATEWAY_IDLE_RESEND", default_value = "1", value_parser = parse_secs)]
     pub idle_resend: Duration,
+    /// Most streams this gateway holds at once; a frame for a new stream
+    /// beyond it is dropped and counted (`gateway_streams_refused_total`).
+    #[arg(long, env = "GATEWAY_MAX_STREAMS", default_value_t = 256)]
+    pub max_streams: usize,
+    /// Seconds a stream may be gone (no frame, no preview) before it is
+    /// forgotten: gone from /api/streams, its slot freed. A stream with
+    /// viewers is kept while they stay. 0: never forget.
+    #[arg(long, env = "GATEWAY_FORGET_AFTER", default_value = "600", value_parser = parse_secs_or_zero)]
+    pub forget_after: Duration,
     /// Most concurrent stream viewers; more get 503 with Retry-After.
     #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
@@ -167,6 +176,11 @@ impl Config {
             n => n,
         }
     }
+
+    /// `--forget-after`, `None` for never (0).
+    pub fn forget_after(&self) -> Option<Duration> {
+        Some(self.forget_after).filter(|d| !d.is_zero())
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -178,6 +192,14 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     } else {
         Err(format!("{v} s is out of range"))
     }
+}
+
+/// Seconds as [`parse_secs`] reads them, or `0`.
+fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
+    if s.parse::<f64>() == Ok(0.0) {
+        return Ok(Duration::ZERO);
+    }
+    parse_secs(s)
 }
 
 fn default_instance() -> String {
@@ -220,6 +242,17 @@ mod tests {
         assert_eq!(c.default_stream, None);
         assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::OnDemand);
         assert_eq!(c.subscribe_linger, Duration::from_secs(10));
+        assert_eq!(c.max_streams, 256);
+        assert_eq!(c.forget_after(), Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn forget_after_zero_is_never() {
+        let c = Config::try_parse_from(["g", "--forget-after", "0"]).expect("ok");
+        assert_eq!(c.forget_after(), None);
+        let c = Config::try_parse_from(["g", "--forget-after", "2.5"]).expect("ok");
+        assert_eq!(c.forget_after(), Some(Duration::from_millis(2500)));
+        assert!(Config::try_parse_from(["g", "--forget-after", "-3"]).is_err());
     }
 
     #[test]

@@ -149,6 +149,12 @@ impl Latest {
         }
     }
 
+    /// The labels counted for this stream (`gateway_detections_total`).
+    pub fn labels(&self) -> Vec<String> {
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        labels.keys().cloned().collect()
+    }
+
     /// What a listener watches: the newest prepared message.
     pub fn subscribe(&self) -> watch::Receiver<std::sync::Arc<Prepared>> {
         self.slot.subscribe()

@@ -2,8 +2,13 @@
 //! last frame about once a second while a source is idle (Chromium otherwise
 //! holds back the newest frame, and a write is how dead clients are found),
 //! and switches to a "NO SIGNAL" placeholder once a stream is stale; clears
-//! detections nobody has refreshed for a while (`detections.rs`).
+//! detections nobody has refreshed for a while (`detections.rs`); forgets
+//! streams gone for `--forget-after` (`streams.rs`).
 //! One task for all streams, so nothing here is per viewer.
+//!
+//! The placeholder is rendered once each time a stream goes stale, at a
+//! bounded size (`placeholder.rs`), then re-sent like any idle frame: a
+//! header claiming a huge picture costs one small render, not one a second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,18 +43,19 @@ pub async fn run(streams: Arc<Streams>, settings: Settings, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        streams.forget_gone(std::time::Instant::now());
         for stream in streams.all() {
             stream.detections.expire(settings.detections_stale_after);
             let Some(since) = stream.check_stale(settings.stale_after) else {
                 stream.resend_if_idle(settings.idle_resend);
                 continue;
             };
-            let st = stream.state();
-            if st.last_publish.elapsed() < settings.idle_resend
-                && stream.latest().is_some_and(|p| !p.live)
-            {
+            if stream.latest().is_some_and(|p| !p.live) {
+                // Its placeholder is up already: the same picture again.
+                stream.resend_if_idle(settings.idle_resend);
                 continue;
             }
+            let st = stream.state();
             let (name, w, h) = (stream.name.clone(), st.width, st.height);
             match tokio::task::spawn_blocking(move || placeholder::render(&name, w, h, since)).await
             {

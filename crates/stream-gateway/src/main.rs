@@ -60,11 +60,17 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         config.subscribe_linger,
         metrics.clone(),
     ));
-    let streams = Arc::new(streams::Streams::new(
-        metrics.clone(),
-        config.default_stream.clone(),
-        interest.clone(),
-    ));
+    let streams = Arc::new(
+        streams::Streams::new(
+            metrics.clone(),
+            config.default_stream.clone(),
+            interest.clone(),
+        )
+        .with_limits(streams::Limits {
+            max_streams: config.max_streams,
+            forget_after: config.forget_after(),
+        }),
+    );
     let listener = serve::server::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let threads = config.serving_threads();

@@ -28,6 +28,10 @@ pub struct GatewayMetrics {
     pub auth_failures: IntCounter,
     pub connections: IntGauge,
     pub viewers_total: IntGauge,
+    streams_refused: IntCounterVec,
+    pub streams_forgotten: IntCounter,
+    pub streams: IntGauge,
+    pub ws_watched_names: IntGauge,
 }
 
 /// Handles for one stream.
@@ -167,6 +171,25 @@ impl GatewayMetrics {
                 "viewers_total",
                 "Open stream responses, all streams"
             )?),
+            streams_refused: reg!(IntCounterVec::new(
+                Opts::new(
+                    "streams_refused_total",
+                    "Frames and previews dropped because they would make a new stream: cap (--max-streams held already)"
+                ),
+                &["reason"]
+            )?),
+            streams_forgotten: reg!(IntCounter::new(
+                "streams_forgotten_total",
+                "Streams forgotten after being gone for --forget-after"
+            )?),
+            streams: reg!(IntGauge::new(
+                "streams",
+                "Streams this gateway holds (at most --max-streams)"
+            )?),
+            ws_watched_names: reg!(IntGauge::new(
+                "ws_watched_names",
+                "Names held in WebSocket watch lists, all connections (each list: the streams known plus at most 16)"
+            )?),
             registry,
         })
     }
@@ -186,6 +209,43 @@ impl GatewayMetrics {
                 messages: self.detection_messages.with_label_values(&[name]),
                 boxes: self.detections.clone(),
             },
+        }
+    }
+
+    /// A message for a new stream was dropped, for `reason`.
+    pub fn stream_refused(&self, reason: &str) {
+        self.streams_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Drops the series of a forgotten stream, so that names coming and
+    /// going cost nothing here for good. `labels`: its detections' labels.
+    pub fn forget_stream(&self, name: &str, labels: &[String]) {
+        for vec in [
+            &self.frames_in,
+            &self.parts_out,
+            &self.bytes_out,
+            &self.skipped,
+            &self.fanout_missed,
+            &self.detection_messages,
+        ] {
+            let _ = vec.remove_label_values(&[name]);
+        }
+        for vec in [&self.viewers, &self.online, &self.subscribed] {
+            let _ = vec.remove_label_values(&[name]);
+        }
+        let _ = self.latency.remove_label_values(&[name]);
+        for kind in [
+            frame_wire::Kind::Frame,
+            frame_wire::Kind::Preview,
+            frame_wire::Kind::Detections,
+            frame_wire::Kind::Event,
+        ] {
+            let _ = self
+                .received_bytes
+                .remove_label_values(&[name, kind.name()]);
+        }
+        for label in labels {
+            let _ = self.detections.remove_label_values(&[name, label]);
         }
     }
 

@@ -11,11 +11,19 @@
 //! full-rate frames arrive they alone fill the slot, and previews are ignored
 //! until they stop. So a stream's first viewer sees its preview at once,
 //! then live video.
+//!
+//! What publishers can make the gateway hold is bounded: at most
+//! `--max-streams` streams (a message for a new one beyond that is dropped
+//! and counted), and a stream gone for `--forget-after` with no viewer is
+//! forgotten, its slot and series freed (its writers end with it).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use stream_common::ratelimit::LogEvery;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::detections::Latest;
 use crate::interest::Interest;
@@ -34,6 +42,25 @@ pub const PREVIEW_SILENCE: Duration = Duration::from_secs(3);
 /// (or within three of their usual intervals).
 const FULL_RATE_GAP: Duration = Duration::from_secs(1);
 
+/// What publishers can make a gateway hold (`--max-streams`, `--forget-after`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most streams held at once.
+    pub max_streams: usize,
+    /// How long a stream with no viewer may be gone before it is
+    /// forgotten; `None`: never.
+    pub forget_after: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_streams: 256,
+            forget_after: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
 pub struct Stream {
     pub name: String,
     /// Position of the first producer (in `--producer` order) that sent it.
@@ -45,6 +72,11 @@ pub struct Stream {
     pub detections: Latest,
     /// Counts its viewers, for subscribing on demand.
     interest: Arc<Interest>,
+    /// Its viewers now (MJPEG and WebSocket): a stream is not forgotten
+    /// while it has any.
+    viewers: AtomicUsize,
+    /// Cancelled when the stream is forgotten: its fan-out writers end.
+    forgotten: CancellationToken,
 }
 
 /// What the keeper and `/api/streams` need to know about a stream.
@@ -133,18 +165,34 @@ impl Stream {
             detections: Latest::new(name, metrics.detections.clone()),
             metrics,
             interest,
+            viewers: AtomicUsize::new(0),
+            forgotten: CancellationToken::new(),
         }
     }
 
     /// A viewer of this stream arrived (`Watching`): it is received at full
     /// rate while it has viewers.
     pub fn viewer_joined(&self) {
+        self.viewers.fetch_add(1, Ordering::Relaxed);
         self.interest.joined(&self.name);
     }
 
     /// A viewer of this stream left.
     pub fn viewer_left(&self) {
+        self.viewers.fetch_sub(1, Ordering::Relaxed);
         self.interest.left(&self.name);
+    }
+
+    /// Cancelled once the stream is forgotten (`Streams::forget_gone`):
+    /// whatever serves it then stops.
+    pub fn forgotten(&self) -> &CancellationToken {
+        &self.forgotten
+    }
+
+    /// True when no picture came for `after` before `now` and nobody watches.
+    fn forgettable(&self, after: Duration, now: Instant) -> bool {
+        self.viewers.load(Ordering::Relaxed) == 0
+            && now.saturating_duration_since(self.lock().last_live) >= after
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Slot> {
@@ -299,6 +347,8 @@ pub struct Streams {
     metrics: Arc<GatewayMetrics>,
     default: Option<String>,
     interest: Arc<Interest>,
+    limits: Limits,
+    refused_log: Mutex<LogEvery>,
 }
 
 impl Streams {
@@ -312,7 +362,19 @@ impl Streams {
             metrics,
             default,
             interest,
+            limits: Limits::default(),
+            refused_log: Mutex::new(LogEvery::new(Duration::from_secs(10))),
         }
+    }
+
+    /// The same, holding what `limits` allow.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<GatewayMetrics> {
+        &self.metrics
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Stream>> {
@@ -340,14 +402,29 @@ impl Streams {
     }
 
     /// The stream called `name`, created on its first frame from the
-    /// producer at `producer_index`.
-    pub fn get_or_create(&self, name: &str, producer_index: usize) -> Arc<Stream> {
+    /// producer at `producer_index`; `None` (counted, logged now and then)
+    /// when it is new and `--max-streams` are held already.
+    pub fn admit(&self, name: &str, producer_index: usize) -> Option<Arc<Stream>> {
         if let Some(s) = self.get(name) {
-            return s;
+            return Some(s);
         }
         let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = list.iter().find(|s| s.name == name) {
-            return s.clone();
+            return Some(s.clone());
+        }
+        if list.len() >= self.limits.max_streams {
+            drop(list);
+            self.metrics.stream_refused("cap");
+            let mut log = self.refused_log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(folded) = log.check(Instant::now()) {
+                tracing::warn!(
+                    stream = name,
+                    max_streams = self.limits.max_streams,
+                    repeats = folded,
+                    "new stream refused: --max-streams held already"
+                );
+            }
+            return None;
         }
         tracing::info!(stream = name, "new stream");
         let metrics = self.metrics.for_stream(name);
@@ -361,7 +438,45 @@ impl Streams {
         let key = |s: &Stream| (s.producer_index, s.name.clone());
         let at = list.partition_point(|other| key(other) < key(&s));
         list.insert(at, s.clone());
-        s
+        self.metrics.streams.set(list.len() as i64);
+        Some(s)
+    }
+
+    /// [`admit`](Self::admit) for tests, which stay under the cap.
+    #[cfg(test)]
+    pub fn get_or_create(&self, name: &str, producer_index: usize) -> Arc<Stream> {
+        self.admit(name, producer_index)
+            .expect("under --max-streams")
+    }
+
+    /// Forgets the streams gone for `--forget-after` that nobody watches:
+    /// out of the list, their series dropped, their writers stopped.
+    /// Returns how many, at `now`.
+    pub fn forget_gone(&self, now: Instant) -> usize {
+        let Some(after) = self.limits.forget_after else {
+            return 0;
+        };
+        if !self.read().iter().any(|s| s.forgettable(after, now)) {
+            return 0;
+        }
+        let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        let mut gone = Vec::new();
+        list.retain(|s| {
+            let forget = s.forgettable(after, now);
+            if forget {
+                gone.push(s.clone());
+            }
+            !forget
+        });
+        self.metrics.streams.set(list.len() as i64);
+        drop(list);
+        for s in &gone {
+            s.forgotten.cancel();
+            self.metrics.forget_stream(&s.name, &s.detections.labels());
+            self.metrics.streams_forgotten.inc();
+            tracing::info!(stream = %s.name, gone_for_s = after.as_secs_f64(), "stream forgotten: gone, and no viewer");
+        }
+        gone.len()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Stream>>> {
@@ -458,6 +573,55 @@ mod tests {
         assert_eq!(
             b.default_stream().map(|s| s.name.clone()).as_deref(),
             Some("yard")
+        );
+    }
+
+    #[test]
+    fn new_streams_beyond_the_cap_are_refused_and_counted() {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let s = streams(&metrics, None).with_limits(Limits {
+            max_streams: 2,
+            forget_after: None,
+        });
+        assert!(s.admit("a", 0).is_some() && s.admit("b", 0).is_some());
+        assert!(s.admit("c", 0).is_none(), "a third is refused");
+        assert!(s.admit("a", 0).is_some(), "known streams still come in");
+        assert_eq!(s.all().len(), 2);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"gateway_streams_refused_total{reason="cap"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            s.forget_gone(Instant::now() + Duration::from_secs(1 << 20)),
+            0,
+            "never"
+        );
+    }
+
+    #[test]
+    fn gone_streams_are_forgotten_unless_watched() {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let s = streams(&metrics, None).with_limits(Limits {
+            max_streams: 2,
+            forget_after: Some(Duration::from_secs(60)),
+        });
+        let (a, b) = (s.get_or_create("a", 0), s.get_or_create("b", 0));
+        a.publish_preview(&picture(0, 4, 1), "p");
+        a.viewer_joined();
+        let now = Instant::now();
+        assert_eq!(s.forget_gone(now + Duration::from_secs(30)), 0, "not yet");
+        assert_eq!(s.forget_gone(now + Duration::from_secs(61)), 1);
+        assert!(b.forgotten().is_cancelled(), "its writers stop");
+        assert!(s.get("b").is_none() && s.get("a").is_some(), "a is watched");
+        assert!(s.admit("c", 0).is_some(), "its place is free again");
+        a.viewer_left();
+        assert_eq!(s.forget_gone(now + Duration::from_secs(61)), 2, "a and c");
+        assert_eq!(metrics.streams_forgotten.get(), 3);
+        assert!(s.all().is_empty());
+        assert!(
+            !metrics.render().contains(r#"stream="b""#),
+            "no series left of a forgotten stream"
         );
     }
 }

@@ -119,21 +119,28 @@ pub async fn run(
         if !settings.only.is_empty() && !settings.only.contains(name) {
             continue;
         }
-        metrics.received(name, message.kind(), received.bytes);
+        // Counted by stream only once it is held here, so names beyond
+        // `--max-streams` make no series.
+        let (kind, bytes) = (message.kind(), received.bytes);
         match message {
             Message::Frame(frame) => {
                 last_full = Some(received.at);
-                streams
-                    .get_or_create(&frame.header.stream, producer_index)
-                    .publish_live(&frame, &endpoint);
+                if let Some(stream) = streams.admit(&frame.header.stream, producer_index) {
+                    metrics.received(&stream.name, kind, bytes);
+                    stream.publish_live(&frame, &endpoint);
+                }
             }
             Message::Preview(preview) => {
-                streams
-                    .get_or_create(&preview.header.stream, producer_index)
-                    .publish_preview(&preview, &endpoint);
+                if let Some(stream) = streams.admit(&preview.header.stream, producer_index) {
+                    metrics.received(&stream.name, kind, bytes);
+                    stream.publish_preview(&preview, &endpoint);
+                }
             }
             Message::Detections { header, detections } => match streams.get(&header.stream) {
-                Some(stream) => stream.detections.publish(&header, &detections),
+                Some(stream) => {
+                    metrics.received(&stream.name, kind, bytes);
+                    stream.detections.publish(&header, &detections);
+                }
                 // No frame of it yet: a detector cannot make streams appear.
                 None => metrics.detections_ignored.inc(),
             },

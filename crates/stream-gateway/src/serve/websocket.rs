@@ -155,6 +155,8 @@ pub async fn run_client(
     // Work happens only when the list changes or something is waited for,
     // never per ping.
     let mut joined: HashSet<String> = HashSet::new();
+    let names = streams.metrics().ws_watched_names.clone();
+    let mut held = 0usize;
     let mut waiting: Vec<String> = Vec::new();
     let mut buf = BytesMut::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -204,6 +206,8 @@ pub async fn run_client(
                 .filter(|n| !joined.contains(*n))
                 .cloned()
                 .collect();
+            names.add(kept.len() as i64 - held as i64);
+            held = kept.len();
             st.watching = kept;
         }
         waiting.retain(|name| {
@@ -222,6 +226,7 @@ pub async fn run_client(
             false
         });
     }
+    names.sub(held as i64);
     shared.lock().closed = true;
     // The writers holding this socket see it closed at their next write.
     shared.socket.shutdown_both();

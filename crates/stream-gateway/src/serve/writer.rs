@@ -323,6 +323,8 @@ async fn writer(
 ) {
     let mut slot = stream.subscribe();
     let mut dets = stream.detections.subscribe();
+    // A forgotten stream's writer ends, so its name gets a fresh one.
+    let forgotten = stream.forgotten().clone();
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Writer {
@@ -342,6 +344,7 @@ async fn writer(
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
+            _ = forgotten.cancelled() => break,
             new = incoming.recv() => {
                 let Some(j) = new else { break };
                 let part = slot.borrow_and_update().clone();
