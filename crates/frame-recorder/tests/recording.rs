@@ -288,7 +288,7 @@ async fn records_two_cameras_and_plays_them_back_and_survives_sigkill() {
         async move { gone.then_some(()) }
     })
     .await;
-    let rec2 = start_recorder(&producer.endpoint, &dir, &["--segment-seconds", "8"]);
+    let mut rec2 = start_recorder(&producer.endpoint, &dir, &["--segment-seconds", "8"]);
     let list = wait_for(
         "the restarted recorder records on",
         Duration::from_secs(20),
@@ -322,8 +322,15 @@ async fn records_two_cameras_and_plays_them_back_and_survives_sigkill() {
     .await
     .expect("frame");
     assert_eq!(r.head.status, 200, "{list}");
-    // Every file decodes without error (the one being written too: its
-    // clusters are whole).
+    // Every file decodes without error: the killed one as repaired, and the
+    // one being written once the recorder has stopped (read while it is
+    // being appended to, ffmpeg may meet a cluster half written).
+    rec2.proc.signal(15);
+    wait_for("the recorder to stop", Duration::from_secs(10), || {
+        let exited = rec2.proc.try_wait().is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
     let files = segment_files(&dir);
     assert!(files.len() >= 4, "{files:?}");
     for f in &files {
