@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use test_support::gateway::Gateway;
 use test_support::http::{self, MjpegReader};
+use test_support::keys::write_key_file as key_file;
 use test_support::metrics::{metric, wait_metric};
 use test_support::process::Proc;
 use test_support::{free_port, media, wait_for};
@@ -17,15 +18,6 @@ use test_support::{free_port, media, wait_for};
 const K1: &str = "6b1e0c3f9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
 const K2: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const FORGER: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
-
-fn key_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    // Write then rename, as a secret manager does, so a reader never sees half a file.
-    let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, text).expect("write key");
-    std::fs::rename(&tmp, &path).expect("rename key");
-    path
-}
 
 fn producer(bind: &str, args: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");

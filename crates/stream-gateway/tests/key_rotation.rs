@@ -5,27 +5,19 @@
 //! re-reads the key file on a timer, not only when a message arrives, and
 //! proves the current ring on every reconnection. Real binaries on loopback.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use test_support::detector::Detector;
 use test_support::gateway::Gateway;
 use test_support::http::MjpegReader;
+use test_support::keys::write_key_file as key_file;
 use test_support::metrics::wait_metric;
 use test_support::process::Proc;
 use test_support::{free_port, media, wait_for};
 
 const K1: &str = "6b1e0c3f9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
 const K2: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-/// Writes a key file the documented way: a new file renamed over the old.
-fn key_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, text).expect("write key");
-    std::fs::rename(&tmp, &path).expect("rename key");
-    path
-}
 
 fn producer(bind: &str, key_file: &Path) -> Proc {
     let metrics = format!("127.0.0.1:{}", free_port());

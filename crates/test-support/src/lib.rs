@@ -7,6 +7,7 @@ pub mod director;
 pub mod docker;
 pub mod gateway;
 pub mod http;
+pub mod keys;
 pub mod link;
 pub mod marionette;
 pub mod media;
