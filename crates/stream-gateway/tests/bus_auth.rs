@@ -5,7 +5,7 @@
 //! so a gateway shows its frames. Real binaries on loopback.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use test_support::gateway::Gateway;
