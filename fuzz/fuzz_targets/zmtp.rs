@@ -1,13 +1,14 @@
-//! What our PUB socket (frame-producer's `bus.rs`) reads from a subscriber:
-//! the 64-byte greeting, then ZMTP frames (READY, subscriptions, anything).
-//! Any host that reaches the producer's port can send these bytes. The file
-//! is a module of the frame-producer binary, included here by path (the
-//! pattern for a target in a binary crate). Must never panic.
+//! What our PUB socket (frame-bus's `publisher.rs`, the producer's and the
+//! detector's) reads from a subscriber: the 64-byte greeting, then ZMTP
+//! frames (READY, subscriptions, anything). Any host that reaches a
+//! producer's or detector's port can send these bytes. The file is a module
+//! of the frame-bus crate, included here by path so the fuzz build compiles
+//! only it. Must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/frame-producer/src/zmtp.rs"]
+#[path = "../../crates/frame-bus/src/zmtp.rs"]
 #[allow(dead_code)]
 mod zmtp;
 

@@ -61,6 +61,14 @@ pub enum Refusal {
     /// Signed, but captured more than [`MAX_CAPTURE_SKEW`] from our clock.
     #[error("capture time of {stream:?} is {skew_s} s from this host's clock")]
     Stale { stream: String, skew_s: u64 },
+    /// A frame or preview of a name another, live producer run owns
+    /// (`owners.rs`).
+    #[error("{stream:?} belongs to producer {owner:016x}, not {producer_id:016x}")]
+    Owner {
+        stream: String,
+        owner: u64,
+        producer_id: u64,
+    },
 }
 
 impl Refusal {
@@ -70,6 +78,7 @@ impl Refusal {
             Refusal::Wire(e) => e.kind(),
             Refusal::Replay { .. } => "replay",
             Refusal::Stale { .. } => "stale",
+            Refusal::Owner { .. } => "owner",
         }
     }
 }
@@ -297,7 +306,10 @@ impl Client {
         let bytes = parts.iter().map(|p| p.len()).sum();
         let ring = self.settings.keys.ring();
         match frame_wire::decode_message(&parts, &self.settings.limits, ring.as_deref()) {
-            Ok(message) => match self.fresh(&message, ring.is_some()) {
+            Ok(message) => match self
+                .fresh(&message, ring.is_some())
+                .and_then(|()| self.owned(&message, at))
+            {
                 Ok(()) => Event::Message(Received { message, bytes, at }),
                 Err(why) => self.refuse(why, at),
             },
@@ -337,6 +349,22 @@ impl Client {
         }
         self.last_seq.insert(key, h.seq);
         Ok(())
+    }
+
+    /// Frames and previews only of names this producer run owns, or may
+    /// take over (`owners.rs`, shared by every client of the process).
+    fn owned(&self, message: &Message, at: Instant) -> Result<(), Refusal> {
+        if !matches!(message, Message::Frame(_) | Message::Preview(_)) {
+            return Ok(());
+        }
+        let h = message.header();
+        crate::owners::claim(&h.stream, h.producer_id, &self.settings.endpoint, at).map_err(|o| {
+            Refusal::Owner {
+                stream: h.stream.clone(),
+                owner: o.owner,
+                producer_id: h.producer_id,
+            }
+        })
     }
 
     fn refuse(&mut self, refusal: Refusal, now: Instant) -> Event {

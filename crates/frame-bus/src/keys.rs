@@ -52,6 +52,15 @@ impl BusKeys {
         }
     }
 
+    /// The store behind the ring, if any (what a PUB server checks
+    /// subscribers' tokens against).
+    pub fn store(&self) -> Option<&KeyStore> {
+        match self {
+            BusKeys::Off => None,
+            BusKeys::Keys(store) => Some(store),
+        }
+    }
+
     /// The key to sign outgoing messages with (the ring's first).
     pub fn signing_key(&self) -> Option<Key> {
         self.ring().map(|r| r.signing().clone())

@@ -8,7 +8,6 @@
 //! always keep, `publish.rs` puts every camera's frames and previews on the
 //! one PUB socket, `metrics.rs` answers health checks.
 
-mod bus;
 mod cameras;
 mod capture;
 mod config;
@@ -65,7 +64,7 @@ async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result
             config.max_frame_bytes
         );
     }
-    let bus_settings = bus::BusSettings {
+    let bus_settings = frame_bus::BusSettings {
         queue_bytes: config.subscriber_queue_bytes as usize,
         subscriber_timeout,
         keys: keys.clone(),
@@ -81,7 +80,11 @@ async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result
         );
     }
     if let Some(keys) = keys {
-        tokio::spawn(reload_keys(keys, publisher.bus_handle(), shutdown.clone()));
+        tokio::spawn(frame_bus::publisher::follow_keys(
+            keys,
+            publisher.bus_handle(),
+            shutdown.clone(),
+        ));
     }
     let producer_id = publisher.producer_id();
     let health = metrics.clone();
@@ -192,7 +195,7 @@ fn bus_keys(config: &Config) -> anyhow::Result<Option<frame_wire::auth::KeyStore
 
 /// Says once, loudly, when frames can be read from other hosts.
 fn warn_if_exposed(config: &Config, keys: Option<&frame_wire::auth::KeyStore>) {
-    let local = publish::is_local_endpoint(&config.bind);
+    let local = frame_bus::listen::is_local_endpoint(&config.bind);
     match (local, keys) {
         (true, None) => {}
         (false, None) => tracing::warn!(
@@ -214,47 +217,5 @@ fn warn_if_exposed(config: &Config, keys: Option<&frame_wire::auth::KeyStore>) {
             metrics = %config.metrics_listen,
             "/metrics and /healthz answer anyone who can reach this address (counters only, no frames)"
         );
-    }
-}
-
-/// Re-reads the key file once a second and on SIGHUP; subscribers whose
-/// key was removed are dropped.
-async fn reload_keys(
-    keys: frame_wire::auth::KeyStore,
-    bus: bus::BusHandle,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last_error: Option<String> = None;
-    loop {
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(frame_wire::auth::KEY_FILE_CHECK) => {}
-            _ = hangup => {}
-        }
-        match keys.refresh() {
-            Ok(false) => last_error = None,
-            Ok(true) => {
-                last_error = None;
-                tracing::info!(keys = %keys.ring().ids(), "bus key file changed; keys reloaded");
-                bus.keys_changed();
-            }
-            Err(e) => {
-                // Once per distinct problem, not once a second.
-                let text = e.to_string();
-                if last_error.as_deref() != Some(text.as_str()) {
-                    tracing::error!(error = %text, "bus key file unusable; keeping the previous keys");
-                    last_error = Some(text);
-                }
-            }
-        }
     }
 }

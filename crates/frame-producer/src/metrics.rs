@@ -29,7 +29,7 @@ pub struct ProducerMetrics {
     source_errors: IntCounterVec,
     encode_seconds: HistogramVec,
     frame_bytes: HistogramVec,
-    pub bus: crate::bus::BusMetrics,
+    pub bus: frame_bus::BusMetrics,
     started_ns: u64,
     last_publish_ns: Arc<AtomicU64>,
 }
@@ -59,11 +59,6 @@ pub struct CameraMetrics {
 impl ProducerMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new_custom(Some("producer".into()), None)?;
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
         let per_stream = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
             let c = IntCounterVec::new(Opts::new(name, help), &["stream"])?;
             registry.register(Box::new(c.clone()))?;
@@ -90,19 +85,6 @@ impl ProducerMetrics {
             &["stream"],
         )?;
         registry.register(Box::new(frame_bytes.clone()))?;
-        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let refused = IntCounterVec::new(
-            Opts::new(
-                "subscribers_refused_total",
-                "Subscriber connections refused or dropped, by reason",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(refused.clone()))?;
         let topic_subscribers = IntGaugeVec::new(
             Opts::new(
                 "topic_subscribers",
@@ -111,18 +93,7 @@ impl ProducerMetrics {
             &["stream"],
         )?;
         registry.register(Box::new(topic_subscribers.clone()))?;
-        let bus = crate::bus::BusMetrics {
-            subscribers: gauge("subscribers", "Subscribers connected to the PUB socket")?,
-            queued_bytes: gauge(
-                "subscriber_queued_bytes",
-                "Bytes of frames queued for subscribers, all together",
-            )?,
-            dropped: counter(
-                "subscriber_frames_dropped_total",
-                "Frames dropped for a subscriber whose queue was full (--subscriber-queue-bytes)",
-            )?,
-            refused,
-        };
+        let bus = frame_bus::BusMetrics::register(&registry)?;
         Ok(ProducerMetrics {
             bus,
             published: per_stream("frames_published_total", "Full-rate frames published")?,

@@ -8,12 +8,9 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use bytes::Bytes;
+use frame_bus::publisher::{BindError, BusHandle, BusMetrics, BusSettings, PubServer};
 use frame_wire::{FrameHeader, KIND_VERSION, Kind, Limits};
-
-use crate::bus::{BusMetrics, BusSettings, Listener, PubServer};
 
 /// The bound socket, shared by every camera of the process.
 pub struct Publisher {
@@ -40,89 +37,21 @@ pub struct StreamPublisher {
 pub enum PublishError {
     #[error("frame refused by the wire format: {0}")]
     Wire(#[from] frame_wire::WireError),
-    #[error("unsupported endpoint {0:?}: use tcp://HOST:PORT or ipc:///path")]
-    Endpoint(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
-}
-
-/// A listening socket for `host:port` (`*` means every interface) with the
-/// options accepted connections should inherit.
-fn tcp_listener(
-    addr: &str,
-    subscriber_timeout: Duration,
-) -> Result<std::net::TcpListener, PublishError> {
-    use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
-    let err = |source: std::io::Error| PublishError::Listen {
-        addr: addr.to_string(),
-        source,
-    };
-    let spec = addr.replacen('*', "0.0.0.0", 1);
-    let sa = std::net::ToSocketAddrs::to_socket_addrs(&spec)
-        .map_err(err)?
-        .next()
-        .ok_or_else(|| {
-            err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "no address",
-            ))
-        })?;
-    let s = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    s.set_reuse_address(true).map_err(err)?;
-    s.set_tcp_nodelay(true).map_err(err)?;
-    let keepalive = TcpKeepalive::new()
-        .with_time(Duration::from_secs(5))
-        .with_interval(Duration::from_secs(2))
-        .with_retries(3);
-    s.set_tcp_keepalive(&keepalive).map_err(err)?;
-    #[cfg(target_os = "linux")]
-    if !subscriber_timeout.is_zero() {
-        s.set_tcp_user_timeout(Some(subscriber_timeout))
-            .map_err(err)?;
-    }
-    s.bind(&sa.into()).map_err(err)?;
-    s.listen(128).map_err(err)?;
-    s.set_nonblocking(true).map_err(err)?;
-    Ok(s.into())
-}
-
-fn ipc_listener(path: &str) -> Result<tokio::net::UnixListener, PublishError> {
-    // Like libzmq: a socket file left by an earlier run is replaced.
-    let _ = std::fs::remove_file(path);
-    tokio::net::UnixListener::bind(path).map_err(|source| PublishError::Listen {
-        addr: path.to_string(),
-        source,
-    })
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 impl Publisher {
-    /// Binds the PUB socket (our own, `bus.rs`). For `tcp://` endpoints
-    /// accepted subscriber connections inherit TCP_USER_TIMEOUT and
-    /// keepalive, so a vanished subscriber is dropped; one that stops
-    /// reading costs at most `bus.queue_bytes`.
+    /// Binds the PUB socket (the bus's own, `frame_bus::publisher`): a
+    /// vanished subscriber is dropped, one that stops reading costs at most
+    /// `bus.queue_bytes`.
     pub async fn bind(
         endpoint: &str,
         bus: BusSettings,
         metrics: BusMetrics,
     ) -> Result<Self, PublishError> {
-        let listener = if let Some(addr) = endpoint.strip_prefix("tcp://") {
-            let l = tcp_listener(addr, bus.subscriber_timeout)?;
-            Listener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|source| {
-                PublishError::Listen {
-                    addr: addr.to_string(),
-                    source,
-                }
-            })?)
-        } else if let Some(path) = endpoint.strip_prefix("ipc://") {
-            Listener::Ipc(ipc_listener(path)?)
-        } else {
-            return Err(PublishError::Endpoint(endpoint.to_string()));
-        };
         let keys = bus.keys.clone();
-        let server = PubServer::start(listener, bus, metrics);
+        let server = PubServer::bind(endpoint, bus, metrics)?;
         tracing::info!(endpoint = %server.local_endpoint(), "PUB socket bound");
         Ok(Publisher {
             bus: Arc::new(server),
@@ -150,7 +79,7 @@ impl Publisher {
     }
 
     /// A handle on the bus, to tell it the keys changed.
-    pub fn bus_handle(&self) -> crate::bus::BusHandle {
+    pub fn bus_handle(&self) -> BusHandle {
         self.bus.handle()
     }
 }
@@ -230,24 +159,6 @@ impl StreamPublisher {
         };
         self.bus.send(&parts);
         Ok(())
-    }
-}
-
-/// True when only this host can reach `endpoint` (loopback or ipc).
-pub fn is_local_endpoint(endpoint: &str) -> bool {
-    if endpoint.starts_with("ipc://") {
-        return true;
-    }
-    let Some(addr) = endpoint.strip_prefix("tcp://") else {
-        return false;
-    };
-    let spec = addr.replacen('*', "0.0.0.0", 1);
-    match std::net::ToSocketAddrs::to_socket_addrs(&spec) {
-        Ok(addrs) => {
-            let addrs: Vec<_> = addrs.collect();
-            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
-        }
-        Err(_) => false,
     }
 }
 

@@ -52,8 +52,12 @@ const KEY_ID_DOMAIN: &[u8] = b"mjpeg-fanout key id\0";
 pub enum KeyError {
     #[error("no key: the key file or variable is empty")]
     Empty,
-    #[error("more than {MAX_KEYS} keys (one line each; the first signs)")]
+    #[error("more than {MAX_KEYS} keys of one scope (one line each; the first signs)")]
     TooMany,
+    #[error(
+        "line {line}: after the key only `scope=d` (detections only) or `scope=all` may follow"
+    )]
+    BadScope { line: usize },
     #[error(
         "line {line}: a key is {MIN_KEY_BYTES}-{MAX_KEY_BYTES} bytes written as hex (`openssl rand -hex 32`)"
     )]
@@ -62,11 +66,26 @@ pub enum KeyError {
     Read { path: String, error: String },
 }
 
+/// What a key may sign. Any key proves itself to a publisher (reading);
+/// a [`Scope::Detections`] key (`scope=d` in a key file) signs only
+/// detections (`d/`) and the detector's annotated streams (names ending in
+/// [`ANNOTATED_SUFFIX`]): a message of any other name signed with it is
+/// refused (`message::scope_allows`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Detections,
+}
+
+/// The suffix of the detector's annotated streams (`cam0-detect`).
+pub const ANNOTATED_SUFFIX: &str = "-detect";
+
 /// One shared key, ready to sign: the HMAC state is keyed once.
 #[derive(Clone)]
 pub struct Key {
     id: [u8; KEY_ID_BYTES],
     mac: HmacSha256,
+    scope: Scope,
 }
 
 impl std::fmt::Debug for Key {
@@ -88,7 +107,22 @@ impl Key {
         let mut id = [0u8; KEY_ID_BYTES];
         id.copy_from_slice(&digest[..KEY_ID_BYTES]);
         let mac = HmacSha256::new_from_slice(secret).map_err(|_| KeyError::BadKey { line: 1 })?;
-        Ok(Key { id, mac })
+        Ok(Key {
+            id,
+            mac,
+            scope: Scope::All,
+        })
+    }
+
+    /// The same key limited to `scope`.
+    pub fn with_scope(mut self, scope: Scope) -> Key {
+        self.scope = scope;
+        self
+    }
+
+    /// What this key may sign.
+    pub fn scope(&self) -> Scope {
+        self.scope
     }
 
     /// A short public fingerprint of the key (not secret), for logs and lookup.
@@ -160,19 +194,30 @@ pub enum MacError {
 }
 
 impl KeyRing {
-    /// Parses a key file or variable: one hex key per line (at most two),
-    /// blank lines and `#` comments ignored.
+    /// Parses a key file or variable: one hex key per line, optionally
+    /// followed by `scope=d` (detections only; `scope=all` is the default),
+    /// at most two keys of each scope; blank lines and `#` comments ignored.
+    /// The first key signs.
     pub fn parse(text: &str) -> Result<KeyRing, KeyError> {
-        let mut keys = Vec::new();
+        let mut keys: Vec<Key> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let bad = KeyError::BadKey { line: i + 1 };
-            let raw = unhex(line).ok_or(bad.clone())?;
-            let key = Key::new(&raw).map_err(|_| bad)?;
-            if keys.len() == MAX_KEYS {
+            let mut words = line.split_whitespace();
+            let raw = words.next().and_then(unhex).ok_or(bad.clone())?;
+            let mut scope = Scope::All;
+            for word in words {
+                scope = match word {
+                    "scope=d" => Scope::Detections,
+                    "scope=all" => Scope::All,
+                    _ => return Err(KeyError::BadScope { line: i + 1 }),
+                };
+            }
+            let key = Key::new(&raw).map_err(|_| bad)?.with_scope(scope);
+            if keys.iter().filter(|k| k.scope == scope).count() == MAX_KEYS {
                 return Err(KeyError::TooMany);
             }
             keys.push(key);
@@ -213,6 +258,19 @@ impl KeyRing {
         jpeg: &[u8],
         mac_part: &[u8],
     ) -> Result<(), MacError> {
+        self.verify_frame_scope(topic, header, jpeg, mac_part)
+            .map(|_| ())
+    }
+
+    /// [`verify_frame`](Self::verify_frame), returning the scope of the key
+    /// that signed.
+    pub fn verify_frame_scope(
+        &self,
+        topic: &[u8],
+        header: &[u8],
+        jpeg: &[u8],
+        mac_part: &[u8],
+    ) -> Result<Scope, MacError> {
         if mac_part.len() != MAC_PART_BYTES || mac_part[0] != SCHEME_HMAC_SHA256 {
             return Err(MacError::Malformed);
         }
@@ -221,7 +279,8 @@ impl KeyRing {
             .ok_or(MacError::UnknownKey)?;
         key.frame_mac(topic, header, jpeg)
             .verify_slice(&mac_part[1 + KEY_ID_BYTES..])
-            .map_err(|_| MacError::Mismatch)
+            .map_err(|_| MacError::Mismatch)?;
+        Ok(key.scope)
     }
 
     /// Checks a subscription token received at `now_unix_secs`; `Some(key
@@ -444,6 +503,29 @@ mod tests {
         assert!(
             !format!("{ring:?}").contains(K1),
             "Debug must not print keys"
+        );
+    }
+
+    #[test]
+    fn a_key_line_may_limit_the_key_to_detections() {
+        let ring = KeyRing::parse(&format!("{K2} scope=d\n{K1}\n")).expect("two scopes");
+        assert_eq!(ring.signing().scope(), Scope::Detections);
+        assert_eq!(ring.keys()[1].scope(), Scope::All);
+        let mac = ring.signing().sign_frame(b"d/cam0/", b"h", b"j");
+        assert_eq!(
+            ring.verify_frame_scope(b"d/cam0/", b"h", b"j", &mac),
+            Ok(Scope::Detections)
+        );
+        // Two of each scope, but not three of one.
+        let k3 = "aa".repeat(32);
+        assert!(KeyRing::parse(&format!("{K1}\n{K2}\n{k3} scope=d\n{K1} scope=d")).is_ok());
+        assert_eq!(
+            KeyRing::parse(&format!("{K1} scope=d\n{K2} scope=d\n{k3} scope=d")).err(),
+            Some(KeyError::TooMany)
+        );
+        assert_eq!(
+            KeyRing::parse(&format!("{K1} scope=x")).err(),
+            Some(KeyError::BadScope { line: 1 })
         );
     }
 

@@ -131,6 +131,8 @@ pub enum WireError {
     MalformedDetections(String),
     #[error("malformed event: {0}")]
     MalformedEvent(String),
+    #[error("{0:?}: signed with a key limited to detections (scope=d), not for this message")]
+    Scope(String),
 }
 
 impl WireError {
@@ -156,6 +158,7 @@ impl WireError {
             WireError::UnknownKind(_) => "unknown_kind",
             WireError::MalformedDetections(_) => "bad_detections",
             WireError::MalformedEvent(_) => "bad_event",
+            WireError::Scope(_) => "scope",
         }
     }
 }
@@ -299,11 +302,18 @@ pub fn decode_with(
         ([_, _, _], Some(_)) => return Err(WireError::Unsigned),
         ([_, _, _, _], None) => return Err(WireError::SignedWithoutKey),
         ([topic, head, jpeg, mac], Some(ring)) => {
-            ring.verify_frame(topic, head, jpeg, mac)
+            let scope = ring
+                .verify_frame_scope(topic, head, jpeg, mac)
                 .map_err(|e| match e {
                     MacError::UnknownKey => WireError::UnknownKey,
                     MacError::Malformed | MacError::Mismatch => WireError::BadMac,
                 })?;
+            // Version 2 carries frames only, never detections.
+            if scope != auth::Scope::All {
+                return Err(WireError::Scope(
+                    String::from_utf8_lossy(&topic[..topic.len().min(80)]).into_owned(),
+                ));
+            }
             (topic, head, jpeg, SIGNED_VERSION)
         }
         _ => return Err(WireError::PartCount(parts.len())),

@@ -18,7 +18,7 @@
 
 use bytes::Bytes;
 
-use crate::auth::{Key, KeyRing, MacError};
+use crate::auth::{ANNOTATED_SUFFIX, Key, KeyRing, MacError, Scope};
 use crate::detections::Detections;
 use crate::event::EventMessage;
 use crate::{
@@ -188,6 +188,20 @@ pub fn encode_detections(
     encode_message(Kind::Detections, header, payload, &Limits::default(), key)
 }
 
+/// Whether a key of `scope` may sign a message of `kind` for stream `name`:
+/// a detections-only key signs detections and the detector's annotated
+/// streams (`<name>-detect` frames and previews), nothing else.
+pub fn scope_allows(scope: Scope, kind: Kind, name: &str) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Detections => match kind {
+            Kind::Detections => true,
+            Kind::Frame | Kind::Preview => name.ends_with(ANNOTATED_SUFFIX),
+            Kind::Event => false,
+        },
+    }
+}
+
 /// Decodes one message of any version: kind-tagged topics as version 3,
 /// bare-name topics as version 1/2 frames. With `keys`, only signed messages
 /// whose MAC verifies are accepted (checked first, in constant time); without,
@@ -201,12 +215,14 @@ pub fn decode_message(
         Some(topic) if is_kind_topic(topic) => {}
         _ => return decode_with(parts, limits, keys).map(Message::Frame),
     }
+    let mut scope = Scope::All;
     let (topic, head, payload) = match (parts, keys) {
         ([topic, head, payload], None) => (topic, head, payload),
         ([_, _, _], Some(_)) => return Err(WireError::Unsigned),
         ([_, _, _, _], None) => return Err(WireError::SignedWithoutKey),
         ([topic, head, payload, mac], Some(ring)) => {
-            ring.verify_frame(topic, head, payload, mac)
+            scope = ring
+                .verify_frame_scope(topic, head, payload, mac)
                 .map_err(|e| match e {
                     MacError::UnknownKey => WireError::UnknownKey,
                     MacError::Malformed | MacError::Mismatch => WireError::BadMac,
@@ -217,6 +233,9 @@ pub fn decode_message(
     };
     let (tag, name) = parse_topic(topic)?;
     let kind = Kind::from_tag(tag).ok_or(WireError::UnknownKind(tag))?;
+    if !scope_allows(scope, kind, name) {
+        return Err(WireError::Scope(name.to_owned()));
+    }
     let header = decode_header(head)?;
     if header.version != KIND_VERSION {
         return Err(WireError::UnsupportedVersion(header.version));

@@ -593,3 +593,36 @@ mod kinds {
         }
     }
 }
+
+#[test]
+fn a_detections_only_key_signs_detections_and_annotated_streams_only() {
+    let d_key = ring(&format!("{KEY} scope=d"));
+    let l = Limits::default();
+    let mut h = header();
+    h.version = KIND_VERSION;
+    let signed = |kind: Kind, h: &FrameHeader| {
+        encode_message(kind, h, jpeg(), &l, Some(d_key.signing())).expect("signs")
+    };
+    for kind in [Kind::Frame, Kind::Preview] {
+        assert_eq!(
+            decode_message(&signed(kind, &h), &l, Some(&d_key)),
+            Err(WireError::Scope("cam0".into()))
+        );
+    }
+    assert_eq!(WireError::Scope("cam0".into()).kind(), "scope");
+    let d = Detections {
+        model: "m".into(),
+        boxes: vec![],
+    };
+    let det = encode_detections(&h, &d, Some(d_key.signing())).expect("signs");
+    assert!(decode_message(&det, &l, Some(&d_key)).is_ok());
+    let mut annotated = h.clone();
+    annotated.stream = "cam0-detect".into();
+    for kind in [Kind::Frame, Kind::Preview] {
+        assert!(decode_message(&signed(kind, &annotated), &l, Some(&d_key)).is_ok());
+    }
+    // The same key without the scope signs anything.
+    let full = ring(KEY);
+    let frame = encode_message(Kind::Frame, &h, jpeg(), &l, Some(full.signing())).expect("signs");
+    assert!(decode_message(&frame, &l, Some(&full)).is_ok());
+}

@@ -80,6 +80,16 @@ pub struct Config {
         conflicts_with = "bus_key_file"
     )]
     pub bus_key: Option<String>,
+    /// Most bytes of messages queued for one subscriber that does not keep
+    /// up (a frozen gateway): beyond it the oldest are dropped. What a
+    /// stalled subscriber can cost the detector (annotated frames included).
+    #[arg(long, env = "DETECTOR_SUBSCRIBER_QUEUE_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(65_536..=(1u64 << 34)))]
+    pub subscriber_queue_bytes: u64,
+    /// Seconds a subscriber may take to accept one message, or leave sent
+    /// data unacknowledged (TCP_USER_TIMEOUT), before it is dropped. 0:
+    /// never (its queue stays bounded by --subscriber-queue-bytes).
+    #[arg(long, env = "DETECTOR_SUBSCRIBER_TIMEOUT", default_value_t = 10)]
+    pub subscriber_timeout: u64,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
@@ -148,6 +158,8 @@ mod tests {
         );
         assert_eq!(c.runtime_library(), c.model.with_file_name(RUNTIME_FILE));
         assert!(!c.annotate);
+        assert_eq!(c.subscriber_queue_bytes, 16 << 20);
+        assert_eq!(c.subscriber_timeout, 10);
     }
 
     #[test]
@@ -167,5 +179,6 @@ mod tests {
         assert!(Config::try_parse_from(["d", "--threshold", "1.5"]).is_err());
         assert!(Config::try_parse_from(["d", "--detect-fps", "0"]).is_err());
         assert!(Config::try_parse_from(["d", "--metrics-listen", "nowhere"]).is_err());
+        assert!(Config::try_parse_from(["d", "--subscriber-queue-bytes", "100"]).is_err());
     }
 }

@@ -65,9 +65,20 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("binding the metrics listener on {}", config.metrics_listen))?;
-    let socket = publish::bind(&config.bind)
-        .await
+    let bus_settings = frame_bus::BusSettings {
+        queue_bytes: config.subscriber_queue_bytes as usize,
+        subscriber_timeout: Duration::from_secs(config.subscriber_timeout),
+        keys: bus.store().cloned(),
+    };
+    let server = publish::bind(&config.bind, bus_settings, metrics.bus.clone())
         .with_context(|| format!("binding the PUB socket on {}", config.bind))?;
+    if let Some(store) = bus.store() {
+        tokio::spawn(frame_bus::publisher::follow_keys(
+            store.clone(),
+            server.handle(),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(
         producers = ?config.producers,
         streams = ?config.streams,
@@ -81,7 +92,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     );
 
     let (out, outgoing) = mpsc::channel(64);
-    let publisher = tokio::spawn(publish::run(socket, outgoing, shutdown.clone()));
+    let publisher = tokio::spawn(publish::run(server, outgoing, shutdown.clone()));
     let latest = Arc::new(latest::Latest::new(Duration::from_secs_f64(
         1.0 / config.detect_fps,
     )));

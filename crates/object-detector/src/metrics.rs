@@ -1,6 +1,6 @@
 //! Detector metrics and the small HTTP listener for `/healthz` and
-//! `/metrics`. Per-stream counters carry a `stream` label; `/healthz` is
-//! healthy while the inference thread runs.
+//! `/metrics`. Per-stream counters carry a `stream` label, the PUB socket's
+//! are the process's; `/healthz` is healthy while the inference thread runs.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -16,6 +16,9 @@ pub struct DetectorMetrics {
     bad_frames: IntCounterVec,
     detections: IntCounterVec,
     invalid: IntCounterVec,
+    /// The PUB socket's: subscribers, their queued bytes, frames dropped
+    /// for a full queue, refusals (the producer's names, `detector_` first).
+    pub bus: frame_bus::BusMetrics,
     /// Set by the inference thread while it runs.
     pub running: Arc<AtomicBool>,
 }
@@ -38,7 +41,9 @@ impl DetectorMetrics {
             ]),
         )?;
         registry.register(Box::new(inference_seconds.clone()))?;
+        let bus = frame_bus::BusMetrics::register(&registry)?;
         Ok(DetectorMetrics {
+            bus,
             inference_seconds,
             analysed: vec(
                 "frames_analysed_total",

@@ -1,29 +1,36 @@
-//! The detector's own ZeroMQ PUB socket: every detections message (and,
-//! with `--annotate`, every annotated frame) goes out here, prepared once
-//! by the inference thread. Gateways subscribe to `d/<name>/`.
+//! The detector's publishing socket: every detections message (and, with
+//! `--annotate`, every annotated frame and its previews) goes out here,
+//! prepared once by the inference thread. Gateways subscribe to
+//! `d/<name>/` (and `f/`, `p/` for the annotated streams).
 //!
-//! zmq.rs's PUB socket queues per subscriber without a byte limit; what
-//! goes through it here is small (a few hundred bytes per analysed frame,
-//! at `--detect-fps`), unlike the producer's video, which has its own bus.
+//! It is the bus's own PUB server (`frame_bus::publisher`), the producer's:
+//! each subscriber's queue is bounded in bytes (`--subscriber-queue-bytes`;
+//! the oldest messages go first), a subscriber that takes longer than
+//! `--subscriber-timeout` to accept one is dropped, and with a bus key only
+//! subscribers that prove the key get anything.
 
-use bytes::Bytes;
+use frame_bus::publisher::{BindError, BusMetrics, BusSettings, PubServer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use zeromq::{Socket, SocketSend, ZmqMessage};
 
 /// Messages ready to send, as their parts.
-pub type Outgoing = Vec<Bytes>;
+pub type Outgoing = Vec<bytes::Bytes>;
 
 /// Binds `endpoint` (so a taken port fails at start-up).
-pub async fn bind(endpoint: &str) -> zeromq::ZmqResult<zeromq::PubSocket> {
-    let mut socket = zeromq::PubSocket::new();
-    socket.bind(endpoint).await?;
-    Ok(socket)
+pub fn bind(
+    endpoint: &str,
+    settings: BusSettings,
+    metrics: BusMetrics,
+) -> Result<PubServer, BindError> {
+    let server = PubServer::bind(endpoint, settings, metrics)?;
+    tracing::info!(endpoint = %server.local_endpoint(), "PUB socket bound");
+    Ok(server)
 }
 
-/// Sends what the inference thread prepares until shutdown or until it stops.
+/// Sends what the inference thread prepares until shutdown or until it
+/// stops. Sending never blocks: each subscriber has its own bounded queue.
 pub async fn run(
-    mut socket: zeromq::PubSocket,
+    server: PubServer,
     mut outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
 ) {
@@ -35,12 +42,7 @@ pub async fn run(
                 None => break,
             },
         };
-        let Ok(message) = ZmqMessage::try_from(parts) else {
-            continue;
-        };
-        if let Err(e) = socket.send(message).await {
-            tracing::warn!(error = %e, "publishing failed");
-        }
+        server.send(&parts);
     }
-    let _ = socket.close().await;
+    drop(server);
 }

@@ -39,6 +39,12 @@ pub struct Config {
     /// empty set (sent to listeners), so boxes do not stay when a detector stops.
     #[arg(long, env = "GATEWAY_DETECTIONS_STALE_AFTER", default_value = "3", value_parser = parse_secs)]
     pub detections_stale_after: Duration,
+    /// A stream name belongs to the producer that first published it;
+    /// another producer (on another endpoint) may take it over only once
+    /// the owner has sent nothing of it for this many seconds. 0: no
+    /// ownership, any producer may publish any name.
+    #[arg(long, env = "GATEWAY_STREAM_TAKEOVER_AFTER", default_value = "3", value_parser = parse_secs_or_zero)]
+    pub stream_takeover_after: Duration,
     /// Seconds without any frame from a producer before its socket is recreated
     /// (zmq.rs alone can take 30 s to reconnect).
     #[arg(long, env = "GATEWAY_RESUBSCRIBE_AFTER", default_value = "1", value_parser = parse_secs)]
@@ -194,9 +200,9 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Seconds as [`parse_secs`] reads them, or `0`.
+/// Like `parse_secs`, and `0` (off).
 fn parse_secs_or_zero(s: &str) -> Result<Duration, String> {
-    if s.parse::<f64>() == Ok(0.0) {
+    if s.trim().parse::<f64>() == Ok(0.0) {
         return Ok(Duration::ZERO);
     }
     parse_secs(s)
@@ -238,6 +244,9 @@ mod tests {
         assert_eq!(c.producers, vec!["tcp://127.0.0.1:5555".to_string()]);
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.stale_after, Duration::from_secs(3));
+        assert_eq!(c.stream_takeover_after, Duration::from_secs(3));
+        let c = Config::try_parse_from(["g", "--stream-takeover-after", "0"]).expect("off");
+        assert_eq!(c.stream_takeover_after, Duration::ZERO);
         assert!(c.serving_threads() >= 1);
         assert_eq!(c.default_stream, None);
         assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::OnDemand);

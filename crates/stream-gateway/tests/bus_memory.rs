@@ -20,24 +20,6 @@ const QUEUE_BYTES: u64 = 32 << 20;
 /// the other subscriber's few frames in flight.
 const ALLOWANCE: u64 = 16 << 20;
 
-fn noisy_jpeg(width: u32, height: u32, quality: u8) -> bytes::Bytes {
-    let mut c = stream_common::canvas::Canvas::new(width, height);
-    let mut x: u32 = 0x9E37_79B9;
-    let px: Vec<u8> = (0..width * height * 3)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
-    c.set_pixels(&px);
-    stream_common::jpeg::JpegEncoder::new(quality)
-        .expect("encoder")
-        .encode(&c)
-        .expect("jpeg")
-}
-
 fn rss_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -68,7 +50,7 @@ async fn wait_ready(addr: SocketAddr) {
 #[tokio::test]
 async fn a_gateway_frozen_for_30_s_costs_the_producer_at_most_its_queue_bytes() {
     let dir = media::temp_dir("bus-memory");
-    let jpeg = noisy_jpeg(1920, 1080, 60);
+    let jpeg = media::noisy_jpeg(1920, 1080, 60);
     assert!(
         (900_000..1_400_000).contains(&jpeg.len()),
         "test frame is {} bytes, not about 1 MB",

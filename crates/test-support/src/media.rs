@@ -1,5 +1,6 @@
 //! Test inputs made on the spot: a directory holding one solid-colour JPEG,
-//! and video files made by the ffmpeg tool (installed by scripts/setup.sh).
+//! noisy JPEGs as large as a camera's, and video files made by the ffmpeg
+//! tool (installed by scripts/setup.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,27 @@ pub fn solid_jpeg(width: u32, height: u32, rgb: [u8; 3]) -> bytes::Bytes {
     stream_common::jpeg::JpegEncoder::new(90)
         .and_then(|mut e| e.encode(&canvas))
         .expect("encode a JPEG")
+}
+
+/// A `width x height` JPEG of pseudo-random noise at `quality`: about as
+/// large as a camera's picture of that size (1920x1080 at 60: about 1 MB),
+/// the same bytes every time.
+pub fn noisy_jpeg(width: u32, height: u32, quality: u8) -> bytes::Bytes {
+    let mut c = stream_common::canvas::Canvas::new(width, height);
+    let mut x: u32 = 0x9E37_79B9;
+    let px: Vec<u8> = (0..width * height * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    c.set_pixels(&px);
+    stream_common::jpeg::JpegEncoder::new(quality)
+        .expect("encoder")
+        .encode(&c)
+        .expect("jpeg")
 }
 
 /// Writes `seconds` of ffmpeg's colourful test picture (`testsrc2`) at

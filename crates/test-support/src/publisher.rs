@@ -15,6 +15,8 @@ pub struct Publisher {
     /// Where gateways connect: `--producer <endpoint>`.
     pub endpoint: String,
     producer_id: u64,
+    /// Signs what `frame` and `detections` send, when set.
+    key: Option<frame_wire::auth::Key>,
 }
 
 /// The header of frame `seq` of `stream`, `width`×`height`, captured at
@@ -61,7 +63,20 @@ impl Publisher {
             socket,
             endpoint,
             producer_id: 0x5EED,
+            key: None,
         })
+    }
+
+    /// From now on, `frame` and `detections` sign with `key` (a bus key
+    /// holder: a second producer, or a detector with a `scope=d` key).
+    pub fn sign_with(&mut self, key: frame_wire::auth::Key) {
+        self.key = Some(key);
+    }
+
+    /// The producer run `frame` and `detections` claim to come from
+    /// (0x5EED unless set).
+    pub fn set_producer_id(&mut self, id: u64) {
+        self.producer_id = id;
     }
 
     /// Sends one message of raw parts, whatever they hold.
@@ -77,8 +92,13 @@ impl Publisher {
         let mut header = header.clone();
         header.producer_id = self.producer_id;
         for kind in [Kind::Frame, Kind::Preview] {
-            let parts =
-                frame_wire::encode_message(kind, &header, jpeg.clone(), &Limits::default(), None)?;
+            let parts = frame_wire::encode_message(
+                kind,
+                &header,
+                jpeg.clone(),
+                &Limits::default(),
+                self.key.as_ref(),
+            )?;
             self.send_raw(parts).await?;
         }
         Ok(())
@@ -97,7 +117,7 @@ impl Publisher {
             model: model.into(),
             boxes,
         };
-        let parts = frame_wire::encode_detections(&header, &d, None)?;
+        let parts = frame_wire::encode_detections(&header, &d, self.key.as_ref())?;
         self.send_raw(parts).await
     }
 }

@@ -26,6 +26,25 @@ impl Subscriber {
         Ok(Subscriber { socket })
     }
 
+    /// Connects, proves `ring` to the publisher (one fresh token per key, as
+    /// every bus client does) and subscribes to the raw prefix `topic`.
+    pub async fn connect_keyed(
+        endpoint: &str,
+        topic: &str,
+        ring: &frame_wire::auth::KeyRing,
+    ) -> anyhow::Result<Self> {
+        let mut socket = zeromq::SubSocket::new();
+        socket
+            .connect(endpoint)
+            .await
+            .with_context(|| format!("connecting to {endpoint}"))?;
+        for token in ring.subscription_tokens() {
+            socket.subscribe(&token).await?;
+        }
+        socket.subscribe(topic).await?;
+        Ok(Subscriber { socket })
+    }
+
     /// Connects and subscribes to `stream`'s full-rate frames only
     /// (`f/<stream>/`), as a gateway does for a watched stream.
     pub async fn frames_of(endpoint: &str, stream: &str) -> anyhow::Result<Self> {

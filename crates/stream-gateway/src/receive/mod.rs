@@ -50,6 +50,7 @@ impl Settings {
         if keys.is_on() {
             tracing::info!(keys = %keys.describe(), "bus key set: only frames signed with it are shown");
         }
+        frame_bus::owners::set_takeover_after(c.stream_takeover_after);
         Ok(Settings {
             resubscribe_after: c.resubscribe_after,
             limits: Limits {

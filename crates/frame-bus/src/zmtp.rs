@@ -1,8 +1,8 @@
 //! The bytes of ZMTP 3.0 (rfc.zeromq.org/spec/23) that our PUB socket
-//! (`bus.rs`) reads from and writes to subscribers, as pure functions with no
-//! I/O: the greeting, READY, inbound frames and subscriptions. Kept apart so
-//! the fuzz target `zmtp` (fuzz/) can include this file and feed it whatever
-//! a host that reaches the producer's port may send.
+//! (`publisher.rs`) reads from and writes to subscribers, as pure functions
+//! with no I/O: the greeting, READY, inbound frames and subscriptions. Kept
+//! apart so the fuzz target `zmtp` (fuzz/) can include this file and feed it
+//! whatever a host that reaches a producer's or detector's port may send.
 
 /// Largest frame a subscriber may send us (subscriptions are short).
 pub const MAX_INBOUND_FRAME: usize = 4096;
@@ -35,7 +35,7 @@ pub fn body_len(size: &[u8]) -> Result<usize, &'static str> {
 }
 
 /// Parses one frame at the start of `buf`: the frame and the bytes it took,
-/// or `None` while more bytes are needed. (`bus.rs` reads frames from its
+/// or `None` while more bytes are needed. (`publisher.rs` reads frames from its
 /// socket with the two functions above; this whole-buffer form is for the
 /// fuzz target and the tests.)
 #[allow(dead_code, reason = "used by the fuzz target and the tests")]

@@ -1,7 +1,9 @@
-//! Our own ZeroMQ PUB socket: ZMTP 3.0 with the NULL mechanism, as much of it
-//! as a publisher needs, so that what a subscriber costs is bounded **in
-//! bytes** and so that, with a bus key, only subscribers that prove they hold
-//! the key get anything.
+//! Our own ZeroMQ PUB server, shared by every service that publishes on the
+//! bus (the producer's frames, the detector's detections and annotated
+//! frames): ZMTP 3.0 with the NULL mechanism, as much of it as a publisher
+//! needs, so that what a subscriber costs is bounded **in bytes** and so
+//! that, with a bus key, only subscribers that prove they hold the key get
+//! anything.
 //!
 //! Why not zmq.rs's `PubSocket`: it queues up to 100,000 messages per
 //! subscriber with no byte limit and no way to set one (measured: a gateway
@@ -12,12 +14,13 @@
 //! video: the newest frame matters) and counted. Any ZMTP 3 SUB (zmq.rs,
 //! libzmq/pyzmq) connects to it unchanged.
 //!
-//! What it speaks (rfc.zeromq.org/spec/23): the 64-byte greeting (version
-//! 3.0, mechanism NULL), a READY command each way (`Socket-Type` PUB/SUB),
-//! then subscriptions from the peer (ZMTP 3.0 messages `\x01prefix` /
-//! `\x00prefix`, or 3.1 `SUBSCRIBE`/`CANCEL` commands) and messages from us.
-//! A subscription starting with [`frame_wire::auth::TOKEN_PREFIX`] is not a
-//! topic filter but a proof of the key (see `docs/wire-format.md`).
+//! What it speaks (rfc.zeromq.org/spec/23, the bytes in `zmtp.rs`): the
+//! 64-byte greeting (version 3.0, mechanism NULL), a READY command each way
+//! (`Socket-Type` PUB/SUB), then subscriptions from the peer (ZMTP 3.0
+//! messages `\x01prefix` / `\x00prefix`, or 3.1 `SUBSCRIBE`/`CANCEL` commands)
+//! and messages from us. A subscription starting with
+//! [`frame_wire::auth::TOKEN_PREFIX`] is not a topic filter but a proof of
+//! the key (see `docs/wire-format.md`). Endpoints are bound by `listen.rs`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,15 +29,15 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use frame_wire::auth::{KEY_ID_BYTES, KeyRing, KeyStore, TOKEN_MAX_SKEW, TOKEN_PREFIX, unix_secs};
-use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-#[path = "zmtp.rs"]
-pub mod zmtp;
-use zmtp::{
-    InFrame, Request, check_greeting, command_parts, greeting, ready_command, request, socket_type,
+pub use crate::listen::{BindError, Listener};
+use crate::zmtp::{
+    self, InFrame, Request, check_greeting, command_parts, greeting, ready_command, request,
+    socket_type,
 };
 
 /// Time a peer has for the greeting and READY exchange.
@@ -69,13 +72,48 @@ pub struct BusSettings {
     pub keys: Option<KeyStore>,
 }
 
-/// Counters the bus keeps (registered by `metrics.rs`).
+/// Counters the bus keeps.
 #[derive(Clone)]
 pub struct BusMetrics {
     pub subscribers: IntGauge,
     pub queued_bytes: IntGauge,
     pub dropped: IntCounter,
     pub refused: IntCounterVec,
+}
+
+impl BusMetrics {
+    /// The counters, registered in `registry` under the same names in every
+    /// service (the registry's prefix tells them apart):
+    /// `subscribers`, `subscriber_queued_bytes`,
+    /// `subscriber_frames_dropped_total`, `subscribers_refused_total{reason}`.
+    pub fn register(registry: &Registry) -> prometheus::Result<BusMetrics> {
+        let subscribers = IntGauge::new("subscribers", "Subscribers connected to the PUB socket")?;
+        let queued_bytes = IntGauge::new(
+            "subscriber_queued_bytes",
+            "Bytes of frames queued for subscribers, all together",
+        )?;
+        let dropped = IntCounter::new(
+            "subscriber_frames_dropped_total",
+            "Frames dropped for a subscriber whose queue was full (--subscriber-queue-bytes)",
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "subscribers_refused_total",
+                "Subscriber connections refused or dropped, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(subscribers.clone()))?;
+        registry.register(Box::new(queued_bytes.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        Ok(BusMetrics {
+            subscribers,
+            queued_bytes,
+            dropped,
+            refused,
+        })
+    }
 }
 
 /// A frame encoded once as ZMTP frames, shared by every subscriber's queue.
@@ -241,14 +279,23 @@ impl Drop for PubServer {
     }
 }
 
-/// A listener for either transport.
-pub enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Ipc(tokio::net::UnixListener),
-}
-
 impl PubServer {
+    /// Binds `endpoint` (`listen.rs`) and starts accepting subscribers: a
+    /// taken port or a bad endpoint fails here, at start-up. For `tcp://`
+    /// endpoints accepted connections inherit TCP_USER_TIMEOUT and
+    /// keepalive, so a vanished subscriber is dropped; one that stops
+    /// reading costs at most `settings.queue_bytes`.
+    pub fn bind(
+        endpoint: &str,
+        settings: BusSettings,
+        metrics: BusMetrics,
+    ) -> Result<PubServer, BindError> {
+        let listener = crate::listen::bind(endpoint, settings.subscriber_timeout)?;
+        Ok(PubServer::start(listener, settings, metrics))
+    }
+
     /// Starts accepting subscribers on `listener`.
+    /// Must be called within a Tokio runtime.
     pub fn start(listener: Listener, settings: BusSettings, metrics: BusMetrics) -> PubServer {
         let local = match &listener {
             Listener::Tcp(l) => l
@@ -378,6 +425,49 @@ impl BusHandle {
                     .inc();
                 peer.closed.cancel();
             }
+        }
+    }
+}
+
+/// Re-reads the key file once a second and on SIGHUP until `shutdown`;
+/// whenever the ring in force changes (found here, or by a bus client
+/// sharing the store, as in the detector), every subscriber is re-checked
+/// and those whose key was removed are dropped ([`BusHandle::keys_changed`]).
+/// An unusable file keeps the previous keys and is logged once per
+/// distinct problem.
+pub async fn follow_keys(keys: KeyStore, bus: BusHandle, shutdown: CancellationToken) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last_error: Option<String> = None;
+    let mut in_force = keys.ring();
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(frame_wire::auth::KEY_FILE_CHECK) => {}
+            _ = hangup => {}
+        }
+        match keys.refresh() {
+            Ok(_) => last_error = None,
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %text, "bus key file unusable; keeping the previous keys");
+                    last_error = Some(text);
+                }
+            }
+        }
+        let ring = keys.ring();
+        if !Arc::ptr_eq(&ring, &in_force) {
+            tracing::info!(keys = %ring.ids(), "bus key file changed; keys reloaded");
+            in_force = ring;
+            bus.keys_changed();
         }
     }
 }
