@@ -18,6 +18,7 @@
 //! each subscriber's queue in bytes and, with a key, serves only
 //! subscribers that prove it.
 
+pub mod args;
 pub mod client;
 pub mod connect;
 pub mod keys;
@@ -28,5 +29,6 @@ pub mod topics;
 pub mod zmtp;
 
 pub use client::{Client, Event, Received, Refusal, Settings};
+pub use frame_wire::auth::KeyError;
 pub use keys::{BusKeys, parse_key_file};
 pub use publisher::{BusHandle, BusMetrics, BusSettings, PubServer};

@@ -8,6 +8,8 @@ use stream_common::logging::LogArgs;
 
 use crate::units::{Fps, OrNative, Size};
 
+frame_bus::bus_key_args!(BusKeyArgs, "PRODUCER");
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "frame-producer",
@@ -56,20 +58,8 @@ pub struct Config {
         default_value = "127.0.0.1:9100"
     )]
     pub metrics_listen: SocketAddr,
-    /// File holding the bus key (hex, one key per line, at most two: the
-    /// first signs, both are accepted; re-read when it changes or on SIGHUP).
-    /// With a key every frame is signed and subscribers must prove the key.
-    #[arg(long, env = "PRODUCER_BUS_KEY_FILE")]
-    pub bus_key_file: Option<std::path::PathBuf>,
-    /// The bus key itself (hex). Prefer the file: a value on the command
-    /// line is visible to every user in the process list.
-    #[arg(
-        long,
-        env = "PRODUCER_BUS_KEY",
-        hide_env_values = true,
-        conflicts_with = "bus_key_file"
-    )]
-    pub bus_key: Option<String>,
+    #[command(flatten)]
+    pub bus: BusKeyArgs,
     /// Most bytes of frames queued for one subscriber that does not keep up
     /// (a frozen gateway): beyond it the oldest are dropped. What a stalled
     /// subscriber can cost the producer, whatever the frame size and rate.
@@ -123,7 +113,7 @@ impl Config {
     /// Where the bus key comes from, if one is set.
     pub fn key_source(&self) -> Option<frame_wire::auth::KeySource> {
         use frame_wire::auth::KeySource;
-        match (&self.bus_key_file, &self.bus_key) {
+        match (&self.bus.bus_key_file, &self.bus.bus_key) {
             (Some(path), _) => Some(KeySource::File(path.clone())),
             (None, Some(v)) => Some(KeySource::Value(v.clone())),
             (None, None) => None,
@@ -182,7 +172,7 @@ mod tests {
         assert_eq!(c.bind, "tcp://127.0.0.1:5555");
         assert!(c.metrics_listen.ip().is_loopback());
         assert_eq!(c.subscriber_queue_bytes, 32 << 20);
-        assert!(c.bus_key_file.is_none() && c.bus_key.is_none());
+        assert!(c.bus.bus_key_file.is_none() && c.bus.bus_key.is_none());
         assert!(c.cameras.is_none() && c.camera.is_empty());
         assert_eq!(c.preview().interval, std::time::Duration::from_secs(1));
         assert_eq!(c.preview().width, 320);

@@ -178,14 +178,7 @@ async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result
 
 /// The bus key ring, if one is configured; a bad key stops start-up.
 fn bus_keys(config: &Config) -> anyhow::Result<Option<frame_wire::auth::KeyStore>> {
-    let given_on_command_line =
-        std::env::args().any(|a| a == "--bus-key" || a.starts_with("--bus-key="));
-    if given_on_command_line {
-        tracing::warn!(
-            "--bus-key on the command line is visible to every user of this host in the \
-             process list: use PRODUCER_BUS_KEY_FILE (or the PRODUCER_BUS_KEY variable)"
-        );
-    }
+    frame_bus::args::warn_if_on_command_line("PRODUCER_BUS_KEY_FILE");
     let Some(source) = config.key_source() else {
         return Ok(None);
     };

@@ -14,6 +14,8 @@ use stream_common::logging::LogArgs;
 
 use crate::store::Mode;
 
+frame_bus::bus_key_args!(BusKeyArgs, "RECORDER");
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "frame-recorder",
@@ -101,20 +103,8 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allow_origins: Vec<String>,
-    /// File holding the bus key(s) (hex, one per line; the first signs):
-    /// only frames and detections signed with it are recorded. Re-read every
-    /// second, so keys rotate without a restart.
-    #[arg(long, env = "RECORDER_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
-    pub bus_key_file: Option<PathBuf>,
-    /// The bus key itself (hex); prefer the file or the variable, a command
-    /// line is visible to every user in the process list.
-    #[arg(
-        long,
-        env = "RECORDER_BUS_KEY",
-        hide_env_values = true,
-        conflicts_with = "bus_key_file"
-    )]
-    pub bus_key: Option<String>,
+    #[command(flatten)]
+    pub bus: BusKeyArgs,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,

@@ -116,8 +116,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         max_jpeg_bytes: config.max_frame_bytes,
     };
     frame_bus::keys::warn_if_on_command_line("RECORDER_BUS_KEY_FILE", "RECORDER_BUS_KEY");
-    let keys = frame_bus::BusKeys::load(config.bus_key_file.as_deref(), config.bus_key.as_deref())
-        .context("bus key")?;
+    let keys = config.bus.load().context("bus key")?;
     let receivers: Vec<_> = config
         .producers
         .iter()

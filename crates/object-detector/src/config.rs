@@ -14,6 +14,8 @@ pub const MODEL_FILE: &str = "ssdlite-mobilenet-v2-person.onnx";
 /// The ONNX Runtime library, next to the model unless `--onnxruntime` says otherwise.
 pub const RUNTIME_FILE: &str = "libonnxruntime.so";
 
+frame_bus::bus_key_args!(BusKeyArgs, "DETECTOR");
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "object-detector",
@@ -66,20 +68,8 @@ pub struct Config {
     /// Largest JPEG accepted from a producer; larger ones are dropped and counted.
     #[arg(long, env = "DETECTOR_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
     pub max_frame_bytes: usize,
-    /// File holding the bus key (hex, one per line, at most two, all
-    /// accepted; re-read when it changes). With a key only frames signed with
-    /// it are analysed, and what this detector publishes is signed with it.
-    #[arg(long, env = "DETECTOR_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
-    pub bus_key_file: Option<PathBuf>,
-    /// The bus key itself (hex); prefer the file or the variable, a command
-    /// line is visible to every user in the process list.
-    #[arg(
-        long,
-        env = "DETECTOR_BUS_KEY",
-        hide_env_values = true,
-        conflicts_with = "bus_key_file"
-    )]
-    pub bus_key: Option<String>,
+    #[command(flatten)]
+    pub bus: BusKeyArgs,
     /// Most bytes of messages queued for one subscriber that does not keep
     /// up (a frozen gateway): beyond it the oldest are dropped. What a
     /// stalled subscriber can cost the detector (annotated frames included).

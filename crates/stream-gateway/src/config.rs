@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use stream_common::logging::LogArgs;
 
+frame_bus::bus_key_args!(BusKeyArgs, "GATEWAY");
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "stream-gateway",
@@ -146,20 +148,8 @@ pub struct Config {
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,
-    /// File holding the bus key (hex, one per line, at most two, all
-    /// accepted; re-read when it changes). With a key only frames signed with
-    /// it are shown and the producer is shown we hold it (frame_bus::keys).
-    #[arg(long, env = "GATEWAY_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
-    pub bus_key_file: Option<std::path::PathBuf>,
-    /// The bus key itself (hex); prefer the file or the variable, a command
-    /// line is visible to every user in the process list.
-    #[arg(
-        long,
-        env = "GATEWAY_BUS_KEY",
-        hide_env_values = true,
-        conflicts_with = "bus_key_file"
-    )]
-    pub bus_key: Option<String>,
+    #[command(flatten)]
+    pub bus: BusKeyArgs,
     /// Serve HTTPS with this PEM certificate chain (server certificate
     /// first); re-read when it changes. Needs `--tls-key`.
     #[arg(long, env = "GATEWAY_TLS_CERT", requires = "tls_key")]

@@ -45,8 +45,7 @@ impl Settings {
     /// stops with it, rather than show nothing).
     pub fn from_config(c: &Config) -> anyhow::Result<Self> {
         frame_bus::keys::warn_if_on_command_line("GATEWAY_BUS_KEY_FILE", "GATEWAY_BUS_KEY");
-        let keys = BusKeys::load(c.bus_key_file.as_deref(), c.bus_key.as_deref())
-            .context("bus key unusable")?;
+        let keys = c.bus.load().context("bus key unusable")?;
         if keys.is_on() {
             tracing::info!(keys = %keys.describe(), "bus key set: only frames signed with it are shown");
         }
