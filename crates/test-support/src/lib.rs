@@ -4,12 +4,14 @@
 
 pub mod detector;
 pub mod docker;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod link;
 pub mod marionette;
 pub mod media;
 pub mod metrics;
+pub mod mosquitto;
 pub mod process;
 pub mod producer;
 pub mod publisher;
@@ -18,6 +20,7 @@ pub mod stack;
 pub mod tls;
 pub mod wall;
 pub mod webdriver;
+pub mod webhook;
 pub mod zmq;
 
 use std::future::Future;
