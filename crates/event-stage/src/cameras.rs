@@ -457,7 +457,10 @@ min_area = 0.01
                 GOOD.replace("name = \"door\"", "name = \"no spaces\""),
                 "line 3: name",
             ),
-            (GOOD.replace("min_score", "min_scor"), "line 14: unknown field"),
+            (
+                GOOD.replace("min_score", "min_scor"),
+                "line 14: unknown field",
+            ),
             (
                 GOOD.replace(
                     "[[camera.mask]]\npolygon = [[0.8, 0.0], [1.0, 0.0], [1.0, 0.3]]",

@@ -122,7 +122,7 @@ pub struct Config {
     /// File holding the bus key (hex, one per line, at most two, all
     /// accepted; re-read when it changes). With a key only signed messages
     /// are read, and events are signed with it.
-    #[arg(long, env = "EVENTS_BUS_KEY_FILE", value_parser = crate::bus::parse_key_file)]
+    #[arg(long, env = "EVENTS_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
     pub bus_key_file: Option<PathBuf>,
     /// The bus key itself (hex); prefer the file or the variable.
     #[arg(

@@ -8,7 +8,7 @@
 //! waits for it, and a broker or hook that is down slows nothing.
 //!
 //! A detection's path through this crate: `receive.rs` takes it off the bus
-//! (`bus.rs` verifies it) to the stage's loop (`stage.rs`), whose per-stream
+//! (through the shared bus client, `frame_bus`; `bus.rs` loads the key) to the stage's loop (`stage.rs`), whose per-stream
 //! tracker (`track.rs`, with `cameras.rs` for zones and masks and
 //! `geometry.rs`) says what started, changed or ended; the snapshot comes
 //! from the frames kept in `snapshot.rs`; `publish.rs` sends the bus message,
@@ -82,7 +82,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             labels: config.mqtt_labels.clone(),
         })
     };
-    let bus = bus::BusAuth::from_config(&config)?;
+    let bus = bus::keys(&config)?;
     let shutdown = stream_common::shutdown::on_signal();
     let metrics = metrics::EventMetrics::new().context("registering metrics")?;
     let running = metrics.running.clone();
@@ -160,7 +160,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             max_jpeg_bytes: frame_wire::DEFAULT_MAX_JPEG_BYTES,
         },
         only: config.streams.clone(),
-        bus: bus.clone(),
+        keys: bus.clone(),
         resubscribe_after: Duration::from_secs(2),
     };
     let (det_tx, det_rx) = mpsc::channel(1024);
@@ -198,7 +198,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     };
     let outputs = stage::Outputs {
         bus: bus_tx,
-        bus_auth: bus,
+        bus_keys: bus,
         mqtt: mqtt_outbox,
         hooks,
         follow: follow_tx,

@@ -5,31 +5,48 @@
 //! producer encodes full-rate frames for us only while it matters. Neither
 //! task ever waits for the stage: a full queue drops (counted) instead.
 //!
-//! zmq.rs reconnects on its own but backs off up to 30 s, so, as in the
-//! detector, a watchdog recreates the socket when a publisher that should be
-//! talking has been silent for a while.
+//! Both read through the shared bus client (`frame_bus::Client`:
+//! connecting, reconnecting, the silence watchdog, the bus key re-read on a
+//! timer, verification, replay checks), as the detector and the recorder do.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use frame_bus::topics::{Topics, topic_strings};
+use frame_bus::{BusKeys, Client, Event};
 use frame_wire::{Frame, FrameHeader, Kind, Limits, Message};
-use stream_common::ratelimit::LogEvery;
-use stream_common::subscribe::Silence;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use zeromq::SocketRecv;
 
-use crate::bus::BusAuth;
 use crate::metrics::EventMetrics;
+
+/// The watchdog's floor while a producer is asked for nothing: it is not
+/// expected to talk, so its silence is no reason to reconnect.
+const IDLE_SILENCE: Duration = Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub struct Settings {
     pub limits: Limits,
     /// Streams to follow; all when empty.
     pub only: Vec<String>,
-    pub bus: BusAuth,
+    pub keys: BusKeys,
     /// Silence after which the SUB socket is recreated.
     pub resubscribe_after: Duration,
+}
+
+impl Settings {
+    fn bus(&self, endpoint: &str) -> frame_bus::Settings {
+        frame_bus::Settings {
+            endpoint: endpoint.to_string(),
+            keys: self.keys.clone(),
+            limits: self.limits,
+            resubscribe_after: self.resubscribe_after,
+        }
+    }
+
+    fn wanted(&self, stream: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == stream)
+    }
 }
 
 /// One detections message.
@@ -38,28 +55,26 @@ pub struct Detected {
     pub detections: frame_wire::Detections,
 }
 
-fn topic_text(t: Vec<u8>) -> String {
-    // Topics are ASCII (stream names are validated), so this loses nothing.
-    String::from_utf8_lossy(&t).into_owned()
-}
-
 /// What to subscribe to at a detector.
-pub fn detection_topics(only: &[String]) -> Vec<String> {
-    if only.is_empty() {
-        vec![topic_text(frame_wire::subscription(Kind::Detections, None))]
+pub fn detection_topics(only: &[String]) -> Topics {
+    topic_strings(if only.is_empty() {
+        vec![frame_wire::subscription(Kind::Detections, None)]
     } else {
         only.iter()
-            .map(|n| topic_text(frame_wire::subscription(Kind::Detections, Some(n))))
+            .map(|n| frame_wire::subscription(Kind::Detections, Some(n)))
             .collect()
-    }
+    })
 }
 
-fn frame_topic(name: &str) -> String {
-    topic_text(frame_wire::subscription(Kind::Frame, Some(name)))
-}
-
-fn wanted(settings: &Settings, stream: &str) -> bool {
-    settings.only.is_empty() || settings.only.iter().any(|s| s == stream)
+/// What to subscribe to at a producer: the full-size frames of `follow`'s
+/// streams that are wanted.
+fn frame_topics(settings: &Settings, follow: &BTreeSet<String>) -> Topics {
+    topic_strings(
+        follow
+            .iter()
+            .filter(|n| settings.wanted(n))
+            .map(|n| frame_wire::subscription(Kind::Frame, Some(n))),
+    )
 }
 
 /// Receives detections from `endpoint` until shutdown.
@@ -70,62 +85,23 @@ pub async fn detections(
     metrics: EventMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut invalid_log = LogEvery::new(Duration::from_secs(1));
-    let mut connect_log = LogEvery::new(Duration::from_secs(30));
-    let mut silence = Silence::default();
-    while !shutdown.is_cancelled() {
-        let Some(mut socket) =
-            stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
-        else {
-            return;
-        };
-        let mut subscribed = Ok(());
-        for topic in settings
-            .bus
-            .tokens()
-            .into_iter()
-            .chain(detection_topics(&settings.only))
-        {
-            subscribed = subscribed.and(socket.subscribe(&topic).await);
-        }
-        if let Err(e) = subscribed {
-            tracing::warn!(detector = %endpoint, error = %e, "subscribe failed");
-            continue;
-        }
-        silence.connected();
-        loop {
-            let silent_until = silence.deadline(settings.resubscribe_after);
-            let msg = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout_at(silent_until, socket.recv()) => r,
-            };
-            let msg = match msg {
-                Ok(Ok(m)) => m,
-                Ok(Err(e)) => {
-                    tracing::warn!(detector = %endpoint, error = %e, "receive failed; reconnecting");
-                    break;
+    let topics = detection_topics(&settings.only);
+    let mut client = Client::fixed(settings.bus(&endpoint), topics, shutdown);
+    while let Some(event) = client.next().await {
+        match event {
+            Event::Message(received) => {
+                let Message::Detections { header, detections } = received.message else {
+                    continue;
+                };
+                if !settings.wanted(&header.stream) {
+                    continue;
                 }
-                Err(_) => break,
-            };
-            let now = Instant::now();
-            silence.heard(now);
-            match settings.bus.decode(&msg.into_vec(), &settings.limits) {
-                Ok(Message::Detections { header, detections }) => {
-                    if !wanted(&settings, &header.stream) {
-                        continue;
-                    }
-                    if out.try_send(Detected { header, detections }).is_err() {
-                        metrics.dropped("detections");
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    metrics.invalid(&endpoint, e.kind());
-                    if let Some(folded) = invalid_log.check(now) {
-                        tracing::warn!(detector = %endpoint, error = %e, repeats = folded, "dropping invalid message");
-                    }
+                if out.try_send(Detected { header, detections }).is_err() {
+                    metrics.dropped("detections");
                 }
             }
+            Event::Refused(why) => metrics.invalid(&endpoint, why.kind()),
+            Event::Silent { .. } => {}
         }
     }
 }
@@ -140,87 +116,51 @@ pub async fn frames(
     metrics: EventMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut invalid_log = LogEvery::new(Duration::from_secs(1));
-    let mut connect_log = LogEvery::new(Duration::from_secs(30));
-    let mut silence = Silence::default();
-    while !shutdown.is_cancelled() {
-        let Some(mut socket) =
-            stream_common::subscribe::connect(&endpoint, &shutdown, &mut connect_log).await
-        else {
-            return;
-        };
-        let mut subscribed = Ok(());
-        for topic in settings.bus.tokens() {
-            subscribed = subscribed.and(socket.subscribe(&topic).await);
-        }
-        let mut current: BTreeSet<String> = BTreeSet::new();
-        silence.connected();
-        'connected: loop {
-            // Follow the set of followed streams.
-            let names: BTreeSet<String> = follow
-                .borrow_and_update()
-                .iter()
-                .filter(|n| wanted(&settings, n))
-                .map(|n| frame_topic(n))
-                .collect();
-            for gone in current.difference(&names) {
-                subscribed = subscribed.and(socket.unsubscribe(gone).await);
+    let first = frame_topics(&settings, &follow.borrow_and_update());
+    let idle = first.is_empty();
+    let (topics_tx, topics_rx) = watch::channel(first);
+    let mut client = Client::new(settings.bus(&endpoint), topics_rx, shutdown);
+    client.set_silence_floor(floor(&settings, idle));
+    let mut follow_open = true;
+    loop {
+        tokio::select! {
+            changed = follow.changed(), if follow_open => {
+                if changed.is_err() {
+                    // The stage is gone; keep what is held until shutdown.
+                    follow_open = false;
+                    continue;
+                }
+                let topics = frame_topics(&settings, &follow.borrow_and_update());
+                client.set_silence_floor(floor(&settings, topics.is_empty()));
+                topics_tx.send_if_modified(|held| {
+                    let changed = *held != topics;
+                    *held = topics;
+                    changed
+                });
             }
-            for new in names.difference(&current) {
-                subscribed = subscribed.and(socket.subscribe(new).await);
-            }
-            if let Err(e) = std::mem::replace(&mut subscribed, Ok(())) {
-                tracing::warn!(producer = %endpoint, error = %e, "subscribe failed");
-                break;
-            }
-            if current.is_empty() && !names.is_empty() {
-                // A producer is only expected to talk once asked.
-                silence.connected();
-            }
-            current = names;
-            loop {
-                // Nothing asked for, nothing expected: no watchdog.
-                let silent_until = if current.is_empty() {
-                    tokio::time::Instant::now() + Duration::from_secs(3600)
-                } else {
-                    silence.deadline(settings.resubscribe_after)
-                };
-                let msg = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = follow.changed() => {
-                        if r.is_err() {
-                            return;
-                        }
-                        continue 'connected;
-                    }
-                    r = tokio::time::timeout_at(silent_until, socket.recv()) => r,
-                };
-                let msg = match msg {
-                    Ok(Ok(m)) => m,
-                    Ok(Err(e)) => {
-                        tracing::warn!(producer = %endpoint, error = %e, "receive failed; reconnecting");
-                        break 'connected;
-                    }
-                    Err(_) => break 'connected,
-                };
-                let now = Instant::now();
-                silence.heard(now);
-                match settings.bus.decode(&msg.into_vec(), &settings.limits) {
-                    Ok(Message::Frame(frame)) => {
-                        if out.try_send(frame).is_err() {
-                            metrics.dropped("frames");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        metrics.invalid(&endpoint, e.kind());
-                        if let Some(folded) = invalid_log.check(now) {
-                            tracing::warn!(producer = %endpoint, error = %e, repeats = folded, "dropping invalid message");
-                        }
+            event = client.next() => match event {
+                None => return,
+                Some(Event::Message(received)) => {
+                    let Message::Frame(frame) = received.message else {
+                        continue;
+                    };
+                    if out.try_send(frame).is_err() {
+                        metrics.dropped("frames");
                     }
                 }
-            }
+                Some(Event::Refused(why)) => metrics.invalid(&endpoint, why.kind()),
+                Some(Event::Silent { .. }) => {}
+            },
         }
+    }
+}
+
+/// The silence floor: the usual one while frames are asked for.
+fn floor(settings: &Settings, idle: bool) -> Duration {
+    if idle {
+        IDLE_SILENCE
+    } else {
+        settings.resubscribe_after
     }
 }
 
@@ -230,8 +170,16 @@ mod tests {
 
     #[test]
     fn subscribes_to_detections_of_the_chosen_streams_only() {
-        assert_eq!(detection_topics(&[]), ["d/"]);
-        assert_eq!(detection_topics(&["cam1".into()]), ["d/cam1/"]);
-        assert_eq!(frame_topic("cam1"), "f/cam1/");
+        let list = |t: Topics| t.into_iter().collect::<Vec<_>>();
+        assert_eq!(list(detection_topics(&[])), ["d/"]);
+        assert_eq!(list(detection_topics(&["cam1".into()])), ["d/cam1/"]);
+        let settings = Settings {
+            limits: Limits::default(),
+            only: vec!["cam1".into()],
+            keys: BusKeys::Off,
+            resubscribe_after: Duration::from_secs(2),
+        };
+        let follow: BTreeSet<String> = ["cam1".to_string(), "cam2".to_string()].into();
+        assert_eq!(list(frame_topics(&settings, &follow)), ["f/cam1/"]);
     }
 }

@@ -15,13 +15,12 @@ use frame_wire::{EventMessage, Frame, FrameHeader, Phase};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::BusAuth;
 use crate::cameras::Rules;
 use crate::geometry::Rect;
 use crate::metrics::EventMetrics;
 use crate::notice::{Notice, Shared};
 use crate::outbox::{Entry, Outbox};
-use crate::publish::Outgoing;
+use crate::publish::{Headers, Outgoing};
 use crate::receive::Detected;
 use crate::snapshot::Frames;
 use crate::track::{Change, Sighting, Tracker};
@@ -41,7 +40,7 @@ pub struct Settings {
 /// Where event changes go.
 pub struct Outputs {
     pub bus: mpsc::Sender<Outgoing>,
-    pub bus_auth: BusAuth,
+    pub bus_keys: frame_bus::BusKeys,
     pub mqtt: Option<Arc<Outbox<Shared>>>,
     pub hooks: Vec<Arc<Outbox<Shared>>>,
     /// Streams to receive full-size frames of.
@@ -86,6 +85,7 @@ struct Stage {
     streams: HashMap<String, StreamState>,
     frames: Frames,
     snaps: HashMap<(String, u64), TrackSnap>,
+    headers: Headers,
 }
 
 /// Runs until shutdown, then ends every running event (so each start sent
@@ -108,6 +108,7 @@ pub async fn run(
         metrics,
         streams: HashMap::new(),
         snaps: HashMap::new(),
+        headers: Headers::default(),
     };
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,12 +305,11 @@ impl Stage {
             }
             snap.sent_ts = snap_ts;
             let header = match &snap.have {
-                Some(s) => s.header.clone(),
-                None => self
-                    .streams
-                    .get(stream)
-                    .map(|s| s.last_header.clone())
-                    .unwrap_or_else(|| placeholder_header(stream)),
+                Some(s) => self.headers.next(&s.header),
+                None => match self.streams.get(stream) {
+                    Some(s) => self.headers.next(&s.last_header),
+                    None => self.headers.next(&placeholder_header(stream)),
+                },
             };
             match change.phase {
                 Phase::End => {
@@ -330,7 +330,7 @@ impl Stage {
                 event: change.event.clone(),
                 snapshot: jpeg.as_ref().map(|j| j.to_vec()).unwrap_or_default(),
             };
-            let key_now = self.outputs.bus_auth.signing_key();
+            let key_now = self.outputs.bus_keys.signing_key();
             match frame_wire::encode_event(&header, &message, key_now.as_ref()) {
                 Ok(parts) => {
                     if self.outputs.bus.try_send(parts).is_err() {

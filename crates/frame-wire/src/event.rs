@@ -2,7 +2,10 @@
 //! the moment it is sure to be there until it has been gone for a while.
 //!
 //! It rides the bus as the third part of an `e/<name>/` message, after a
-//! [`crate::FrameHeader`] naming the frame its snapshot was taken from. An
+//! [`crate::FrameHeader`] with the stream and the size of the frame its
+//! snapshot was taken from, but the event stage's own `producer_id`, `seq`
+//! and sending time, so signed events pass the subscribers' replay checks
+//! (the snapshot's capture time is the event's `snapshot_ts_ns`). An
 //! event is sent three ways: `start` once, `update` while it lasts (a better
 //! snapshot, a new zone), `end` once; every message carries the whole event,
 //! so a receiver that missed the start still knows everything. Encoded with

@@ -45,6 +45,32 @@ pub fn darknet_picture_dir(name: &str) -> PictureDir {
     PictureDir(dir)
 }
 
+/// A new directory the producer's file source plays as a looping scene:
+/// for each `(picture, frames)` in order, that many copies of the darknet
+/// picture (at `--fps F`, `frames / F` seconds of it); removed on drop.
+pub fn darknet_scene_dir(scene: &[(&str, usize)]) -> PictureDir {
+    let dir = std::env::temp_dir().join(format!(
+        "darknet-scene-{}-{}",
+        std::process::id(),
+        stream_common::unix_now_ns()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (part, (name, frames)) in scene.iter().enumerate() {
+        let src = PathBuf::from("/usr/share/darknet/data").join(name);
+        assert!(
+            src.is_file(),
+            "{} is missing: install Debian's darknet package (scripts/setup.sh does)",
+            src.display()
+        );
+        // The source plays a directory in name order.
+        for i in 0..*frames {
+            std::fs::copy(&src, dir.join(format!("{part:02}-{i:04}-{name}")))
+                .expect("copy picture");
+        }
+    }
+    PictureDir(dir)
+}
+
 /// A temporary directory of test pictures, removed on drop.
 pub struct PictureDir(PathBuf);
 

@@ -5,6 +5,7 @@
 pub mod detector;
 pub mod director;
 pub mod docker;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod keys;
@@ -12,6 +13,7 @@ pub mod link;
 pub mod marionette;
 pub mod media;
 pub mod metrics;
+pub mod mosquitto;
 pub mod process;
 pub mod producer;
 pub mod publisher;
@@ -21,6 +23,7 @@ pub mod stack;
 pub mod tls;
 pub mod wall;
 pub mod webdriver;
+pub mod webhook;
 pub mod zmq;
 
 use std::future::Future;

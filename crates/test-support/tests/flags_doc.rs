@@ -14,6 +14,7 @@ const BINARIES: &[&str] = &[
     "stream-director",
     "object-detector",
     "frame-recorder",
+    "event-stage",
 ];
 
 /// The long flags a binary's `--help` lists (`--help`, `--version` aside).
