@@ -20,6 +20,8 @@ fi
 
 phase "cargo fmt --check"
 cargo fmt --all -- --check
+phase "no import rings between the modules of any crate (scripts/import_cycles.py)"
+python3 scripts/import_cycles.py
 phase "cargo clippy"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 # A plain `cargo build` (no camera features) must stay warning-free too.

@@ -11,9 +11,7 @@ use crate::config::Config;
 
 /// The keys `c` names; an unusable key stops start-up.
 pub fn keys(c: &Config) -> anyhow::Result<BusKeys> {
-    frame_bus::keys::warn_if_on_command_line("EVENTS_BUS_KEY_FILE", "EVENTS_BUS_KEY");
-    let keys = BusKeys::load(c.bus_key_file.as_deref(), c.bus_key.as_deref())
-        .context("bus key unusable")?;
+    let keys = c.bus.load().context("bus key unusable")?;
     if keys.is_on() {
         tracing::info!(
             keys = %keys.describe(),

@@ -13,6 +13,8 @@ use stream_common::logging::LogArgs;
 /// The MQTT topic prefix unless `--mqtt-prefix` says otherwise.
 pub const DEFAULT_PREFIX: &str = "mjpeg-fanout";
 
+frame_bus::bus_key_args!(BusKeyArgs, "EVENTS");
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "event-stage",
@@ -119,19 +121,8 @@ pub struct Config {
     /// HTTP address of `/metrics` and `/healthz`.
     #[arg(long, env = "EVENTS_METRICS_LISTEN", default_value = "127.0.0.1:9120")]
     pub metrics_listen: SocketAddr,
-    /// File holding the bus key (hex, one per line, at most two, all
-    /// accepted; re-read when it changes). With a key only signed messages
-    /// are read, and events are signed with it.
-    #[arg(long, env = "EVENTS_BUS_KEY_FILE", value_parser = frame_bus::parse_key_file)]
-    pub bus_key_file: Option<PathBuf>,
-    /// The bus key itself (hex); prefer the file or the variable.
-    #[arg(
-        long,
-        env = "EVENTS_BUS_KEY",
-        hide_env_values = true,
-        conflicts_with = "bus_key_file"
-    )]
-    pub bus_key: Option<String>,
+    #[command(flatten)]
+    pub bus: BusKeyArgs,
     /// Check the running instance's /healthz and exit 0 (healthy) or 1; for container health checks.
     #[arg(long)]
     pub healthcheck: bool,

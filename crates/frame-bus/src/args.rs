@@ -8,8 +8,8 @@
 //! ```
 //!
 //! [`load`](BusKeys::load) then reads the key the same way everywhere,
-//! and [`warn_if_on_command_line`] says once why a key in the process list
-//! is a bad idea.
+//! and warns once when a key was given on the command line, where every
+//! user of the host can read it.
 
 /// Declares `pub struct $name` with `--bus-key-file` and `--bus-key`
 /// (variables `$prefix_BUS_KEY_FILE` and `$prefix_BUS_KEY`) and its
@@ -26,39 +26,31 @@ macro_rules! bus_key_args {
             /// every message is signed and checked, and subscribers prove
             /// the key to publishers.
             #[arg(
-                        long,
-                        env = concat!($prefix, "_BUS_KEY_FILE"),
-                        value_parser = $crate::parse_key_file
-                    )]
+                                long,
+                                env = concat!($prefix, "_BUS_KEY_FILE"),
+                                value_parser = $crate::parse_key_file
+                            )]
             pub bus_key_file: Option<std::path::PathBuf>,
             /// The bus key itself (hex). Prefer the file or the variable:
             /// a command line is visible to every user in the process list.
             #[arg(
-                        long,
-                        env = concat!($prefix, "_BUS_KEY"),
-                        hide_env_values = true,
-                        conflicts_with = "bus_key_file"
-                    )]
+                                long,
+                                env = concat!($prefix, "_BUS_KEY"),
+                                hide_env_values = true,
+                                conflicts_with = "bus_key_file"
+                            )]
             pub bus_key: Option<String>,
         }
 
         impl $name {
             /// The key ring these flags name (off when neither is given).
             pub fn load(&self) -> Result<$crate::BusKeys, $crate::KeyError> {
-                $crate::args::warn_if_on_command_line(concat!($prefix, "_BUS_KEY_FILE"));
+                $crate::keys::warn_if_on_command_line(
+                    concat!($prefix, "_BUS_KEY_FILE"),
+                    concat!($prefix, "_BUS_KEY"),
+                );
                 $crate::BusKeys::load(self.bus_key_file.as_deref(), self.bus_key.as_deref())
             }
         }
     };
-}
-
-/// Warns when `--bus-key` was given on this process's command line.
-pub fn warn_if_on_command_line(file_variable: &str) {
-    let given = std::env::args().any(|a| a == "--bus-key" || a.starts_with("--bus-key="));
-    if given {
-        tracing::warn!(
-            "--bus-key on the command line is visible to every user of this host in the \
-             process list: use {file_variable} (or the variable without _FILE)"
-        );
-    }
 }

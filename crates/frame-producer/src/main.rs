@@ -178,7 +178,7 @@ async fn async_main(config: Config, list: cameras::CameraList) -> anyhow::Result
 
 /// The bus key ring, if one is configured; a bad key stops start-up.
 fn bus_keys(config: &Config) -> anyhow::Result<Option<frame_wire::auth::KeyStore>> {
-    frame_bus::args::warn_if_on_command_line("PRODUCER_BUS_KEY_FILE");
+    frame_bus::keys::warn_if_on_command_line("PRODUCER_BUS_KEY_FILE", "PRODUCER_BUS_KEY");
     let Some(source) = config.key_source() else {
         return Ok(None);
     };

@@ -115,7 +115,6 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_jpeg_bytes: config.max_frame_bytes,
     };
-    frame_bus::keys::warn_if_on_command_line("RECORDER_BUS_KEY_FILE", "RECORDER_BUS_KEY");
     let keys = config.bus.load().context("bus key")?;
     let receivers: Vec<_> = config
         .producers

@@ -10,7 +10,6 @@ use crate::config::Config;
 
 /// The keys `c` names; an unusable key stops start-up.
 pub fn keys(c: &Config) -> anyhow::Result<BusKeys> {
-    frame_bus::keys::warn_if_on_command_line("DETECTOR_BUS_KEY_FILE", "DETECTOR_BUS_KEY");
     let keys = c.bus.load().context("bus key unusable")?;
     if keys.is_on() {
         tracing::info!(

@@ -44,7 +44,6 @@ impl Settings {
     /// The settings `c` gives; an unusable bus key is an error (start-up
     /// stops with it, rather than show nothing).
     pub fn from_config(c: &Config) -> anyhow::Result<Self> {
-        frame_bus::keys::warn_if_on_command_line("GATEWAY_BUS_KEY_FILE", "GATEWAY_BUS_KEY");
         let keys = c.bus.load().context("bus key unusable")?;
         if keys.is_on() {
             tracing::info!(keys = %keys.describe(), "bus key set: only frames signed with it are shown");
