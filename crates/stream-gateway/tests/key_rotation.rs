@@ -12,8 +12,9 @@ use test_support::detector::Detector;
 use test_support::gateway::Gateway;
 use test_support::http::MjpegReader;
 use test_support::keys::write_key_file as key_file;
-use test_support::metrics::wait_metric;
+use test_support::metrics::{metric, wait_metric};
 use test_support::process::Proc;
+use test_support::recorder::Recorder;
 use test_support::{free_port, media, wait_for};
 
 const K1: &str = "6b1e0c3f9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
@@ -44,7 +45,7 @@ where
 }
 
 #[tokio::test]
-async fn gateway_and_detector_receive_again_after_the_producer_restarts_on_a_new_key() {
+async fn every_subscriber_receives_again_after_the_producer_restarts_on_a_new_key() {
     let dir = media::temp_dir("key-rotation");
     let p_key = key_file(&dir, "producer.key", K1);
     let s_key = key_file(&dir, "subscribers.key", K1);
@@ -53,6 +54,8 @@ async fn gateway_and_detector_receive_again_after_the_producer_restarts_on_a_new
     let mut p = producer(&ep, &p_key);
     let g = Gateway::start(&[&ep], &[], &[("GATEWAY_BUS_KEY_FILE", &s_key_s)]);
     let d = Detector::start(&[&ep], &["--bus-key-file", &s_key_s]);
+    let r = Recorder::start(&ep, &dir.join("recordings"), &["--bus-key-file", &s_key_s]);
+    let recorded = || metric(r.addr, "recorder_frames_written_total", &[]);
     // A viewer, so the gateway asks for full-rate frames.
     let mut viewer = wait_for("a viewer", Duration::from_secs(20), || async {
         MjpegReader::open(g.addr, "/video_feed").await.ok()
@@ -78,6 +81,14 @@ async fn gateway_and_detector_receive_again_after_the_producer_restarts_on_a_new
         Duration::from_secs(30),
     )
     .await;
+    wait_metric(
+        r.addr,
+        "recorder_frames_written_total",
+        &[],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // The producer stops; everyone's key goes from K1 to K2.
     p.kill();
@@ -96,16 +107,20 @@ async fn gateway_and_detector_receive_again_after_the_producer_restarts_on_a_new
 
     // Back on K2 only, same port.
     let _p = producer(&ep, &p_key);
-    let (g_back, d_back) = tokio::join!(
+    // The recorder writes what it has queued for a moment after the
+    // producer stops, so its count is read once the producer is back.
+    let r_before = recorded().await;
+    let (g_back, d_back, r_back) = tokio::join!(
         rises("gateway frames again", g_before, || {
             g.metric("gateway_frames_in_total", &[])
         }),
         rises("detector analysing again", d_before, || {
             d.metric("detector_frames_analysed_total", &[])
         }),
+        rises("recorder writing again", r_before, recorded),
     );
     eprintln!(
-        "after the producer restarted on K2 only: gateway back in {g_back:?}, detector in {d_back:?}"
+        "after the producer restarted on K2 only: gateway back in {g_back:?}, detector in {d_back:?}, recorder in {r_back:?}"
     );
     viewer
         .next_frame_within(Duration::from_secs(3))
@@ -113,4 +128,5 @@ async fn gateway_and_detector_receive_again_after_the_producer_restarts_on_a_new
         .expect("the viewer sees frames again");
     assert!(g.proc.log().contains("keys reloaded"), "gateway log");
     assert!(d.proc.log().contains("keys reloaded"), "detector log");
+    assert!(r.proc.log().contains("keys reloaded"), "recorder log");
 }
