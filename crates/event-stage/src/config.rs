@@ -56,7 +56,7 @@ pub struct Config {
     #[arg(long, env = "EVENTS_END_AFTER", default_value_t = 5.0, value_parser = parse_seconds)]
     pub event_end_after: f64,
     /// Least box overlap (intersection over union) for a box to continue a track.
-    #[arg(long, env = "EVENTS_MIN_IOU", default_value_t = 0.3, value_parser = parse_unit)]
+    #[arg(long, env = "EVENTS_MIN_IOU", default_value_t = 0.3, value_parser = stream_common::flags::parse_unit)]
     pub min_iou: f32,
     /// Full-size frames kept per followed stream to find snapshots in.
     #[arg(long, env = "EVENTS_FRAMES_KEPT", default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=300))]
@@ -159,15 +159,6 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} seconds is out of range (0 to 3600)"))
-    }
-}
-
-fn parse_unit(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not between 0 and 1"))
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Config {
     #[arg(long, env = "DETECTOR_ONNXRUNTIME")]
     pub onnxruntime: Option<PathBuf>,
     /// Lowest score reported, 0..1.
-    #[arg(long, env = "DETECTOR_THRESHOLD", default_value_t = 0.5, value_parser = parse_unit)]
+    #[arg(long, env = "DETECTOR_THRESHOLD", default_value_t = 0.5, value_parser = stream_common::flags::parse_unit)]
     pub threshold: f32,
     /// CPU threads one inference may use.
     #[arg(long, env = "DETECTOR_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -117,15 +117,6 @@ fn parse_fps(s: &str) -> Result<f64, String> {
         Err(format!(
             "{v} frames per second is out of range (0.01 to 60)"
         ))
-    }
-}
-
-fn parse_unit(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not between 0 and 1"))
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod canvas;
+pub mod flags;
 pub mod health;
 pub mod huffman;
 pub mod jpeg;
