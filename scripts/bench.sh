@@ -14,6 +14,9 @@
 #   scripts/bench.sh --detect           the object detector: inference per frame p50/p99, its CPU at
 #                                       5 fps, capture-to-detections delay (about 2 minutes):
 #                                       a section of bench/report.md
+#   scripts/bench.sh --record           16 cameras at 1280x720 recorded continuously: recorder CPU,
+#                                       bytes per camera-hour, write p99, gateway CPU per frame
+#                                       with and without it (about 1.5 minutes): a section of bench/report.md
 #   scripts/bench.sh --ab DIR          this tree's gateway against DIR/stream-gateway (an earlier
 #                                       build), fan-out and wall, alternating turns (about 4 minutes):
 #                                       a section of bench/report.md
@@ -37,7 +40,7 @@ if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ]; then
 else
   scripts/setup.sh --build-only
 fi
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder
 case "${1:-}" in
   --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
   --balanced) shift
@@ -48,6 +51,7 @@ case "${1:-}" in
   --ab) shift; exec python3 scripts/bench_ab.py "$@" ;;
   --overlay) shift; exec python3 scripts/bench_overlay.py "$@" ;;
   --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;
+  --record) shift; exec python3 scripts/bench_record.py "$@" ;;
   --detect) shift
     cargo build --release --quiet -p object-detector --example bench_inference
     exec python3 scripts/bench_detect.py "$@" ;;
