@@ -14,6 +14,8 @@
 /// Declares `pub struct $name` with `--bus-key-file` and `--bus-key`
 /// (variables `$prefix_BUS_KEY_FILE` and `$prefix_BUS_KEY`) and its
 /// `load()`, for a clap config to flatten.
+// rustfmt re-indents attributes inside macro_rules! on every run.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! bus_key_args {
     ($name:ident, $prefix:literal) => {
@@ -26,19 +28,19 @@ macro_rules! bus_key_args {
             /// every message is signed and checked, and subscribers prove
             /// the key to publishers.
             #[arg(
-                                                long,
-                                                env = concat!($prefix, "_BUS_KEY_FILE"),
-                                                value_parser = $crate::parse_key_file
-                                            )]
+                long,
+                env = concat!($prefix, "_BUS_KEY_FILE"),
+                value_parser = $crate::parse_key_file
+            )]
             pub bus_key_file: Option<std::path::PathBuf>,
             /// The bus key itself (hex). Prefer the file or the variable:
             /// a command line is visible to every user in the process list.
             #[arg(
-                                                long,
-                                                env = concat!($prefix, "_BUS_KEY"),
-                                                hide_env_values = true,
-                                                conflicts_with = "bus_key_file"
-                                            )]
+                long,
+                env = concat!($prefix, "_BUS_KEY"),
+                hide_env_values = true,
+                conflicts_with = "bus_key_file"
+            )]
             pub bus_key: Option<String>,
         }
 
