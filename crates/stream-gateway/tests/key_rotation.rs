@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use test_support::detector::Detector;
+use test_support::events::EventStage;
 use test_support::gateway::Gateway;
 use test_support::http::MjpegReader;
 use test_support::keys::write_key_file as key_file;
@@ -56,6 +57,8 @@ async fn every_subscriber_receives_again_after_the_producer_restarts_on_a_new_ke
     let d = Detector::start(&[&ep], &["--bus-key-file", &s_key_s]);
     let r = Recorder::start(&ep, &dir.join("recordings"), &["--bus-key-file", &s_key_s]);
     let recorded = || metric(r.addr, "recorder_frames_written_total", &[]);
+    let e = EventStage::start(&[&d.endpoint], &[&ep], &["--bus-key-file", &s_key_s]);
+    let taken_in = || metric(e.metrics, "events_detections_messages_total", &[]);
     // A viewer, so the gateway asks for full-rate frames.
     let mut viewer = wait_for("a viewer", Duration::from_secs(20), || async {
         MjpegReader::open(g.addr, "/video_feed").await.ok()
@@ -89,6 +92,14 @@ async fn every_subscriber_receives_again_after_the_producer_restarts_on_a_new_ke
         Duration::from_secs(30),
     )
     .await;
+    wait_metric(
+        e.metrics,
+        "events_detections_messages_total",
+        &[],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // The producer stops; everyone's key goes from K1 to K2.
     p.kill();
@@ -110,7 +121,8 @@ async fn every_subscriber_receives_again_after_the_producer_restarts_on_a_new_ke
     // The recorder writes what it has queued for a moment after the
     // producer stops, so its count is read once the producer is back.
     let r_before = recorded().await;
-    let (g_back, d_back, r_back) = tokio::join!(
+    let e_before = taken_in().await;
+    let (g_back, d_back, r_back, e_back) = tokio::join!(
         rises("gateway frames again", g_before, || {
             g.metric("gateway_frames_in_total", &[])
         }),
@@ -118,9 +130,10 @@ async fn every_subscriber_receives_again_after_the_producer_restarts_on_a_new_ke
             d.metric("detector_frames_analysed_total", &[])
         }),
         rises("recorder writing again", r_before, recorded),
+        rises("event stage taking detections again", e_before, taken_in),
     );
     eprintln!(
-        "after the producer restarted on K2 only: gateway back in {g_back:?}, detector in {d_back:?}, recorder in {r_back:?}"
+        "after the producer restarted on K2 only: gateway back in {g_back:?}, detector in {d_back:?}, recorder in {r_back:?}, event stage in {e_back:?}"
     );
     viewer
         .next_frame_within(Duration::from_secs(3))
@@ -129,4 +142,5 @@ async fn every_subscriber_receives_again_after_the_producer_restarts_on_a_new_ke
     assert!(g.proc.log().contains("keys reloaded"), "gateway log");
     assert!(d.proc.log().contains("keys reloaded"), "detector log");
     assert!(r.proc.log().contains("keys reloaded"), "recorder log");
+    assert!(e.proc.log().contains("keys reloaded"), "event stage log");
 }
