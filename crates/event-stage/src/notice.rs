@@ -23,24 +23,10 @@ pub struct Notice {
 
 pub type Shared = Arc<Notice>;
 
-/// The event as JSON: times as nanoseconds since the Unix epoch (as on the
-/// bus) and as seconds, the box as fractions of the frame.
+/// The event as JSON (frame-wire's [`frame_wire::event::EventJson`], the
+/// shape the gateway and the recorder show too).
 pub fn event_json(event: &Event) -> serde_json::Value {
-    let secs = |ns: u64| ns as f64 / 1e9;
-    json!({
-        "id": event.id,
-        "stream": event.stream,
-        "label": event.label,
-        "zones": event.zones,
-        "start": secs(event.start_ts_ns),
-        "end": secs(event.end_ts_ns),
-        "start_ts_ns": event.start_ts_ns,
-        "end_ts_ns": event.end_ts_ns,
-        "duration": secs(event.end_ts_ns.saturating_sub(event.start_ts_ns)),
-        "score": event.best_score,
-        "box": {"x": event.x, "y": event.y, "w": event.w, "h": event.h},
-        "snapshot_ts_ns": event.snapshot_ts_ns,
-    })
+    serde_json::to_value(event.json()).unwrap_or(serde_json::Value::Null)
 }
 
 impl Notice {

@@ -81,6 +81,62 @@ pub struct EventMessage {
     pub snapshot: Vec<u8>,
 }
 
+/// The event as browsers, MQTT, webhooks and the recorder's API show it:
+/// times as nanoseconds since the Unix epoch (as on the bus) and as
+/// seconds, the box as fractions of the frame. One shape for every
+/// consumer, so a page, an automation and a history query agree.
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    pub id: &'a str,
+    pub stream: &'a str,
+    pub label: &'a str,
+    pub zones: &'a [String],
+    pub start: f64,
+    pub end: f64,
+    pub start_ts_ns: u64,
+    pub end_ts_ns: u64,
+    pub duration: f64,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: BoxJson,
+    pub snapshot_ts_ns: u64,
+}
+
+/// An event's best box, in fractions of the frame.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BoxJson {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl Event {
+    /// The event's JSON view ([`EventJson`]).
+    pub fn json(&self) -> EventJson<'_> {
+        let secs = |ns: u64| ns as f64 / 1e9;
+        EventJson {
+            id: &self.id,
+            stream: &self.stream,
+            label: &self.label,
+            zones: &self.zones,
+            start: secs(self.start_ts_ns),
+            end: secs(self.end_ts_ns),
+            start_ts_ns: self.start_ts_ns,
+            end_ts_ns: self.end_ts_ns,
+            duration: secs(self.end_ts_ns.saturating_sub(self.start_ts_ns)),
+            score: self.best_score,
+            bbox: BoxJson {
+                x: self.x,
+                y: self.y,
+                w: self.w,
+                h: self.h,
+            },
+            snapshot_ts_ns: self.snapshot_ts_ns,
+        }
+    }
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::legacy().with_limit::<MAX_EVENT_BYTES>()
 }
