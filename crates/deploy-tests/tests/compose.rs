@@ -260,7 +260,7 @@ async fn compose_with_three_gateways_behind_nginx() {
         "deploy/compose.cameras.yml",
         "deploy/compose.webcam.yml",
         "deploy/compose.many-cameras.yml",
-        "deploy/compose.detect.yml",
+        "deploy/compose.mqtt.yml",
     ] {
         project.run(&["-f", "docker-compose.yml", "-f", extra, "config", "-q"]);
     }
@@ -276,6 +276,26 @@ async fn compose_with_three_gateways_behind_nginx() {
     )
     .await;
     assert_eq!(project.containers("stream-gateway").len(), 3);
+    // The demo camera, the detector and the event stage come up with a
+    // plain `up`: the page has boxes on `demo` within a minute or two.
+    for service in ["demo-camera", "object-detector", "event-stage"] {
+        assert_eq!(project.containers(service).len(), 1, "{service} runs");
+    }
+    let person = wait_for(
+        "a person detected on the demo camera",
+        Duration::from_secs(150),
+        || async move {
+            let r = http::get(lb, "/api/streams/demo/detections").await.ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            let boxes = v["boxes"].as_array()?;
+            boxes
+                .iter()
+                .any(|b| b["label"] == "person")
+                .then(|| v.to_string())
+        },
+    )
+    .await;
+    eprintln!("demo detections through the load balancer: {person}");
 
     // 30 clients for 10 s, spread over all three gateways.
     let tasks: Vec<_> = (0..30)
