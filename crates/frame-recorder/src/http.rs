@@ -6,7 +6,7 @@
 //! | `/api/recordings` | every recorded stream: `from_ms`, `to_ms`, `bytes`, `mode` |
 //! | `/api/recordings/{name}?from=MS&to=MS` | recorded spans and detection events in the window (default: the last 24 h) |
 //! | `/recordings/{name}/frame?at=MS` | the recorded JPEG nearest to `at` (`X-Timestamp`: its capture time) |
-//! | `/recordings/{name}/stream?from=MS&speed=1` | MJPEG at the recorded pace × speed (0.25 … 16) |
+//! | `/recordings/{name}/stream?from=MS&speed=1` | MJPEG at the recorded pace × speed (0.25 … 16); `&type=mixed`: as `multipart/mixed` (for `fetch` in WebKit) |
 //! | `/recordings/{name}/clip?from=MS&to=MS` | a Matroska download of at most an hour |
 //! | `/healthz`, `/metrics` | health, Prometheus |
 //!
@@ -327,6 +327,19 @@ impl App {
                 );
             }
         };
+        // `type=mixed` sends the same parts as `multipart/mixed`: WebKit's
+        // fetch() fails on a `multipart/x-mixed-replace` body ("Load
+        // failed"), which it only lets an <img> read, so the page asks so.
+        let content_type = match q.get("type").map(String::as_str) {
+            None | Some("x-mixed-replace") => "multipart/x-mixed-replace; boundary=frame",
+            Some("mixed") => "multipart/mixed; boundary=frame",
+            Some(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "type must be x-mixed-replace or mixed",
+                );
+            }
+        };
         let Ok(permit) = self.playbacks.clone().try_acquire_owned() else {
             return busy();
         };
@@ -339,10 +352,7 @@ impl App {
         });
         let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
         let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("multipart/x-mixed-replace; boundary=frame"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         no_cache(&mut r);
         r
     }
