@@ -17,6 +17,8 @@
 #   scripts/bench.sh --record           16 cameras at 1280x720 recorded continuously: recorder CPU,
 #                                       bytes per camera-hour, write p99, gateway CPU per frame
 #                                       with and without it (about 1.5 minutes): a section of bench/report.md
+#   scripts/bench.sh --h264             an H.264 camera's own stream recorded against the bus's JPEGs:
+#                                       bytes per camera-hour and the producer's decode+encode CPU
 #   scripts/bench.sh --ab DIR          this tree's gateway against DIR/stream-gateway (an earlier
 #                                       build), fan-out and wall, alternating turns (about 4 minutes):
 #                                       a section of bench/report.md
@@ -52,6 +54,7 @@ case "${1:-}" in
   --overlay) shift; exec python3 scripts/bench_overlay.py "$@" ;;
   --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;
   --record) shift; exec python3 scripts/bench_record.py "$@" ;;
+  --h264) shift; exec python3 scripts/bench_h264.py "$@" ;;
   --detect) shift
     cargo build --release --quiet -p object-detector --example bench_inference
     exec python3 scripts/bench_detect.py "$@" ;;
