@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use frame_wire::{Detections, Frame, FrameHeader, Kind, Limits};
 use stream_common::ratelimit::LogEvery;
-use tokio::sync::mpsc;
-
 use stream_common::rules::{Rect, Rules};
+use tokio::sync::mpsc;
 
 use crate::annotate::Annotator;
 use crate::latest::Latest;
