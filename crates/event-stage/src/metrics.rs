@@ -1,4 +1,5 @@
-//! The event stage's counters for `/metrics`; `/healthz` is healthy while
+//! The event stage's counters for `/metrics` (each name starts `events_`:
+//! the events made are `events_published_total{phase}`); `/healthz` is healthy while
 //! the stage's loop runs.
 
 use std::sync::Arc;
@@ -48,8 +49,9 @@ impl EventMetrics {
         registry.register(Box::new(active.clone()))?;
         Ok(EventMetrics {
             events: vec(
-                "events_total",
-                "Event messages made, by stream, label and phase (start, update, end)",
+                "published_total",
+                "Event messages made (on the bus, and queued for MQTT and webhooks), by \
+                 stream, label and phase (start, update, end)",
                 &["stream", "label", "phase"],
             )?,
             active,

@@ -1,6 +1,7 @@
 //! The inference thread: takes the newest frame of whichever stream is due
 //! (`latest.rs`), decodes and prepares it (`preprocess.rs`), runs the model
-//! (`model.rs`), keeps the people (`postprocess.rs`) and hands one detections
+//! (`model.rs`), keeps the people (`postprocess.rs`) not standing in a mask
+//! of the cameras file (`stream_common::rules`) and hands one detections
 //! message per analysed frame, ready to send, to the publisher. With
 //! `--annotate` it also draws the boxes (`annotate.rs`) and hands over the
 //! `<name>-detect` frame, and about once a second the same picture as that
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use frame_wire::{Detections, Frame, FrameHeader, Kind, Limits};
 use stream_common::ratelimit::LogEvery;
+use stream_common::rules::{Rect, Rules};
 use tokio::sync::mpsc;
 
 use crate::annotate::Annotator;
@@ -33,6 +35,8 @@ pub const ANNOTATED_SUFFIX: &str = "-detect";
 
 pub struct Settings {
     pub threshold: f32,
+    /// The cameras file's rules: boxes in a camera's masks are dropped.
+    pub rules: Rules,
     pub annotate: bool,
     pub bus: frame_bus::BusKeys,
 }
@@ -92,7 +96,19 @@ pub fn run(
             .inference_seconds
             .observe(started.elapsed().as_secs_f64());
         metrics.analysed(&stream);
-        let boxes = crate::postprocess::people(&raw, settings.threshold);
+        let mut boxes = crate::postprocess::people(&raw, settings.threshold);
+        let rules = settings.rules.of(&stream);
+        if rules.has_masks() {
+            // Masks take areas out of detection entirely: never published,
+            // never drawn, never an event.
+            boxes.retain(|b| {
+                let masked = rules.masked(&Rect::from(b));
+                if masked {
+                    metrics.masked(&stream, &b.label);
+                }
+                !masked
+            });
+        }
         for b in &boxes {
             metrics.detected(&stream, &b.label);
         }

@@ -58,6 +58,11 @@ pub struct Config {
     /// JPEG-encoded once, for clients that cannot draw them (VLC, recorders).
     #[arg(long, env = "DETECTOR_ANNOTATE")]
     pub annotate: bool,
+    /// The cameras file (TOML, the event stage's `--cameras`): boxes standing
+    /// in a camera's masks are dropped before they are published; its zones
+    /// and filters are the event stage's. Checked at start.
+    #[arg(long, env = "DETECTOR_CAMERAS")]
+    pub cameras: Option<PathBuf>,
     /// HTTP address of `/metrics` and `/healthz`.
     #[arg(
         long,
@@ -141,6 +146,7 @@ mod tests {
         assert!(!c.annotate);
         assert_eq!(c.subscriber_queue_bytes, 16 << 20);
         assert_eq!(c.subscriber_timeout, 10);
+        assert!(c.cameras.is_none());
     }
 
     #[test]

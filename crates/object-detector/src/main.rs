@@ -8,7 +8,8 @@
 //! (through the shared bus client, `frame_bus`; `bus.rs` loads the key) into its stream's latest-value slot
 //! (`latest.rs`); the inference thread (`analyse.rs`) takes the newest frame
 //! of a stream that is due, prepares it (`preprocess.rs`), runs the model
-//! (`model.rs`), keeps the people (`postprocess.rs`), optionally draws them
+//! (`model.rs`), keeps the people (`postprocess.rs`) but those standing in a
+//! mask of the cameras file (`--cameras`, `stream_common::rules`), optionally draws them
 //! (`annotate.rs`), and `publish.rs` sends the result.
 
 mod analyse;
@@ -50,6 +51,9 @@ fn main() -> std::process::ExitCode {
 async fn async_main(config: Config) -> anyhow::Result<()> {
     // The model first: without it there is nothing to do, and the error
     // says which script makes it.
+    // The cameras file is checked before the model loads: a mistake in it
+    // is reported at once, naming its line and field.
+    let rules = stream_common::rules::load(config.cameras.as_deref())?;
     let runtime = config.runtime_library();
     let model = model::Model::load(&config.model, &runtime, usize::from(config.threads))?;
     let bus = bus::keys(&config)?;
@@ -88,6 +92,8 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         detect_fps = config.detect_fps,
         threshold = config.threshold,
         annotate = config.annotate,
+        cameras = ?rules.listed(),
+        masks = rules.any_masks(),
         "object-detector started"
     );
 
@@ -120,6 +126,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
 
     let analyse_settings = analyse::Settings {
         threshold: config.threshold,
+        rules,
         annotate: config.annotate,
         bus,
     };

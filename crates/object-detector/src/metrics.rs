@@ -15,6 +15,7 @@ pub struct DetectorMetrics {
     skipped: IntCounterVec,
     bad_frames: IntCounterVec,
     detections: IntCounterVec,
+    masked: IntCounterVec,
     invalid: IntCounterVec,
     /// The PUB socket's: subscribers, their queued bytes, frames dropped
     /// for a full queue, refusals (the producer's names, `detector_` first).
@@ -63,7 +64,13 @@ impl DetectorMetrics {
             )?,
             detections: vec(
                 "detections_total",
-                "Boxes reported, by stream and label",
+                "Boxes reported (published), by stream and label",
+                &["stream", "label"],
+            )?,
+            masked: vec(
+                "masked_total",
+                "Boxes found but not published because they stand in a mask of the \
+                 cameras file, by stream and label",
                 &["stream", "label"],
             )?,
             invalid: vec(
@@ -91,6 +98,10 @@ impl DetectorMetrics {
 
     pub fn detected(&self, stream: &str, label: &str) {
         self.detections.with_label_values(&[stream, label]).inc();
+    }
+
+    pub fn masked(&self, stream: &str, label: &str) {
+        self.masked.with_label_values(&[stream, label]).inc();
     }
 
     pub fn invalid(&self, producer: &str, reason: &str) {

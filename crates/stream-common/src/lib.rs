@@ -1,7 +1,9 @@
 //! What the producer, the gateway and the test tools share besides the wire
 //! format: drawing text on frames, JPEG encoding, parsing MJPEG streams,
 //! logging set-up and shutdown signals, and the HTTP side's shared rules
-//! (`access`: credentials and CORS; `query`; `route`: which URL is what). One definition of each, used everywhere.
+//! (`access`: credentials and CORS; `query`; `route`: which URL is what),
+//! and the cameras file's zones and masks (`rules`), read by the detector
+//! and the event stage alike. One definition of each, used everywhere.
 
 pub mod access;
 pub mod canvas;
@@ -16,6 +18,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod redact;
 pub mod route;
+pub mod rules;
 pub mod service;
 pub mod shutdown;
 pub mod status;

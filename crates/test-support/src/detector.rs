@@ -79,6 +79,35 @@ impl PictureDir {
         &self.0
     }
 
+    /// Replaces what the directory holds with `scene` (as
+    /// `darknet_scene_dir` makes it, hard links to one copy of each
+    /// picture): the new files appear at once (each written under a name
+    /// the source skips, then renamed), then the old ones go. The file
+    /// source re-lists the directory after each pass, so the scene starts
+    /// at the end of the pass playing now, from its first picture.
+    pub fn play(&self, scene: &[(&str, usize)]) {
+        let old: Vec<PathBuf> = std::fs::read_dir(&self.0)
+            .expect("list the scene dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        let round = stream_common::unix_now_ns();
+        for (part, (name, frames)) in scene.iter().enumerate() {
+            let src = PathBuf::from("/usr/share/darknet/data").join(name);
+            let staged = self.0.join(format!("{round}-{part:02}.part"));
+            std::fs::copy(&src, &staged).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+            for i in 0..*frames {
+                // The source plays a directory in name order; `round` (a
+                // time, 19 digits) sorts each new scene after the last.
+                let link = self.0.join(format!("s{round}-{part:02}-{i:04}-{name}"));
+                std::fs::hard_link(&staged, &link).expect("link a picture");
+            }
+            std::fs::remove_file(&staged).expect("remove the staged copy");
+        }
+        for p in old {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// The path as `--source` takes it.
     pub fn arg(&self) -> &str {
         self.0.to_str().expect("temp paths are UTF-8")

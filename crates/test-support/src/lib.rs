@@ -22,6 +22,7 @@ pub mod sse;
 pub mod stack;
 pub mod tls;
 pub mod wall;
+pub mod watch;
 pub mod webdriver;
 pub mod webhook;
 pub mod zmq;

@@ -61,3 +61,24 @@ pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str
     );
     path.to_path_buf()
 }
+
+/// The mean absolute difference of two JPEGs' pixels (RGB, 0..255) over the
+/// area both cover from the top-left corner: about 0 for the same picture,
+/// tens for different ones; which picture a snapshot is.
+pub fn mean_abs_difference(a: &[u8], b: &[u8]) -> f64 {
+    let (pa, wa, ha) = stream_common::jpeg::decode_rgb(a).expect("decode the first JPEG");
+    let (pb, wb, hb) = stream_common::jpeg::decode_rgb(b).expect("decode the second JPEG");
+    let (w, h) = (wa.min(wb) as usize, ha.min(hb) as usize);
+    let (wa, wb) = (wa as usize, wb as usize);
+    let mut sum = 0u64;
+    for y in 0..h {
+        let ra = &pa[y * wa * 3..][..w * 3];
+        let rb = &pb[y * wb * 3..][..w * 3];
+        sum += ra
+            .iter()
+            .zip(rb)
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum::<u64>();
+    }
+    sum as f64 / (w * h * 3).max(1) as f64
+}
