@@ -544,7 +544,7 @@ async fn no_event_while_only_the_dog_is_shown() {
     )
     .await;
     // ... and make no event.
-    assert_eq!(stack.stage.metric("events_events_total", &[]).await, 0.0);
+    assert_eq!(stack.stage.metric("events_published_total", &[]).await, 0.0);
     assert!(hook.received().is_empty(), "{:?}", hook.received());
     assert_eq!(
         stack
