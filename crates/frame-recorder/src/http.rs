@@ -376,8 +376,8 @@ impl App {
         };
         let found = self.store.find_events(&EventQuery {
             stream,
-            from_ns: from * 1_000_000,
-            to_ns: to * 1_000_000,
+            from_ns: from.saturating_mul(1_000_000),
+            to_ns: to.saturating_mul(1_000_000),
             label,
             limit,
         });
@@ -439,7 +439,13 @@ impl App {
             Ok(v) => v,
             Err(r) => return refuse(r),
         };
-        match playback::frame_at(self.store.clone(), name.to_string(), at * 1_000_000).await {
+        match playback::frame_at(
+            self.store.clone(),
+            name.to_string(),
+            at.saturating_mul(1_000_000),
+        )
+        .await
+        {
             Ok(Some((ts, jpeg))) => {
                 let mut r = Response::new(jpeg.into());
                 let h = r.headers_mut();
@@ -484,7 +490,15 @@ impl App {
         let (store, name_owned, shutdown) =
             (self.store.clone(), name.to_string(), self.shutdown.clone());
         tokio::spawn(async move {
-            playback::stream(store, name_owned, from * 1_000_000, speed, tx, shutdown).await;
+            playback::stream(
+                store,
+                name_owned,
+                from.saturating_mul(1_000_000),
+                speed,
+                tx,
+                shutdown,
+            )
+            .await;
             drop(permit);
         });
         let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
@@ -523,8 +537,8 @@ impl App {
         let clip = match Clip::find(
             self.store.clone(),
             name.to_string(),
-            from * 1_000_000,
-            to * 1_000_000,
+            from.saturating_mul(1_000_000),
+            to.saturating_mul(1_000_000),
         )
         .await
         {
