@@ -98,8 +98,14 @@ fn u(v: &Value, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in {v}"))
 }
 
-/// Waits until `/api/events` lists `n` ended person events; them, oldest first.
-async fn ended_person_events(addr: SocketAddr, n: usize, timeout: Duration) -> Vec<Value> {
+/// Waits until `/api/events` lists `n` ended person events that started
+/// at or after `after_ms`; them, oldest first.
+async fn ended_person_events(
+    addr: SocketAddr,
+    n: usize,
+    after_ms: u64,
+    timeout: Duration,
+) -> Vec<Value> {
     wait_for(
         &format!("{n} ended person events in /api/events"),
         timeout,
@@ -108,7 +114,10 @@ async fn ended_person_events(addr: SocketAddr, n: usize, timeout: Duration) -> V
             let v: Value = serde_json::from_slice(&r.body).ok()?;
             let mut ended: Vec<Value> = events(&v)
                 .into_iter()
-                .filter(|e| e["phase"] == "end")
+                .filter(|e| {
+                    e["phase"] == "end"
+                        && e["start_ts_ns"].as_u64().unwrap_or(0) / 1_000_000 >= after_ms
+                })
                 .collect();
             ended.reverse();
             (ended.len() >= n).then_some(ended)
@@ -189,7 +198,24 @@ async fn events_are_listed_with_snapshots_and_clips_and_survive_a_restart() {
     let mut rec = Recorder::start_on(&endpoints, &dir, &rolls);
     let t0_ms = stream_common::unix_now_ns() / 1_000_000;
 
-    let ended = ended_person_events(rec.addr, 2, FIRST_EVENT + Duration::from_secs(30)).await;
+    // Events whose clip range is all after the recorder's first frame.
+    let first_ms = wait_for(
+        "the first recorded frame",
+        Duration::from_secs(30),
+        || async {
+            let r = http::get(rec.addr, "/api/recordings").await.ok()?;
+            let v: Value = serde_json::from_slice(&r.body).ok()?;
+            v["streams"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "cam0")?["from_ms"]
+                .as_u64()
+        },
+    )
+    .await;
+    let after_ms = first_ms + (PRE * 1000.0) as u64 + 200;
+    let ended =
+        ended_person_events(rec.addr, 2, after_ms, FIRST_EVENT + Duration::from_secs(30)).await;
     let (e1, e2) = (ended[0].clone(), ended[1].clone());
     for e in [&e1, &e2] {
         assert_eq!(e["stream"], "cam0", "{e}");
@@ -446,7 +472,7 @@ async fn look_back_events_mode_records_each_event_with_its_rolls_and_not_the_dog
     );
     let t0_ms = stream_common::unix_now_ns() / 1_000_000;
 
-    let ended = ended_person_events(rec.addr, 2, FIRST_EVENT + Duration::from_secs(40)).await;
+    let ended = ended_person_events(rec.addr, 2, 0, FIRST_EVENT + Duration::from_secs(40)).await;
     let windows: Vec<(u64, u64)> = ended
         .iter()
         .map(|e| {
