@@ -337,7 +337,7 @@ async fn events_are_listed_with_snapshots_and_clips_and_survive_a_restart() {
         )
         .await,
     );
-    assert_eq!(ids(&only_e1), [id1.clone()]);
+    assert_eq!(ids(&only_e1), std::slice::from_ref(&id1));
 
     // The timeline's events: detections and the stage's events, each with `at_ms`.
     let now_ms = stream_common::unix_now_ns() / 1_000_000;
