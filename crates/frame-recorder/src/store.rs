@@ -965,6 +965,159 @@ mod tests {
         }
     }
 
+    fn message(
+        id: &str,
+        stream: &str,
+        start_s: u64,
+        end_s: u64,
+        snapshot: &[u8],
+    ) -> frame_wire::EventMessage {
+        frame_wire::EventMessage {
+            phase: frame_wire::Phase::Update,
+            event: frame_wire::Event {
+                id: id.into(),
+                stream: stream.into(),
+                label: "person".into(),
+                zones: vec![],
+                start_ts_ns: start_s * 1_000_000_000,
+                end_ts_ns: end_s * 1_000_000_000,
+                best_score: 0.9,
+                x: 0.1,
+                y: 0.1,
+                w: 0.5,
+                h: 0.5,
+                snapshot_ts_ns: start_s * 1_000_000_000,
+            },
+            snapshot: snapshot.to_vec(),
+        }
+    }
+
+    /// A finished continuous segment of `name` with a frame every 100 ms
+    /// from `from_s` to `to_s` (seconds).
+    fn segment(store: &Store, name: &str, from_s: u64, to_s: u64) {
+        let (_file, seg) = store
+            .begin(name, from_s * 1000, false, 8, 8)
+            .expect("begin");
+        let entries: Vec<Entry> = (from_s * 10..=to_s * 10)
+            .map(|t| Entry {
+                ts_ns: t * 100_000_000,
+                offset: 0,
+                len: 1,
+            })
+            .collect();
+        store.appended(name, seg.start_ms, &entries, 100);
+        store.finished(name, seg.start_ms, false);
+    }
+
+    #[test]
+    fn events_are_kept_bounded_reloaded_and_expired_and_keep_their_recordings() {
+        let dir = std::env::temp_dir().join(format!(
+            "store-events-{}-{}",
+            std::process::id(),
+            stream_common::unix_now_ns()
+        ));
+        let settings = EventSettings {
+            pre_ns: 1_000_000_000,
+            post_ns: 1_000_000_000,
+            max_per_stream: 2,
+        };
+        let store = Store::open(&dir).expect("open").with_events(settings);
+        store
+            .keep_event(&message(
+                "cam0-1-0",
+                "cam0",
+                100,
+                102,
+                b"\xff\xd8jpeg-a\xff\xd9",
+            ))
+            .expect("kept");
+        // An update without a snapshot keeps the one before; the end sticks.
+        let mut end = message("cam0-1-0", "cam0", 100, 103, b"");
+        end.phase = frame_wire::Phase::End;
+        store.keep_event(&end).expect("end");
+        let mut late = message("cam0-1-0", "cam0", 100, 103, b"");
+        late.phase = frame_wire::Phase::Update;
+        store.keep_event(&late).expect("update after the end");
+        let found = store.find_event("cam0-1-0").expect("found");
+        assert_eq!(found.kept.phase, frame_wire::Phase::End);
+        assert_eq!(found.kept.event.end_ts_ns, 103_000_000_000);
+        let snap = found.snapshot.expect("a snapshot");
+        assert_eq!(
+            std::fs::read(&snap).expect("jpg"),
+            b"\xff\xd8jpeg-a\xff\xd9"
+        );
+        assert!(!found.recorded);
+
+        // Refused: ids that could reach outside, and another stream's id.
+        for bad in ["../x", ".x", "a/b", ""] {
+            assert!(matches!(
+                store.keep_event(&message(bad, "cam0", 1, 2, b"")),
+                Err(KeepError::BadId)
+            ));
+        }
+        assert!(matches!(
+            store.keep_event(&message("cam0-1-0", "cam1", 1, 2, b"")),
+            Err(KeepError::OtherStream)
+        ));
+
+        // Continuous segments: one reaching into the event's window
+        // (99..104 s), one far from it.
+        segment(&store, "cam0", 95, 99);
+        segment(&store, "cam0", 200, 205);
+        assert!(store.find_event("cam0-1-0").expect("found").recorded);
+        // Past --keep, before --keep-events: only the far segment goes.
+        let now_ms = 300_000;
+        let gone = store.expire(now_ms, 10_000, 1_000_000, None);
+        assert_eq!(
+            gone.iter().map(|(_, g, _)| g.start_ms).collect::<Vec<_>>(),
+            [200_000]
+        );
+
+        // The bound: a third event pushes out the oldest, files and all.
+        store
+            .keep_event(&message("cam0-2-0", "cam0", 110, 111, b"\xff\xd8b\xff\xd9"))
+            .expect("kept");
+        store
+            .keep_event(&message("cam0-3-0", "cam0", 120, 121, b""))
+            .expect("kept");
+        assert!(store.find_event("cam0-1-0").is_none());
+        assert!(!snap.exists() && !snap.with_extension("json").exists());
+        let all = store.find_events(&EventQuery {
+            stream: Some("cam0"),
+            from_ns: 0,
+            to_ns: u64::MAX,
+            label: Some("person"),
+            limit: 10,
+        });
+        let ids: Vec<&str> = all.iter().map(|f| f.kept.event.id.as_str()).collect();
+        assert_eq!(ids, ["cam0-3-0", "cam0-2-0"], "newest first");
+
+        // Reloaded from disk, leftovers removed.
+        let events_dir = dir.join("cam0").join(history::DIR);
+        std::fs::write(events_dir.join("x.json.tmp"), b"half").expect("tmp");
+        std::fs::write(events_dir.join("orphan.jpg"), b"x").expect("orphan");
+        drop(store);
+        let store = Store::open(&dir).expect("reopen").with_events(settings);
+        let again = store.find_event("cam0-2-0").expect("reloaded");
+        assert!(again.snapshot.is_some());
+        assert!(
+            store
+                .find_event("cam0-3-0")
+                .expect("reloaded")
+                .snapshot
+                .is_none()
+        );
+        assert!(!events_dir.join("x.json.tmp").exists());
+        assert!(!events_dir.join("orphan.jpg").exists());
+
+        // --keep-events: events that ended long enough ago go, with their files.
+        let files = store.expire_events(121_000 + 3_000, 4_000);
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(store.find_event("cam0-2-0").is_none());
+        assert!(store.find_event("cam0-3-0").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn index_round_trip() {
         let path = std::env::temp_dir().join(format!("idx-test-{}.idx", std::process::id()));
