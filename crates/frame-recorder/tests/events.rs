@@ -634,3 +634,77 @@ async fn a_recorder_on_the_bus_changes_nothing_for_live_viewers() {
     drop(rec);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_of_an_event_outlive_keep_and_the_rest_does_not() {
+    // The person for 3 s, then the dog for 10 s, looped.
+    let scene = darknet_scene_dir(&[("person.jpg", 30), ("dog.jpg", 100)]);
+    let stack = Stack::start(&scene);
+    let dir = temp_dir("retention");
+    let rec = Recorder::start_on(
+        &[&stack.producer.endpoint, &stack.stage.endpoint],
+        &dir,
+        &[
+            "--pre-roll",
+            "1",
+            "--post-roll",
+            "1",
+            "--segment-seconds",
+            "2",
+            "--keep",
+            "3s",
+            "--keep-events",
+            "1h",
+        ],
+    );
+    let first_ms = wait_for(
+        "the first recorded frame",
+        Duration::from_secs(30),
+        || async {
+            let r = http::get(rec.addr, "/api/recordings").await.ok()?;
+            let v: Value = serde_json::from_slice(&r.body).ok()?;
+            v["streams"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "cam0")?["from_ms"]
+                .as_u64()
+        },
+    )
+    .await;
+    let e = ended_person_events(rec.addr, 1, first_ms + 1200, FIRST_EVENT).await[0].clone();
+    let (start, end) = (
+        u(&e, "start_ts_ns") / 1_000_000,
+        u(&e, "end_ts_ns") / 1_000_000,
+    );
+    // The dog alone, well away from the event's window and its segments.
+    let dog = end + 1000 + 4000;
+    // Past --keep for everything around the event, a segment and a
+    // retention pass included.
+    wait_for(
+        "retention to pass the event's recording by",
+        Duration::from_secs(60),
+        || async move {
+            (stream_common::unix_now_ns() / 1_000_000 > dog + 3000 + 2000 + 4000).then_some(())
+        },
+    )
+    .await;
+    test_support::metrics::wait_metric(
+        rec.addr,
+        "recorder_retention_deleted_segments_total",
+        &["reason=\"age\""],
+        3.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    for at in [start - 900, (start + end) / 2, end + 900] {
+        let r = get(rec.addr, &format!("/recordings/cam0/frame?at={at}")).await;
+        assert_eq!(r.head.status, 200, "the event's recording at {at} is gone");
+    }
+    let r = get(rec.addr, &format!("/recordings/cam0/frame?at={dog}")).await;
+    assert_eq!(r.head.status, 404, "the dog alone at {dog} outlived --keep");
+    let id = e["id"].as_str().expect("id");
+    let r = get(rec.addr, &format!("/api/events/{id}/clip")).await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    drop(rec);
+    let _ = std::fs::remove_dir_all(&dir);
+}
