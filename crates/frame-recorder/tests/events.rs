@@ -391,12 +391,23 @@ async fn events_are_listed_with_snapshots_and_clips_and_survive_a_restart() {
     })
     .await;
     drop(rec);
-    let rec2 = Recorder::start_on(&endpoints, &dir, &rolls);
+    // Restarted with a token and an allowed origin: the event routes follow
+    // the same rules as the rest.
+    let mut secured = rolls.to_vec();
+    secured.extend([
+        "--auth-token",
+        "s3cret",
+        "--allow-origin",
+        "http://page.test",
+    ]);
+    let rec2 = Recorder::start_on(&endpoints, &dir, &secured);
     let again = wait_for(
         "the restarted recorder",
         Duration::from_secs(20),
         || async {
-            let r = http::get(rec2.addr, "/api/events?limit=1000").await.ok()?;
+            let r = http::get(rec2.addr, "/api/events?limit=1000&token=s3cret")
+                .await
+                .ok()?;
             if r.head.status != 200 {
                 return None;
             }
@@ -415,16 +426,40 @@ async fn events_are_listed_with_snapshots_and_clips_and_survive_a_restart() {
         assert_eq!(after["end_ts_ns"], e["end_ts_ns"]);
         assert_eq!(after["phase"], "end");
     }
-    let r = get(rec2.addr, &format!("/api/events/{id1}/snapshot.jpg")).await;
+    for path in [
+        "/api/events".to_string(),
+        format!("/api/events/{id1}/snapshot.jpg"),
+        format!("/api/events/{id1}/clip"),
+    ] {
+        assert_eq!(get(rec2.addr, &path).await.head.status, 401, "{path}");
+    }
+    let bearer = [
+        ("Authorization", "Bearer s3cret"),
+        ("Origin", "http://page.test"),
+    ];
+    let r = http::request(
+        rec2.addr,
+        "GET",
+        &format!("/api/events/{id1}/snapshot.jpg"),
+        &bearer,
+    )
+    .await
+    .expect("snapshot");
     assert_eq!(r.head.status, 200);
     assert_eq!(r.body, snapshot1);
     assert_eq!(
-        get(rec2.addr, &format!("/api/events/{id1}/clip"))
-            .await
-            .head
-            .status,
-        200
+        r.head.header("access-control-allow-origin"),
+        Some("http://page.test")
     );
+    let r = http::request(
+        rec2.addr,
+        "GET",
+        &format!("/api/events/{id1}/clip"),
+        &bearer,
+    )
+    .await
+    .expect("clip");
+    assert_eq!(r.head.status, 200);
     stop.cancel();
     drop(rec2);
     let _ = std::fs::remove_dir_all(&dir);
