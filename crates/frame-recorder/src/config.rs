@@ -55,7 +55,9 @@ pub struct Config {
     /// How long continuous recordings are kept (`7d`, `12h`, `30m`, `90s`).
     #[arg(long, env = "RECORDER_KEEP", default_value = "7d", value_parser = parse_duration)]
     pub keep: Duration,
-    /// How long event recordings are kept.
+    /// How long event recordings, and the event stage's events (with their
+    /// snapshots), are kept; a recording reaching into a kept event's
+    /// pre/post-roll is kept as long as an event recording.
     #[arg(long, env = "RECORDER_KEEP_EVENTS", default_value = "30d", value_parser = parse_duration)]
     pub keep_events: Duration,
     /// Most bytes all recordings together may take (`50G`, `500M`); the
@@ -63,13 +65,18 @@ pub struct Config {
     /// compose files pass an unset variable) or `none`.
     #[arg(long, env = "RECORDER_MAX_BYTES", default_value = "none", value_parser = parse_bound)]
     pub max_bytes: Bound,
+    /// Most of the event stage's events kept per stream (the oldest go first).
+    #[arg(long, env = "RECORDER_MAX_EVENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_events: u64,
     /// Length of a segment (capture time), in seconds.
     #[arg(long, env = "RECORDER_SEGMENT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub segment_seconds: u64,
-    /// Events mode: seconds recorded before a detection.
+    /// Events mode: seconds recorded before a detection or an event's start
+    /// (and an event's clip starts this long before it).
     #[arg(long, env = "RECORDER_PRE_ROLL", default_value_t = 5.0)]
     pub pre_roll: f64,
-    /// Events mode: seconds recorded after the last detection.
+    /// Events mode: seconds recorded after the last detection or an event's
+    /// end (and an event's clip ends this long after it).
     #[arg(long, env = "RECORDER_POST_ROLL", default_value_t = 10.0)]
     pub post_roll: f64,
     /// Frames that may wait for one camera's writer; beyond it they are dropped and counted.

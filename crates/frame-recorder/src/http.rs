@@ -8,13 +8,17 @@
 //! | `/recordings/{name}/frame?at=MS` | the recorded JPEG nearest to `at` (`X-Timestamp`: its capture time) |
 //! | `/recordings/{name}/stream?from=MS&speed=1` | MJPEG at the recorded pace × speed (0.25 … 16); `&type=mixed`: as `multipart/mixed` (for `fetch` in WebKit) |
 //! | `/recordings/{name}/clip?from=MS&to=MS` | a Matroska download of at most an hour |
+//! | `/api/events?stream=&from=MS&to=MS&label=&limit=N` | the event stage's events, newest first |
+//! | `/api/events/{id}/snapshot.jpg` | an event's snapshot, as the stage sent it |
+//! | `/api/events/{id}/clip` | the clip of an event, pre- and post-roll included |
 //! | `/healthz`, `/metrics` | health, Prometheus |
 //!
 //! One warp filter takes every request and [`App::handle`] routes it by the
 //! raw path: a name is the raw path segment checked by
 //! [`store::safe_name`](crate::store::safe_name), so `%2e%2e`, `..`, NUL
 //! and slashes are refused before anything is looked up, and a name is only
-//! ever looked up in the catalog, never joined into a path.
+//! ever looked up in the catalog, never joined into a path. Event ids are
+//! checked the same way ([`history::safe_id`](crate::history::safe_id)).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -32,9 +36,14 @@ use stream_common::access::Cors;
 use stream_common::query::{Query, parse_query};
 
 use crate::access::Access;
+use crate::history::safe_id;
 use crate::metrics::RecorderMetrics;
 use crate::playback::{self, Clip, MAX_CLIP_MS};
-use crate::store::{Store, safe_name};
+use crate::store::{EventQuery, Found, Store, safe_name};
+
+/// Events `/api/events` lists unless `limit=` says otherwise, and the most it lists.
+pub const EVENTS_LIMIT: usize = 50;
+pub const EVENTS_MAX: usize = 1000;
 
 /// Most playback streams and clip downloads at once.
 pub const MAX_PLAYBACKS: usize = 64;
@@ -216,6 +225,15 @@ impl App {
                 json(&serde_json::json!({ "streams": self.store.list() }))
             }
             ["api", "recordings", name] => self.with_name(name, |n| self.spans(n, &q)),
+            ["api", "events"] | ["api", "events", ""] => self.events(&q),
+            ["api", "events", id, "snapshot.jpg"] => match self.event(id) {
+                Ok(found) => self.snapshot(found).await,
+                Err(r) => refuse(r),
+            },
+            ["api", "events", id, "clip"] => match self.event(id) {
+                Ok(found) => self.event_clip(found).await,
+                Err(r) => refuse(r),
+            },
             ["recordings", name, what] => match *what {
                 "frame" => match self.named(name) {
                     Ok(n) => self.frame(n, &q).await,
@@ -279,9 +297,141 @@ impl App {
             .into_iter()
             .map(|(a, b)| serde_json::json!({"from_ms": a, "to_ms": b}))
             .collect();
+        // Detections (`at_ms`, `labels`) and the stage's events in one list,
+        // in time order: the page marks every `at_ms`; events add their id,
+        // end and links.
+        let mut events: Vec<serde_json::Value> = events
+            .into_iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect();
+        let kept = self.store.find_events(&EventQuery {
+            stream: Some(name),
+            from_ns: from.saturating_mul(1_000_000),
+            to_ns: to.saturating_mul(1_000_000),
+            label: None,
+            limit: EVENTS_MAX,
+        });
+        events.extend(kept.iter().map(|f| {
+            let e = &f.kept.event;
+            serde_json::json!({
+                "at_ms": e.start_ts_ns / 1_000_000,
+                "labels": [&e.label],
+                "id": &e.id,
+                "end_ms": e.end_ts_ns / 1_000_000,
+                "snapshot_url": snapshot_url(&e.id),
+                "clip_url": clip_url(&e.id),
+                "recorded": f.recorded,
+            })
+        }));
+        events.sort_by_key(|e| e["at_ms"].as_u64().unwrap_or(0));
         json(&serde_json::json!({
             "name": name, "from_ms": from, "to_ms": to, "spans": spans, "events": events
         }))
+    }
+
+    /// `GET /api/events`: the query checked (400 with the reason), then the
+    /// events newest first, each its JSON shape plus links and `recorded`.
+    fn events(&self, q: &Query) -> Response {
+        let stream = match q.get("stream").map(String::as_str) {
+            None | Some("") => None,
+            Some(s) if safe_name(s) => Some(s),
+            Some(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "stream= is not a stream name (1 to 64 of A-Z a-z 0-9 _ - ., not starting with a dot)",
+                );
+            }
+        };
+        let label = match q.get("label").map(String::as_str) {
+            None | Some("") => None,
+            Some(l)
+                if l.len() <= frame_wire::event::MAX_NAME
+                    && l.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+            {
+                Some(l)
+            }
+            Some(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "label= is not 1 to 64 printable ASCII characters",
+                );
+            }
+        };
+        let (from, to) = match (time_param(q, "from"), time_param(q, "to")) {
+            (Ok(a), Ok(b)) => (a.unwrap_or(0), b.unwrap_or(1 << 52)),
+            (Err(r), _) | (_, Err(r)) => return refuse(r),
+        };
+        if from > to {
+            return text(StatusCode::BAD_REQUEST, "from is after to");
+        }
+        let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+            None => EVENTS_LIMIT,
+            Some(Ok(n)) if (1..=EVENTS_MAX).contains(&n) => n,
+            Some(_) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("limit= must be a number from 1 to {EVENTS_MAX}"),
+                );
+            }
+        };
+        let found = self.store.find_events(&EventQuery {
+            stream,
+            from_ns: from.saturating_mul(1_000_000),
+            to_ns: to.saturating_mul(1_000_000),
+            label,
+            limit,
+        });
+        let events: Vec<serde_json::Value> = found.iter().map(event_json).collect();
+        json(&serde_json::json!({ "events": events }))
+    }
+
+    /// The event a path names: 400 for an id that cannot be one, 404 for one not kept.
+    fn event(&self, raw: &str) -> Result<Found, Refusal> {
+        if !safe_id(raw) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "not an event id (1 to 128 of A-Z a-z 0-9 _ - ., not starting with a dot)".into(),
+            ));
+        }
+        self.store.find_event(raw).ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("no event {raw:?}; see /api/events"),
+            )
+        })
+    }
+
+    async fn snapshot(&self, found: Found) -> Response {
+        let Some(path) = found.snapshot else {
+            return text(StatusCode::NOT_FOUND, "this event has no snapshot");
+        };
+        match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+            Ok(Ok(jpeg)) => {
+                let mut r = Response::new(jpeg.into());
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+                no_cache(&mut r);
+                r
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                text(StatusCode::NOT_FOUND, "this event has no snapshot")
+            }
+            _ => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the snapshot",
+            ),
+        }
+    }
+
+    /// The clip of an event: from its start − pre-roll to its end +
+    /// post-roll (at most an hour from its start − pre-roll).
+    async fn event_clip(&self, found: Found) -> Response {
+        let e = &found.kept.event;
+        let (a, b) = self.store.event_settings().window(e);
+        let (from, to) = (a / 1_000_000, (b / 1_000_000).max(a / 1_000_000 + 1));
+        let to = to.min(from + MAX_CLIP_MS);
+        self.send_clip(&e.stream, from, to, &format!("{}.mkv", e.id))
+            .await
     }
 
     async fn frame(&self, name: &str, q: &Query) -> Response {
@@ -289,7 +439,13 @@ impl App {
             Ok(v) => v,
             Err(r) => return refuse(r),
         };
-        match playback::frame_at(self.store.clone(), name.to_string(), at * 1_000_000).await {
+        match playback::frame_at(
+            self.store.clone(),
+            name.to_string(),
+            at.saturating_mul(1_000_000),
+        )
+        .await
+        {
             Ok(Some((ts, jpeg))) => {
                 let mut r = Response::new(jpeg.into());
                 let h = r.headers_mut();
@@ -347,7 +503,15 @@ impl App {
         let (store, name_owned, shutdown) =
             (self.store.clone(), name.to_string(), self.shutdown.clone());
         tokio::spawn(async move {
-            playback::stream(store, name_owned, from * 1_000_000, speed, tx, shutdown).await;
+            playback::stream(
+                store,
+                name_owned,
+                from.saturating_mul(1_000_000),
+                speed,
+                tx,
+                shutdown,
+            )
+            .await;
             drop(permit);
         });
         let mut r = warp::reply::stream(ChannelBody(rx)).into_response();
@@ -371,14 +535,20 @@ impl App {
                 "a clip is at most one hour; ask for several",
             );
         }
+        self.send_clip(name, from, to, &format!("{name}-{from}-{to}.mkv"))
+            .await
+    }
+
+    /// A Matroska download of `[from, to)` (ms) of `name`, as `filename`.
+    async fn send_clip(&self, name: &str, from: u64, to: u64, filename: &str) -> Response {
         let Ok(permit) = self.playbacks.clone().try_acquire_owned() else {
             return busy();
         };
         let clip = match Clip::find(
             self.store.clone(),
             name.to_string(),
-            from * 1_000_000,
-            to * 1_000_000,
+            from.saturating_mul(1_000_000),
+            to.saturating_mul(1_000_000),
         )
         .await
         {
@@ -403,14 +573,34 @@ impl App {
             header::CONTENT_TYPE,
             HeaderValue::from_static("video/x-matroska"),
         );
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("attachment; filename=\"{name}-{from}-{to}.mkv\""))
-        {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
         no_cache(&mut r);
         r
     }
+}
+
+fn snapshot_url(id: &str) -> String {
+    format!("/api/events/{id}/snapshot.jpg")
+}
+
+fn clip_url(id: &str) -> String {
+    format!("/api/events/{id}/clip")
+}
+
+/// An event as `/api/events` lists it: `frame_wire`'s one JSON shape, plus
+/// its phase, links and whether anything of its window is recorded.
+fn event_json(f: &Found) -> serde_json::Value {
+    let e = &f.kept.event;
+    let mut v = serde_json::to_value(e.json()).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("phase".into(), f.kept.phase.name().into());
+        o.insert("snapshot_url".into(), snapshot_url(&e.id).into());
+        o.insert("clip_url".into(), clip_url(&e.id).into());
+        o.insert("recorded".into(), f.recorded.into());
+    }
+    v
 }
 
 fn busy() -> Response {

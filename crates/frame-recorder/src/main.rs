@@ -8,11 +8,13 @@
 //! A frame's path: `receive.rs` takes it off the bus and hands it to its
 //! camera's writer thread (`writer.rs`) through a bounded queue; the writer
 //! gathers clusters (`mkv.rs`) and tells the catalog (`store.rs`) where each
-//! frame landed; `http.rs` and `playback.rs` read through the catalog;
+//! frame landed; the event stage's events go to the history (`history.rs`,
+//! kept in the catalog too); `http.rs` and `playback.rs` read through the catalog;
 //! `retention.rs` deletes what is too old or too much.
 
 mod access;
 mod config;
+mod history;
 mod http;
 mod metrics;
 mod mkv;
@@ -70,7 +72,12 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || store::Store::open(&dir))
             .await
             .context("opening the recordings")?
-            .with_context(|| format!("opening the recordings in {}", config.dir.display()))?,
+            .with_context(|| format!("opening the recordings in {}", config.dir.display()))?
+            .with_events(store::EventSettings {
+                pre_ns: Duration::from_secs_f64(config.pre_roll.max(0.0)).as_nanos() as u64,
+                post_ns: Duration::from_secs_f64(config.post_roll.max(0.0)).as_nanos() as u64,
+                max_per_stream: config.max_events as usize,
+            }),
     );
     let shutdown = stream_common::shutdown::on_signal();
 
@@ -106,11 +113,14 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         record_fps: config.record_fps,
         retry_after: Duration::from_secs(1),
     };
+    let history = history::Keeper::start(store.clone(), metrics.clone())
+        .context("starting the event history's writer")?;
     let cameras = Arc::new(receive::Cameras::new(
         choice.clone(),
         store.clone(),
         settings,
         metrics.clone(),
+        history,
     ));
     let limits = Limits {
         max_jpeg_bytes: config.max_frame_bytes,

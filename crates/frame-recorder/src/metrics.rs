@@ -1,7 +1,7 @@
 //! The recorder's Prometheus metrics (`recorder_…`): per stream what was
 //! written and dropped (by reason), queue depth, segments, the oldest
 //! recording; for the disk, free and used bytes and retention's deletions;
-//! the latency of each cluster's write.
+//! the latency of each cluster's write; what became of event messages.
 
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -22,6 +22,7 @@ pub struct RecorderMetrics {
     oldest: prometheus::GaugeVec,
     deleted: IntCounterVec,
     invalid: IntCounterVec,
+    events: IntCounterVec,
     auth_failures: prometheus::IntCounter,
     pub up_since: Gauge,
 }
@@ -106,6 +107,11 @@ impl RecorderMetrics {
                 "Bus messages refused (malformed, unsigned, forged), by reason",
                 &["reason"],
             )?,
+            events: counter(
+                "event_messages_total",
+                "Event messages (e/NAME/) by what became of them: stored, queue_full, refused (bad id or stream), write_error",
+                &["result"],
+            )?,
             registry,
             auth_failures,
             queue,
@@ -140,6 +146,10 @@ impl RecorderMetrics {
 
     pub fn invalid(&self, reason: &str) {
         self.invalid.with_label_values(&[reason]).inc();
+    }
+
+    pub fn event_message(&self, result: &str) {
+        self.events.with_label_values(&[result]).inc();
     }
 
     pub fn auth_failed(&self) {

@@ -1,7 +1,9 @@
 //! Taking messages off the bus: one task per endpoint, subscribed to the
-//! full-rate frames (`f/`) of the streams to record and to detections
-//! (`d/`), handing each to its camera's writer without ever waiting
-//! (`writer.rs`). The writers are started here, on a stream's first frame.
+//! full-rate frames (`f/`) of the streams to record, to detections (`d/`)
+//! and to the event stage's events (`e/`), handing each to its camera's
+//! writer (`writer.rs`) and events also to the history (`history.rs`),
+//! without ever waiting. The writers are started here, on a stream's
+//! first frame.
 //!
 //! This is the only module that knows how the bus is read, through the
 //! shared bus client (`frame_bus::Client`: reconnects, the silence watchdog,
@@ -18,6 +20,7 @@ use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Choice;
+use crate::history::Keeper;
 use crate::metrics::RecorderMetrics;
 use crate::store::{Mode, Store};
 use crate::writer::{Camera, Frame, Settings};
@@ -28,6 +31,7 @@ pub struct Cameras {
     store: Arc<Store>,
     settings: Settings,
     metrics: RecorderMetrics,
+    history: Keeper,
     cameras: Mutex<HashMap<String, Option<Camera>>>,
     start_log: Mutex<LogEvery>,
 }
@@ -38,12 +42,14 @@ impl Cameras {
         store: Arc<Store>,
         settings: Settings,
         metrics: RecorderMetrics,
+        history: Keeper,
     ) -> Cameras {
         Cameras {
             choice,
             store,
             settings,
             metrics,
+            history,
             cameras: Mutex::new(HashMap::new()),
             start_log: Mutex::new(LogEvery::new(Duration::from_secs(5))),
         }
@@ -101,6 +107,24 @@ impl Cameras {
         for c in all {
             c.stop();
         }
+        self.history.stop();
+    }
+
+    /// An event message: to the history, and to its camera's writer.
+    fn event(&self, header_stream: &str, m: frame_wire::EventMessage) {
+        let e = &m.event;
+        if e.stream != header_stream {
+            self.metrics.event_message("refused");
+            return;
+        }
+        if self.choice.mode_of(&e.stream) == Mode::Off {
+            return;
+        }
+        let (id, start, end) = (e.id.clone(), e.start_ts_ns, e.end_ts_ns);
+        let ended = m.phase == frame_wire::Phase::End;
+        let stream = e.stream.clone();
+        self.with(&stream, false, |c| c.event(id, start, end, ended));
+        self.history.offer(m);
     }
 }
 
@@ -118,6 +142,7 @@ pub fn subscriptions(choice: &Choice) -> Vec<Vec<u8>> {
             .collect()
     };
     subs.push(frame_wire::subscription(Kind::Detections, None));
+    subs.push(frame_wire::subscription(Kind::Event, None));
     subs
 }
 
@@ -156,6 +181,7 @@ pub async fn run(
                         c.detection(header.capture_ts_ns, labels)
                     });
                 }
+                Message::Event { header, event } => cameras.event(&header.stream, *event),
                 _ => {}
             },
             // Already logged at a bounded rate by the client.

@@ -1,5 +1,7 @@
 //! Retention, every two seconds: segments older than `--keep` (event
-//! recordings: `--keep-events`) go, then the oldest finished ones while all
+//! recordings, those reaching into a kept event's window, and the event
+//! stage's events with their snapshots: `--keep-events`) go, then the
+//! oldest finished ones (continuous before event ones) while all
 //! recordings together exceed `--max-bytes`; the segment being written is
 //! never touched. The same pass updates the disk gauges.
 
@@ -39,6 +41,16 @@ pub async fn run(
 /// One retention pass.
 pub fn pass(store: &Store, policy: Policy, metrics: &RecorderMetrics) {
     let now_ms = stream_common::unix_now_ns() / 1_000_000;
+    // Events first: an event that goes no longer keeps its recording.
+    for path in store.expire_events(now_ms, policy.keep_events.as_millis() as u64) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "retention could not delete")
+            }
+        }
+    }
     let expired = store.expire(
         now_ms,
         policy.keep.as_millis() as u64,

@@ -6,7 +6,8 @@
 //! `kind` is `continuous` or `events`) and, once it is finished,
 //! `<stream>/<start_ms>-<kind>.idx` beside it (frame time → byte offset,
 //! written to a temporary name and renamed, so it is whole or absent), and
-//! `<stream>/events.jsonl`. A segment without its index is the one that was
+//! `<stream>/events.jsonl` (detections), and the event stage's events in
+//! `<stream>/events/` (`history.rs`). A segment without its index is the one that was
 //! being written when the recorder stopped: [`Store::open`] repairs it
 //! (truncated at its last whole cluster, Duration written, index rebuilt).
 //! Finished segments are never written again.
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::Serialize;
 
+use crate::history::{self, KeepError, Kept, Windows};
 use crate::mkv;
 
 /// A gap between frames longer than this splits a recorded span.
@@ -127,12 +129,64 @@ pub struct StreamState {
     pub mode: Option<Mode>,
     pub segments: BTreeMap<u64, Segment>,
     pub events: Vec<Event>,
+    /// The event stage's events, by id (`history.rs`).
+    pub kept: BTreeMap<String, Kept>,
+}
+
+/// How the event history is bounded and what of a recording belongs to an
+/// event: from `pre_ns` before its start to `post_ns` after its end.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSettings {
+    pub pre_ns: u64,
+    pub post_ns: u64,
+    /// Most events kept per stream; the oldest go first.
+    pub max_per_stream: usize,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            pre_ns: 5_000_000_000,
+            post_ns: 10_000_000_000,
+            max_per_stream: 10_000,
+        }
+    }
+}
+
+impl EventSettings {
+    /// The capture times (ns) of the recording that belongs to `e`.
+    pub fn window(&self, e: &frame_wire::Event) -> (u64, u64) {
+        (
+            e.start_ts_ns.saturating_sub(self.pre_ns),
+            e.end_ts_ns.saturating_add(self.post_ns),
+        )
+    }
+}
+
+/// What `/api/events` asks for: events overlapping `[from_ns, to_ns]`.
+#[derive(Debug, Clone)]
+pub struct EventQuery<'a> {
+    pub stream: Option<&'a str>,
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub label: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// One event found: what is kept, and whether any frame of its window is recorded.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub kept: Kept,
+    pub recorded: bool,
+    /// Where its snapshot is, when it has one.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// The whole catalog.
 pub struct Store {
     dir: PathBuf,
     streams: Mutex<BTreeMap<String, StreamState>>,
+    events: EventSettings,
 }
 
 /// Recorded spans (ms) of a window, and the events in it.
@@ -190,13 +244,25 @@ impl Store {
             if !safe_name(&name) || !entry.file_type()?.is_dir() {
                 continue;
             }
-            let state = load_stream(&entry.path())?;
+            let mut state = load_stream(&entry.path())?;
+            state.kept = history::load(&name, &entry.path());
             streams.insert(name, state);
         }
         Ok(Store {
             dir: dir.to_path_buf(),
             streams: Mutex::new(streams),
+            events: EventSettings::default(),
         })
+    }
+
+    /// The store with these event settings.
+    pub fn with_events(mut self, events: EventSettings) -> Store {
+        self.events = events;
+        self
+    }
+
+    pub fn event_settings(&self) -> EventSettings {
+        self.events
     }
 
     pub fn dir(&self) -> &Path {
@@ -395,6 +461,146 @@ impl Store {
             .push(event);
     }
 
+    /// Upserts an event from the bus by id: its files first (snapshot when
+    /// the message carries one, then the event), then the catalog, which
+    /// then drops the stream's oldest events beyond the bound. Blocking.
+    pub fn keep_event(&self, m: &frame_wire::EventMessage) -> Result<(), KeepError> {
+        let e = &m.event;
+        if !safe_name(&e.stream) {
+            return Err(KeepError::BadStream);
+        }
+        if !history::safe_id(&e.id) {
+            return Err(KeepError::BadId);
+        }
+        let prior = {
+            let streams = self.lock();
+            if streams
+                .iter()
+                .any(|(n, s)| n != &e.stream && s.kept.contains_key(&e.id))
+            {
+                return Err(KeepError::OtherStream);
+            }
+            streams
+                .get(&e.stream)
+                .and_then(|s| s.kept.get(&e.id))
+                .map(|k| (k.phase, k.snapshot))
+        };
+        let ended = prior.is_some_and(|(p, _)| p == frame_wire::Phase::End);
+        let kept = Kept {
+            phase: if ended {
+                frame_wire::Phase::End
+            } else {
+                m.phase
+            },
+            snapshot: prior.is_some_and(|(_, s)| s) || !m.snapshot.is_empty(),
+            event: e.clone(),
+        };
+        let stream_dir = self.dir.join(&e.stream);
+        let (json_path, jpg_path) = history::files(&stream_dir, &e.id);
+        std::fs::create_dir_all(stream_dir.join(history::DIR))?;
+        if !m.snapshot.is_empty() {
+            history::write_atomic(&jpg_path, &m.snapshot)?;
+        }
+        let json = serde_json::to_vec(&kept).map_err(std::io::Error::other)?;
+        history::write_atomic(&json_path, &json)?;
+        let evicted: Vec<String> = {
+            let mut streams = self.lock();
+            let s = streams.entry(e.stream.clone()).or_default();
+            s.kept.insert(e.id.clone(), kept);
+            let mut evicted = Vec::new();
+            while s.kept.len() > self.events.max_per_stream.max(1) {
+                let Some(oldest) = s
+                    .kept
+                    .values()
+                    .min_by_key(|k| (k.event.start_ts_ns, k.event.id.clone()))
+                    .map(|k| k.event.id.clone())
+                else {
+                    break;
+                };
+                s.kept.remove(&oldest);
+                evicted.push(oldest);
+            }
+            evicted
+        };
+        for id in evicted {
+            let (a, b) = history::files(&stream_dir, &id);
+            let _ = std::fs::remove_file(a);
+            let _ = std::fs::remove_file(b);
+        }
+        Ok(())
+    }
+
+    fn found(&self, name: &str, s: &StreamState, k: &Kept) -> Found {
+        let (a, b) = self.events.window(&k.event);
+        let b_ms = ms(b);
+        // Segments follow each other: the few starting last before the
+        // window's end are the only ones that can reach into it.
+        let recorded = s
+            .segments
+            .range(..=b_ms)
+            .rev()
+            .take(3)
+            .any(|(_, g)| g.spans.iter().any(|&(x, y)| y >= a && x <= b));
+        Found {
+            kept: k.clone(),
+            recorded,
+            snapshot: k
+                .snapshot
+                .then(|| history::files(&self.dir.join(name), &k.event.id).1),
+        }
+    }
+
+    /// Events matching `q`, newest (latest start) first, at most `q.limit`.
+    pub fn find_events(&self, q: &EventQuery<'_>) -> Vec<Found> {
+        let streams = self.lock();
+        let mut hits: Vec<(&String, &StreamState, &Kept)> = streams
+            .iter()
+            .filter(|(n, _)| q.stream.is_none_or(|want| want == n.as_str()))
+            .flat_map(|(n, s)| s.kept.values().map(move |k| (n, s, k)))
+            .filter(|(_, _, k)| {
+                k.event.end_ts_ns >= q.from_ns
+                    && k.event.start_ts_ns <= q.to_ns
+                    && q.label.is_none_or(|l| l == k.event.label)
+            })
+            .collect();
+        hits.sort_by(|x, y| {
+            (y.2.event.start_ts_ns, &y.2.event.id).cmp(&(x.2.event.start_ts_ns, &x.2.event.id))
+        });
+        hits.into_iter()
+            .take(q.limit)
+            .map(|(n, s, k)| self.found(n, s, k))
+            .collect()
+    }
+
+    /// One event by id.
+    pub fn find_event(&self, id: &str) -> Option<Found> {
+        let streams = self.lock();
+        streams
+            .iter()
+            .find_map(|(n, s)| s.kept.get(id).map(|k| self.found(n, s, k)))
+    }
+
+    /// Takes the events retention removes out of the catalog, returning
+    /// their files: those that ended more than `keep_events_ms` ago.
+    pub fn expire_events(&self, now_ms: u64, keep_events_ms: u64) -> Vec<PathBuf> {
+        let mut streams = self.lock();
+        let mut out = Vec::new();
+        for (name, s) in streams.iter_mut() {
+            let old: Vec<String> = s
+                .kept
+                .values()
+                .filter(|k| ms(k.event.end_ts_ns).saturating_add(keep_events_ms) < now_ms)
+                .map(|k| k.event.id.clone())
+                .collect();
+            for id in old {
+                s.kept.remove(&id);
+                let (a, b) = history::files(&self.dir.join(name), &id);
+                out.extend([a, b]);
+            }
+        }
+        out
+    }
+
     /// Total bytes of every segment.
     pub fn total_bytes(&self) -> u64 {
         self.lock()
@@ -432,12 +638,33 @@ impl Store {
     ) -> Vec<(String, Segment, &'static str)> {
         let mut streams = self.lock();
         let mut out = Vec::new();
+        // A segment reaching into a kept event's window counts as an event recording.
+        let windows: BTreeMap<String, Windows> = streams
+            .iter()
+            .map(|(n, s)| {
+                let w = s.kept.values().map(|k| self.events.window(&k.event));
+                (n.clone(), Windows::new(w.collect()))
+            })
+            .collect();
+        let is_event = |name: &str, g: &Segment| {
+            g.events
+                || windows.get(name).is_some_and(|w| {
+                    g.spans
+                        .first()
+                        .zip(g.spans.last())
+                        .is_some_and(|(a, b)| w.overlaps(a.0, b.1))
+                })
+        };
         for (name, s) in streams.iter_mut() {
             let old: Vec<u64> = s
                 .segments
                 .values()
                 .filter(|g| {
-                    let keep = if g.events { keep_events_ms } else { keep_ms };
+                    let keep = if is_event(name, g) {
+                        keep_events_ms
+                    } else {
+                        keep_ms
+                    };
                     !g.in_progress && g.last_ns().map_or(0, ms).saturating_add(keep) < now_ms
                 })
                 .map(|g| g.start_ms)
@@ -465,7 +692,7 @@ impl Store {
                     streams
                         .iter()
                         .flat_map(|(n, s)| s.segments.values().map(move |g| (n, g)))
-                        .filter(|(_, g)| !g.in_progress && g.events == events)
+                        .filter(|(n, g)| !g.in_progress && is_event(n, g) == events)
                         .min_by_key(|(_, g)| g.start_ms)
                         .map(|(n, g)| (n.clone(), g.start_ms))
                 });
@@ -736,6 +963,159 @@ mod tests {
         ] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }
+    }
+
+    fn message(
+        id: &str,
+        stream: &str,
+        start_s: u64,
+        end_s: u64,
+        snapshot: &[u8],
+    ) -> frame_wire::EventMessage {
+        frame_wire::EventMessage {
+            phase: frame_wire::Phase::Update,
+            event: frame_wire::Event {
+                id: id.into(),
+                stream: stream.into(),
+                label: "person".into(),
+                zones: vec![],
+                start_ts_ns: start_s * 1_000_000_000,
+                end_ts_ns: end_s * 1_000_000_000,
+                best_score: 0.9,
+                x: 0.1,
+                y: 0.1,
+                w: 0.5,
+                h: 0.5,
+                snapshot_ts_ns: start_s * 1_000_000_000,
+            },
+            snapshot: snapshot.to_vec(),
+        }
+    }
+
+    /// A finished continuous segment of `name` with a frame every 100 ms
+    /// from `from_s` to `to_s` (seconds).
+    fn segment(store: &Store, name: &str, from_s: u64, to_s: u64) {
+        let (_file, seg) = store
+            .begin(name, from_s * 1000, false, 8, 8)
+            .expect("begin");
+        let entries: Vec<Entry> = (from_s * 10..=to_s * 10)
+            .map(|t| Entry {
+                ts_ns: t * 100_000_000,
+                offset: 0,
+                len: 1,
+            })
+            .collect();
+        store.appended(name, seg.start_ms, &entries, 100);
+        store.finished(name, seg.start_ms, false);
+    }
+
+    #[test]
+    fn events_are_kept_bounded_reloaded_and_expired_and_keep_their_recordings() {
+        let dir = std::env::temp_dir().join(format!(
+            "store-events-{}-{}",
+            std::process::id(),
+            stream_common::unix_now_ns()
+        ));
+        let settings = EventSettings {
+            pre_ns: 1_000_000_000,
+            post_ns: 1_000_000_000,
+            max_per_stream: 2,
+        };
+        let store = Store::open(&dir).expect("open").with_events(settings);
+        store
+            .keep_event(&message(
+                "cam0-1-0",
+                "cam0",
+                100,
+                102,
+                b"\xff\xd8jpeg-a\xff\xd9",
+            ))
+            .expect("kept");
+        // An update without a snapshot keeps the one before; the end sticks.
+        let mut end = message("cam0-1-0", "cam0", 100, 103, b"");
+        end.phase = frame_wire::Phase::End;
+        store.keep_event(&end).expect("end");
+        let mut late = message("cam0-1-0", "cam0", 100, 103, b"");
+        late.phase = frame_wire::Phase::Update;
+        store.keep_event(&late).expect("update after the end");
+        let found = store.find_event("cam0-1-0").expect("found");
+        assert_eq!(found.kept.phase, frame_wire::Phase::End);
+        assert_eq!(found.kept.event.end_ts_ns, 103_000_000_000);
+        let snap = found.snapshot.expect("a snapshot");
+        assert_eq!(
+            std::fs::read(&snap).expect("jpg"),
+            b"\xff\xd8jpeg-a\xff\xd9"
+        );
+        assert!(!found.recorded);
+
+        // Refused: ids that could reach outside, and another stream's id.
+        for bad in ["../x", ".x", "a/b", ""] {
+            assert!(matches!(
+                store.keep_event(&message(bad, "cam0", 1, 2, b"")),
+                Err(KeepError::BadId)
+            ));
+        }
+        assert!(matches!(
+            store.keep_event(&message("cam0-1-0", "cam1", 1, 2, b"")),
+            Err(KeepError::OtherStream)
+        ));
+
+        // Continuous segments: one reaching into the event's window
+        // (99..104 s), one far from it.
+        segment(&store, "cam0", 95, 99);
+        segment(&store, "cam0", 200, 205);
+        assert!(store.find_event("cam0-1-0").expect("found").recorded);
+        // Past --keep, before --keep-events: only the far segment goes.
+        let now_ms = 300_000;
+        let gone = store.expire(now_ms, 10_000, 1_000_000, None);
+        assert_eq!(
+            gone.iter().map(|(_, g, _)| g.start_ms).collect::<Vec<_>>(),
+            [200_000]
+        );
+
+        // The bound: a third event pushes out the oldest, files and all.
+        store
+            .keep_event(&message("cam0-2-0", "cam0", 110, 111, b"\xff\xd8b\xff\xd9"))
+            .expect("kept");
+        store
+            .keep_event(&message("cam0-3-0", "cam0", 120, 121, b""))
+            .expect("kept");
+        assert!(store.find_event("cam0-1-0").is_none());
+        assert!(!snap.exists() && !snap.with_extension("json").exists());
+        let all = store.find_events(&EventQuery {
+            stream: Some("cam0"),
+            from_ns: 0,
+            to_ns: u64::MAX,
+            label: Some("person"),
+            limit: 10,
+        });
+        let ids: Vec<&str> = all.iter().map(|f| f.kept.event.id.as_str()).collect();
+        assert_eq!(ids, ["cam0-3-0", "cam0-2-0"], "newest first");
+
+        // Reloaded from disk, leftovers removed.
+        let events_dir = dir.join("cam0").join(history::DIR);
+        std::fs::write(events_dir.join("x.json.tmp"), b"half").expect("tmp");
+        std::fs::write(events_dir.join("orphan.jpg"), b"x").expect("orphan");
+        drop(store);
+        let store = Store::open(&dir).expect("reopen").with_events(settings);
+        let again = store.find_event("cam0-2-0").expect("reloaded");
+        assert!(again.snapshot.is_some());
+        assert!(
+            store
+                .find_event("cam0-3-0")
+                .expect("reloaded")
+                .snapshot
+                .is_none()
+        );
+        assert!(!events_dir.join("x.json.tmp").exists());
+        assert!(!events_dir.join("orphan.jpg").exists());
+
+        // --keep-events: events that ended long enough ago go, with their files.
+        let files = store.expire_events(121_000 + 3_000, 4_000);
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(store.find_event("cam0-2-0").is_none());
+        assert!(store.find_event("cam0-3-0").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,10 +14,13 @@
 //! Duration is written and its index put beside it.
 //!
 //! In `events` mode frames wait in a pre-roll ring and are written only
-//! around detections: from `pre_roll` before a detection to `post_roll`
-//! after the last one.
+//! around detections and the event stage's events: from `pre_roll` before
+//! a detection (or an event's start) to `post_roll` after the last
+//! detection (or the event's end). An event's start reaches the recorder
+//! after the stage has been sure of it for a while (`--event-min-seconds`),
+//! so the ring holds [`LOOK_BACK`] more than the pre-roll.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -41,6 +44,13 @@ pub struct Frame {
     pub jpeg: Bytes,
 }
 
+/// How much longer than the pre-roll the ring keeps frames: how late an
+/// event's start may arrive and still be recorded from its pre-roll.
+pub const LOOK_BACK: Duration = Duration::from_secs(5);
+/// An event heard of but not ended holds recording on for at most this
+/// long after its last message (a stage that died never sends the end).
+const HOLD: Duration = Duration::from_secs(120);
+
 #[derive(Debug)]
 pub enum Item {
     Frame(Frame),
@@ -48,6 +58,13 @@ pub enum Item {
     Detection {
         ts_ns: u64,
         labels: Vec<String>,
+    },
+    /// An event's start, update or end (capture times of its first and last frames).
+    Event {
+        id: String,
+        start_ns: u64,
+        end_ns: u64,
+        ended: bool,
     },
 }
 
@@ -100,6 +117,7 @@ impl Camera {
             ring: VecDeque::new(),
             until_ns: 0,
             last_event_ns: 0,
+            ongoing: HashMap::new(),
             last_ts_ns: 0,
             failed_at: None,
             error_log: LogEvery::new(Duration::from_secs(5)),
@@ -144,6 +162,19 @@ impl Camera {
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 self.dropped(1);
             }
+        }
+    }
+
+    /// An event message for this camera (only events mode records around it).
+    pub fn event(&mut self, id: String, start_ns: u64, end_ns: u64, ended: bool) {
+        let item = Item::Event {
+            id,
+            start_ns,
+            end_ns,
+            ended,
+        };
+        if self.tx.try_send(item).is_ok() {
+            self.metrics.queue_depth(&self.name, 1);
         }
     }
 
@@ -200,6 +231,8 @@ struct Writer {
     /// Events mode: record frames captured up to this time.
     until_ns: u64,
     last_event_ns: u64,
+    /// Events mode: events started and not yet ended, with when they were last heard of.
+    ongoing: HashMap<String, Instant>,
     last_ts_ns: u64,
     failed_at: Option<Instant>,
     error_log: LogEvery,
@@ -217,6 +250,12 @@ impl Writer {
                             self.on_frame(f);
                         }
                         Item::Detection { ts_ns, labels } => self.on_detection(ts_ns, labels),
+                        Item::Event {
+                            id,
+                            start_ns,
+                            end_ns,
+                            ended,
+                        } => self.on_event(id, start_ns, end_ns, ended),
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -243,20 +282,53 @@ impl Writer {
             return;
         }
         self.last_ts_ns = f.ts_ns;
+        let within = self.mode == Mode::Events && (f.ts_ns <= self.until_ns || self.holding());
         match self.mode {
             Mode::Continuous => self.write(f),
-            Mode::Events if f.ts_ns <= self.until_ns => self.write(f),
+            Mode::Events if within => self.write(f),
             Mode::Events | Mode::Off => {
                 if self.open.is_some() {
                     self.finish();
                 }
                 let keep_from = f
                     .ts_ns
-                    .saturating_sub(self.settings.pre_roll.as_nanos() as u64);
+                    .saturating_sub((self.settings.pre_roll + LOOK_BACK).as_nanos() as u64);
                 self.ring.push_back(f);
                 while self.ring.front().is_some_and(|g| g.ts_ns < keep_from) {
                     self.ring.pop_front();
                 }
+            }
+        }
+    }
+
+    /// Whether an event not yet ended holds recording on.
+    fn holding(&mut self) -> bool {
+        if self.ongoing.is_empty() {
+            return false;
+        }
+        self.ongoing.retain(|_, heard| heard.elapsed() < HOLD);
+        !self.ongoing.is_empty()
+    }
+
+    fn on_event(&mut self, id: String, start_ns: u64, end_ns: u64, ended: bool) {
+        if self.mode != Mode::Events {
+            return;
+        }
+        if ended {
+            self.ongoing.remove(&id);
+            let post = self.settings.post_roll.as_nanos() as u64;
+            self.until_ns = self.until_ns.max(end_ns.saturating_add(post));
+        } else if self.ongoing.len() < 1024 || self.ongoing.contains_key(&id) {
+            self.ongoing.insert(id, Instant::now());
+        }
+        self.write_ring_from(start_ns.saturating_sub(self.settings.pre_roll.as_nanos() as u64));
+    }
+
+    /// Writes the ring's frames captured at or after `from`; drops the rest.
+    fn write_ring_from(&mut self, from: u64) {
+        for f in std::mem::take(&mut self.ring) {
+            if f.ts_ns >= from {
+                self.write(f);
             }
         }
     }
@@ -277,12 +349,7 @@ impl Writer {
             return;
         }
         self.until_ns = self.until_ns.max(ts_ns.saturating_add(post));
-        let from = ts_ns.saturating_sub(self.settings.pre_roll.as_nanos() as u64);
-        for f in std::mem::take(&mut self.ring) {
-            if f.ts_ns >= from {
-                self.write(f);
-            }
-        }
+        self.write_ring_from(ts_ns.saturating_sub(self.settings.pre_roll.as_nanos() as u64));
     }
 
     fn write(&mut self, f: Frame) {

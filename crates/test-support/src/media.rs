@@ -1,6 +1,7 @@
 //! Test inputs made on the spot: a directory holding one solid-colour JPEG,
 //! noisy JPEGs as large as a camera's, and video files made by the ffmpeg
-//! tool (installed by scripts/setup.sh).
+//! tool (installed by scripts/setup.sh); and what ffprobe and ffmpeg say
+//! of a file a service made.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,4 +82,36 @@ pub fn mean_abs_difference(a: &[u8], b: &[u8]) -> f64 {
             .sum::<u64>();
     }
     sum as f64 / (w * h * 3).max(1) as f64
+}
+
+/// ffprobe's duration (seconds) of `path` and the frames it counts; 0 for
+/// what it cannot read.
+pub fn probe(path: &Path) -> (f64, u64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .args(["format=duration:stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (scripts/setup.sh installs ffmpeg)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let frames = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    let duration = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
+    (duration, frames)
+}
+
+/// ffmpeg decodes every frame of `path` without one error; else what it said.
+pub fn decodes_cleanly(path: &Path) -> Result<(), String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() && err.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(err)
+    }
 }
