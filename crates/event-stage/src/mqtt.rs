@@ -433,6 +433,9 @@ async fn publish_all(
                 None => return Ok(()),
             },
         };
+        p.metrics
+            .mqtt_queued
+            .set(i64::try_from(outbox.len()).unwrap_or(i64::MAX));
         let notice = entry.item.clone();
         let (camera, label) = (notice.event.stream.clone(), notice.event.label.clone());
         let key = (camera.clone(), label.clone());
