@@ -352,6 +352,21 @@ async fn a_broker_hung_for_a_minute_slows_nothing_and_loses_no_end() {
     // the worst a slow broker can do.
     broker.proc.signal(19);
     let stopped = Instant::now();
+    // The queue's length, read five times a second all along.
+    let queue_watch = {
+        let metrics = stack.stage.metrics;
+        tokio::spawn(async move {
+            let mut most: f64 = 0.0;
+            let mut reads = 0u32;
+            while stopped.elapsed() < OUTAGE {
+                most = most
+                    .max(test_support::metrics::metric(metrics, "events_mqtt_queued", &[]).await);
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (most, reads)
+        })
+    };
     let mut samples = vec![sample(&stack, &gateway).await];
     let mut disconnected = false;
     let mut every = tokio::time::interval(Duration::from_secs(10));
@@ -368,6 +383,11 @@ async fn a_broker_hung_for_a_minute_slows_nothing_and_loses_no_end() {
     let dropped = stack.stage.metric("events_mqtt_dropped_total", &[]).await;
     let resumed_at = watch.seen().len();
     broker.proc.signal(18);
+    let (queued_most, queue_reads) = queue_watch.await.expect("queue watch");
+    eprintln!(
+        "outage: {samples:?}; at most {queued_most} queued ({queue_reads} reads), \
+         {dropped} dropped, {events_during} starts made"
+    );
 
     // Through every 10 s of the outage the detector analysed frames, the
     // stage took them in and the gateway served fresh frames.
@@ -391,10 +411,15 @@ async fn a_broker_hung_for_a_minute_slows_nothing_and_loses_no_end() {
         "{} frames analysed in {OUTAGE:?}",
         last.analysed - first.analysed
     );
-    let most_queued = samples.iter().map(|s| s.queued).fold(0.0, f64::max);
+    let most_queued = samples.iter().map(|s| s.queued).fold(queued_most, f64::max);
+    assert!(queue_reads >= 100, "{queue_reads} reads of the queue");
     assert!(
         most_queued <= QUEUE,
         "{most_queued} queued for MQTT, bound {QUEUE}"
+    );
+    assert!(
+        most_queued >= 1.0,
+        "nothing ever queued: the test proves nothing"
     );
     assert!(disconnected, "the stage never noticed the broker hung");
     assert!(
