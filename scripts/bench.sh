@@ -22,6 +22,10 @@
 #   scripts/bench.sh --ab DIR          this tree's gateway against DIR/stream-gateway (an earlier
 #                                       build), fan-out and wall, alternating turns (about 4 minutes):
 #                                       a section of bench/report.md
+#   scripts/bench.sh --events           16 cameras, real detector at 5 fps each, event stage to
+#                                       mosquitto and a webhook: person-on-camera to MQTT ON /
+#                                       webhook p50/p99, event stage CPU (about 1.5 minutes):
+#                                       a section of bench/report.md (bench/bench_events.py)
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -35,7 +39,14 @@ if [ "${1:-}" = "--smoke" ]; then
   python3 scripts/bench.py --smoke
   python3 scripts/bench_multicore.py --smoke
   python3 scripts/bench_detect.py --smoke
+  python3 bench/bench_events.py --smoke
   exec python3 scripts/bench_sources.py --smoke
+fi
+if [ "${1:-}" = "--events" ]; then
+  shift
+  scripts/setup.sh          # the detector's model, darknet's pictures, mosquitto
+  cargo build --release --quiet -p frame-producer -p object-detector -p event-stage
+  exec python3 bench/bench_events.py "$@"
 fi
 if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ]; then
   scripts/setup.sh          # test videos; the detector's model and test pictures

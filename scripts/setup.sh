@@ -26,7 +26,7 @@ esac
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 
 # The event stage's tests and benchmark talk to a real MQTT broker
-# (crates/event-stage/tests, crates/test-support/src/mqtt.rs).
+# (crates/event-stage/tests, crates/test-support/src/mosquitto.rs).
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(mosquitto)
 
 # The across-hosts fault test drops packets with nft inside a container's

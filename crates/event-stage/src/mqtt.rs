@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use frame_wire::Phase;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
 use stream_common::ratelimit::LogEvery;
 use tokio::sync::watch;
@@ -174,6 +174,20 @@ struct Link {
     session: u64,
     /// Acknowledgements received so far.
     acks: u64,
+    /// Publishes written to the connection so far (all sessions).
+    sent: u64,
+    /// Which of those the latest acknowledgement was for (its `sent` count
+    /// when it went out), so that a late acknowledgement of an earlier try
+    /// is never taken for the next message's.
+    acked_sent: u64,
+}
+
+/// Whether `now` shows an acknowledgement, in the session of `before`, of a
+/// publish written after `before`: the message sent since (one at a time;
+/// a try left in the request channel from before a reconnect is the same
+/// message).
+fn mine(now: &Link, before: &Link) -> bool {
+    now.session == before.session && now.acks > before.acks && now.acked_sent > before.sent
 }
 
 /// Stopped before a message got through.
@@ -227,11 +241,11 @@ impl Publisher {
             let outcome = tokio::select! {
                 _ = stop.cancelled() => return Err(Stopped),
                 r = tokio::time::timeout(ACK_TIMEOUT, self.link.wait_for(|l| {
-                    l.acks > before.acks || l.session != before.session || !l.connected
+                    mine(l, &before) || l.session != before.session || !l.connected
                 })) => r,
             };
             match outcome {
-                Ok(Ok(l)) if l.acks > before.acks && l.session == before.session => {
+                Ok(Ok(l)) if mine(&l, &before) => {
                     self.metrics.mqtt_published(what);
                     return Ok(());
                 }
@@ -318,6 +332,8 @@ pub async fn run(
         let (metrics, stop, host) = (metrics.clone(), stop.clone(), settings.host.clone());
         tokio::spawn(async move {
             let mut log = LogEvery::new(Duration::from_secs(30));
+            // Packet id -> its `sent` count, for the publishes not yet acknowledged.
+            let mut sent_as: HashMap<u16, u64> = HashMap::new();
             loop {
                 let polled = tokio::select! {
                     _ = stop.cancelled() => return,
@@ -325,6 +341,8 @@ pub async fn run(
                 };
                 match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // A clean session: what was in flight is forgotten.
+                        sent_as.clear();
                         tracing::info!(broker = %host, "MQTT connected");
                         metrics.mqtt_connect(true);
                         metrics.mqtt_connected.set(1);
@@ -333,7 +351,14 @@ pub async fn run(
                             l.session += 1;
                         });
                     }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => link_tx.send_modify(|l| l.acks += 1),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => link_tx.send_modify(|l| {
+                        l.sent += 1;
+                        sent_as.insert(pkid, l.sent);
+                    }),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => link_tx.send_modify(|l| {
+                        l.acks += 1;
+                        l.acked_sent = sent_as.remove(&ack.pkid).unwrap_or(0);
+                    }),
                     Ok(_) => {}
                     Err(e) => {
                         let was = link_tx.borrow().connected;
@@ -433,6 +458,9 @@ async fn publish_all(
                 None => return Ok(()),
             },
         };
+        p.metrics
+            .mqtt_queued
+            .set(i64::try_from(outbox.len()).unwrap_or(i64::MAX));
         let notice = entry.item.clone();
         let (camera, label) = (notice.event.stream.clone(), notice.event.label.clone());
         let key = (camera.clone(), label.clone());

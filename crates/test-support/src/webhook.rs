@@ -1,6 +1,9 @@
 //! A webhook receiver for tests: a tiny HTTP/1.1 server on a free loopback
 //! port that keeps every POSTed JSON body and answers with a chosen status,
-//! so a test can see exactly what a service's `--webhook` delivered.
+//! so a test can see exactly what a service's `--webhook` delivered. A
+//! receiver can also hang (read each request, never answer), as a hook
+//! whose server is stuck does; every request is kept with the time it came,
+//! so a test can count a sender's tries and measure its back-off.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,17 @@ pub struct Hooked {
     pub content_type: String,
     /// The body as JSON (`Null` when it was not JSON).
     pub json: serde_json::Value,
+    /// When the whole request had been read (Unix ns).
+    pub at_ns: u64,
+}
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// This HTTP status, at once.
+    Status(u16),
+    /// Nothing, ever: the connection stays open until the sender gives up.
+    Hang,
 }
 
 pub struct WebhookReceiver {
@@ -32,13 +46,23 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Listens on a free loopback port, answering every request `status`.
     pub async fn start(status: u16) -> WebhookReceiver {
+        Self::answering(Answer::Status(status)).await
+    }
+
+    /// Listens on a free loopback port, never answering (requests are kept).
+    pub async fn hanging() -> WebhookReceiver {
+        Self::answering(Answer::Hang).await
+    }
+
+    /// Listens on a free loopback port, answering every request `answer`.
+    pub async fn answering(answer: Answer) -> WebhookReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let kept = received.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, status, kept.clone()));
+                tokio::spawn(serve(socket, answer, kept.clone()));
             }
         });
         WebhookReceiver {
@@ -83,7 +107,7 @@ impl Drop for WebhookReceiver {
 }
 
 /// Answers the requests of one connection (keep-alive) until it closes.
-async fn serve(socket: TcpStream, status: u16, kept: Arc<Mutex<Vec<Hooked>>>) {
+async fn serve(socket: TcpStream, answer: Answer, kept: Arc<Mutex<Vec<Hooked>>>) {
     let mut reader = BufReader::new(socket);
     loop {
         let mut request_line = String::new();
@@ -128,7 +152,17 @@ async fn serve(socket: TcpStream, status: u16, kept: Arc<Mutex<Vec<Hooked>>>) {
             path,
             content_type,
             json: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            at_ns: stream_common::unix_now_ns(),
         });
+        let status = match answer {
+            Answer::Status(s) => s,
+            Answer::Hang => {
+                // Hold the connection until the sender closes it.
+                let mut rest = [0u8; 1024];
+                while matches!(reader.read(&mut rest).await, Ok(n) if n > 0) {}
+                return;
+            }
+        };
         let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
         if reader.get_mut().write_all(answer.as_bytes()).await.is_err() {
             return;
