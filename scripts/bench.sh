@@ -25,7 +25,7 @@
 #   scripts/bench.sh --events           16 cameras, real detector at 5 fps each, event stage to
 #                                       mosquitto and a webhook: person-on-camera to MQTT ON /
 #                                       webhook p50/p99, event stage CPU (about 1.5 minutes):
-#                                       a section of bench/report.md (bench/bench_events.py)
+#                                       a section of bench/report.md (scripts/bench_events.py)
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -39,22 +39,17 @@ if [ "${1:-}" = "--smoke" ]; then
   python3 scripts/bench.py --smoke
   python3 scripts/bench_multicore.py --smoke
   python3 scripts/bench_detect.py --smoke
-  python3 bench/bench_events.py --smoke
+  python3 scripts/bench_events.py --smoke
   exec python3 scripts/bench_sources.py --smoke
 fi
-if [ "${1:-}" = "--events" ]; then
-  shift
-  scripts/setup.sh          # the detector's model, darknet's pictures, mosquitto
-  cargo build --release --quiet -p frame-producer -p object-detector -p event-stage
-  exec python3 bench/bench_events.py "$@"
-fi
-if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ]; then
-  scripts/setup.sh          # test videos; the detector's model and test pictures
+if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ] || [ "${1:-}" = "--events" ]; then
+  scripts/setup.sh          # test videos; the detector's model and test pictures; mosquitto
 else
   scripts/setup.sh --build-only
 fi
-cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder
+cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder -p event-stage
 case "${1:-}" in
+  --events) shift; exec python3 scripts/bench_events.py "$@" ;;
   --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
   --balanced) shift
     APP_IMAGE=mjpeg-fanout:bench scripts/docker-images.sh --bins target/release

@@ -20,7 +20,7 @@ captured one, more when the detector cannot keep up. CPU: the event stage's
 run time over the window (sum of its threads' schedstat), % of one core.
 
     scripts/bench.sh --events                 # release build, 60 s window
-    python3 bench/bench_events.py --smoke     # a few seconds, debug build, bench/tmp/
+    python3 scripts/bench_events.py --smoke     # a few seconds, debug build, bench/tmp/
 
 Writes its tables between the `events` markers of bench/report.md.
 """
