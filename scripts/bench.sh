@@ -40,6 +40,7 @@ if [ "${1:-}" = "--smoke" ]; then
   python3 scripts/bench_multicore.py --smoke
   python3 scripts/bench_detect.py --smoke
   python3 scripts/bench_events.py --smoke
+  python3 scripts/bench_record.py --smoke
   exec python3 scripts/bench_sources.py --smoke
 fi
 if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ] || [ "${1:-}" = "--events" ]; then

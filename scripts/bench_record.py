@@ -67,7 +67,7 @@ def main():
         a.cameras, a.size, a.duration, a.warmup = 2, "320x240", 3.0, 1.0
     out = a.out or str(ROOT / "bench" / ("tmp/record.md" if a.smoke else "report.md"))
     names = [f"cam{i}" for i in range(a.cameras)]
-    cams = [a for n in names for a in ("--camera", f"name={n},source=test-pattern,size={a.size},fps={a.fps:g}")]
+    cams = [x for n in names for x in ("--camera", f"name={n},source=test-pattern,size={a.size},fps={a.fps:g}")]
     rec_dir = tempfile.mkdtemp(prefix="bench-record-")
     producer, bus = start_producer(cams)
     gateway, port = start_gateway([bus], cpus=0)
