@@ -10,28 +10,19 @@
 //! removed at start. An id touches a path only once [`safe_id`] passed it.
 //!
 //! Writing is done by one thread of its own fed through a bounded queue
-//! ([`Keeper`]), so a slow disk costs event messages (counted), never the
+//! (`keeper.rs`), so a slow disk costs event messages (counted), never the
 //! bus or a camera's frames.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use frame_wire::{EventMessage, Phase};
+use frame_wire::Phase;
 use serde::{Deserialize, Serialize};
-use stream_common::ratelimit::LogEvery;
-
-use crate::metrics::RecorderMetrics;
-use crate::store::Store;
 
 /// The directory of a stream's events, under the stream's own.
 pub const DIR: &str = "events";
-/// Event messages that may wait for the history's writer.
-const QUEUE: usize = 256;
 
 /// Whether an event id may name files: 1 to 128 of `A-Z a-z 0-9 _ - .`,
 /// not starting with a dot (the stage's ids are `<stream>-<ms>-<n>`).
@@ -151,68 +142,6 @@ impl Windows {
     pub fn overlaps(&self, a: u64, b: u64) -> bool {
         let n = self.starts.partition_point(|&s| s <= b);
         n > 0 && self.max_end[n - 1] >= a
-    }
-}
-
-/// The history's writer thread and its queue.
-pub struct Keeper {
-    tx: Mutex<Option<SyncSender<EventMessage>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    metrics: RecorderMetrics,
-    full_log: Mutex<LogEvery>,
-}
-
-impl Keeper {
-    pub fn start(store: Arc<Store>, metrics: RecorderMetrics) -> std::io::Result<Keeper> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<EventMessage>(QUEUE);
-        let m = metrics.clone();
-        let thread = std::thread::Builder::new()
-            .name("rec-events".into())
-            .spawn(move || {
-                let mut log = LogEvery::new(Duration::from_secs(5));
-                for message in rx {
-                    let result = match store.keep_event(&message) {
-                        Ok(()) => "stored",
-                        Err(e) => {
-                            if let Some(folded) = log.check(Instant::now()) {
-                                tracing::warn!(id = %message.event.id.escape_default(), error = %e, repeats = folded, "event not kept");
-                            }
-                            e.result()
-                        }
-                    };
-                    m.event_message(result);
-                }
-            })?;
-        Ok(Keeper {
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            metrics,
-            full_log: Mutex::new(LogEvery::new(Duration::from_secs(5))),
-        })
-    }
-
-    /// Hands a message to the writer, never waiting (dropped and counted when full).
-    pub fn offer(&self, message: EventMessage) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(tx) = tx.as_ref() else { return };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(message) {
-            self.metrics.event_message("queue_full");
-            let mut log = self.full_log.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(folded) = log.check(Instant::now()) {
-                tracing::warn!(
-                    repeats = folded,
-                    "event history queue full (disk too slow?); dropping event messages"
-                );
-            }
-        }
-    }
-
-    /// Writes what is queued, then stops the thread.
-    pub fn stop(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = t.join();
-        }
     }
 }
 

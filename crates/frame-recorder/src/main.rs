@@ -16,6 +16,7 @@ mod access;
 mod config;
 mod history;
 mod http;
+mod keeper;
 mod metrics;
 mod mkv;
 mod playback;
@@ -113,7 +114,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         record_fps: config.record_fps,
         retry_after: Duration::from_secs(1),
     };
-    let history = history::Keeper::start(store.clone(), metrics.clone())
+    let history = keeper::Keeper::start(store.clone(), metrics.clone())
         .context("starting the event history's writer")?;
     let cameras = Arc::new(receive::Cameras::new(
         choice.clone(),

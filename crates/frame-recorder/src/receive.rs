@@ -20,7 +20,7 @@ use stream_common::ratelimit::LogEvery;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Choice;
-use crate::history::Keeper;
+use crate::keeper::Keeper;
 use crate::metrics::RecorderMetrics;
 use crate::store::{Mode, Store};
 use crate::writer::{Camera, Frame, Settings};
