@@ -9,16 +9,15 @@
 //!
 //! A detection's path through this crate: `receive.rs` takes it off the bus
 //! (through the shared bus client, `frame_bus`; `bus.rs` loads the key) to the stage's loop (`stage.rs`), whose per-stream
-//! tracker (`track.rs`, with `cameras.rs` for zones and masks and
-//! `geometry.rs`) says what started, changed or ended; the snapshot comes
+//! tracker (`track.rs`, with the zones and masks of
+//! `stream_common::rules`, shared with the detector) says what started,
+//! changed or ended; the snapshot comes
 //! from the frames kept in `snapshot.rs`; `publish.rs` sends the bus message,
 //! and `notice.rs` prepares what `mqtt.rs` and `webhook.rs` deliver, each
 //! through its own bounded queue (`outbox.rs`).
 
 mod bus;
-mod cameras;
 mod config;
-mod geometry;
 mod metrics;
 mod mqtt;
 mod notice;
@@ -60,7 +59,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn async_main(config: Config) -> anyhow::Result<()> {
-    let rules = cameras::load(config.cameras.as_deref())?;
+    let rules = stream_common::rules::load(config.cameras.as_deref())?;
     for url in &config.webhooks {
         webhook::check_url(url).map_err(anyhow::Error::msg)?;
     }

@@ -15,8 +15,6 @@ use frame_wire::{EventMessage, Frame, FrameHeader, Phase};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::cameras::Rules;
-use crate::geometry::Rect;
 use crate::metrics::EventMetrics;
 use crate::notice::{Notice, Shared};
 use crate::outbox::{Entry, Outbox};
@@ -24,6 +22,8 @@ use crate::publish::{Headers, Outgoing};
 use crate::receive::Detected;
 use crate::snapshot::Frames;
 use crate::track::{Change, Sighting, Tracker};
+use stream_common::rules::Rect;
+use stream_common::rules::Rules;
 
 /// Most streams followed at once; detections of more are ignored (counted).
 pub const MAX_STREAMS: usize = 1024;

@@ -12,8 +12,8 @@
 
 use frame_wire::{Event, Phase};
 
-use crate::cameras::CameraRules;
-use crate::geometry::Rect;
+use stream_common::rules::CameraRules;
+use stream_common::rules::Rect;
 
 /// Most tracks one stream may hold; boxes beyond it are ignored (a detector
 /// reports at most 256 boxes per frame, most of them never become events).

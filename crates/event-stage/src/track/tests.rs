@@ -2,7 +2,7 @@
 //! the woman in darknet's person.jpg (640x424), five times a second.
 
 use super::*;
-use crate::cameras::parse;
+use stream_common::rules::parse;
 
 /// The model's box for the person in person.jpg, as fractions: (183, 104)
 /// to (273, 382) pixels. Her feet (the bottom centre) are at (0.356, 0.901).
