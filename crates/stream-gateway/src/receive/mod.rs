@@ -7,7 +7,8 @@
 //! What the client subscribes to follows the streams watched here
 //! (`subscriptions.rs`, `interest.rs`): every stream's preview, and
 //! full-rate frames of the watched ones, changed on the open socket as
-//! viewers come and go. While only previews (about one a second) arrive,
+//! viewers come and go. Detections and events go beside their stream's
+//! frame slot (`detections.rs`, `events.rs`), for streams held here only. While only previews (about one a second) arrive,
 //! the watchdog waits [`PREVIEW_SILENCE`] rather than `--resubscribe-after`.
 
 pub mod subscriptions;
@@ -143,8 +144,18 @@ pub async fn run(
                 // No frame of it yet: a detector cannot make streams appear.
                 None => metrics.detections_ignored.inc(),
             },
-            // Events (the event stage's `e/`) are not kept here yet.
-            Message::Event { .. } => {}
+            Message::Event { header, event } => {
+                // The stage names the stream twice (header, event); only a
+                // stream held here, under either name, is one it may fill.
+                match streams.get(&event.event.stream) {
+                    Some(stream) if header.stream == event.event.stream => {
+                        metrics.received(&stream.name, kind, bytes);
+                        stream.events.publish(&event);
+                    }
+                    // No frame of it yet: an event stage cannot make streams appear.
+                    _ => metrics.events_ignored.inc(),
+                }
+            }
         }
     }
     follower.abort();

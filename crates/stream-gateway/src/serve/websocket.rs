@@ -66,6 +66,13 @@ struct Watch {
     /// Also the watched streams' detections; pages that predate them do not ask.
     #[serde(default)]
     detections: bool,
+    /// The watched streams' events: on unless `false`.
+    #[serde(default = "yes")]
+    events: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, PartialEq)]
@@ -274,6 +281,7 @@ fn handle_frames(
                         .filter(|f| (0.1..=240.0).contains(f))
                         .map(|f| Duration::from_secs_f64(1.0 / f));
                     st.detections = w.detections;
+                    st.events = w.events;
                     *changed = true;
                 }
                 Err(e) => tracing::debug!(error = %e, "ignoring a WebSocket message"),
