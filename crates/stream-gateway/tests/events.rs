@@ -635,3 +635,73 @@ async fn with_a_recorder_the_history_has_thumbnails_and_a_click_plays_from_5_s_b
     );
     assert_eq!(b.eval(look).await.expect("look")["selected"], "cam0");
 }
+
+#[tokio::test]
+async fn pages_get_events_unless_they_say_no() {
+    let (endpoint, events) = stand_in().await;
+    let gw = Gateway::start(&[&endpoint], &[], &[]);
+    gw.wait_stream("cam0", Duration::from_secs(20)).await;
+    let open = |watch: &'static str| async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
+            .await
+            .expect("ws");
+        ws.send(Message::text(watch)).await.expect("send");
+        // Watching once its first frame came.
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("open")
+                .expect("valid");
+            if msg.is_binary() {
+                break ws;
+            }
+        }
+    };
+    let mut yes = open(r#"{"watch":["cam0"]}"#).await;
+    let mut no = open(r#"{"watch":["cam0"],"events":false}"#).await;
+    let mut sse = EventReader::open(gw.addr, "/events/cam0")
+        .await
+        .expect("open");
+    events
+        .send((
+            "cam0".into(),
+            person_event("cam0", "cam0-7", Phase::Update, ago(3.0), 2.0),
+        ))
+        .expect("queue");
+    let text = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), yes.next())
+            .await
+            .expect("the event in time")
+            .expect("open")
+            .expect("valid");
+        if let Message::Text(t) = msg {
+            break t.to_string();
+        }
+    };
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        phase_and_id(&v["event"]),
+        ("update".into(), "cam0-7".into())
+    );
+    let e = loop {
+        let e = sse.next_within(Duration::from_secs(10)).await.expect("SSE");
+        if e.event == "event" {
+            break e;
+        }
+    };
+    // The same prepared change, one shape everywhere.
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.data).expect("JSON"),
+        v["event"]
+    );
+    // The page that said no: frames only, well after the event went out.
+    for _ in 0..15 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), no.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("valid");
+        assert!(msg.is_binary(), "a page without events got {msg:?}");
+    }
+}

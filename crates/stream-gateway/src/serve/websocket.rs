@@ -351,6 +351,9 @@ mod tests {
         assert_eq!(w.watch, ["cam0", "cam1"]);
         assert_eq!(w.fps, Some(2.0));
         assert!(!w.detections, "old pages never get detections");
+        assert!(w.events, "events unless a page says no");
+        let no: Watch = serde_json::from_str(r#"{"watch":[],"events":false}"#).expect("json");
+        assert!(!no.events);
         assert_eq!(
             parse_frame(&mut buf).expect("ok"),
             Some(ClientFrame::Ping(Bytes::from_static(b"hi")))
