@@ -705,3 +705,58 @@ async fn pages_get_events_unless_they_say_no() {
         assert!(msg.is_binary(), "a page without events got {msg:?}");
     }
 }
+
+/// An event stage is quiet between events: once the gateway has heard
+/// events (and nothing else) from an endpoint, it does not recreate that
+/// socket every few seconds of silence, when a start or an end could be
+/// lost in the reconnection.
+#[tokio::test]
+async fn a_quiet_event_stage_keeps_its_socket() {
+    let (endpoint, _frames) = stand_in().await;
+    let mut stage = Publisher::bind()
+        .await
+        .expect("bind the stage's PUB socket");
+    let gw = Gateway::start(&[&endpoint, &stage.endpoint], &[], &[]);
+    gw.wait_stream("cam0", Duration::from_secs(20)).await;
+    let started = ago(1.0);
+    // Sent until heard: the gateway's SUB socket may not have joined yet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = person_event("cam0", "cam0-q", Phase::Start, started, 1.0);
+        let h = header("cam0", 1, stream_common::unix_now_ns(), PHOTO);
+        stage.event(&h, &m).await.expect("a valid event");
+        if gw
+            .metric("gateway_event_messages_total", &["phase=\"start\""])
+            .await
+            >= 1.0
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stage's event never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let label = format!("producer=\"{}\"", stage.endpoint);
+    let before = gw.metric("gateway_resubscribes_total", &[&label]).await;
+    // Three times the watchdog's usual floor for a quiet producer (3 s).
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let after = gw.metric("gateway_resubscribes_total", &[&label]).await;
+    assert_eq!(after, before, "the quiet stage's socket was recreated");
+    // And the socket still delivers.
+    let end = person_event("cam0", "cam0-q", Phase::End, started, 2.0);
+    let h = header("cam0", 2, stream_common::unix_now_ns(), PHOTO);
+    stage.event(&h, &end).await.expect("a valid event");
+    wait_for(
+        "the end over the kept socket",
+        Duration::from_secs(10),
+        || async {
+            (gw.metric("gateway_event_messages_total", &["phase=\"end\""])
+                .await
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+}
