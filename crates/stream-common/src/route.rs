@@ -11,7 +11,7 @@
 //! | `/snapshot`, `/snapshot/{name}` | the latest JPEG |
 //! | `/events/{name}` | a stream's detections as Server-Sent Events |
 //! | `/ws` | the page's WebSocket |
-//! | `/api/streams`, `/api/streams/{name}/detections` | JSON |
+//! | `/api/streams`, `/api/streams/{name}/detections`, `/api/streams/{name}/events` | JSON |
 //! | `/healthz`, `/readyz`, `/metrics` | health, readiness, Prometheus |
 //!
 //! A `{name}` is one non-empty path segment.
@@ -29,6 +29,8 @@ pub enum Route {
     WebSocket,
     Streams,
     Detections(String),
+    /// A stream's recent events (`/api/streams/{name}/events`).
+    RecentEvents(String),
     Healthz,
     Readyz,
     Metrics,
@@ -68,6 +70,12 @@ impl Route {
                     .and_then(name)
                 {
                     Route::Detections(n)
+                } else if let Some(n) = p
+                    .strip_prefix("/api/streams/")
+                    .and_then(|rest| rest.strip_suffix("/events"))
+                    .and_then(name)
+                {
+                    Route::RecentEvents(n)
                 } else {
                     Route::NotFound
                 }
@@ -122,6 +130,10 @@ mod tests {
             route("/api/streams/cam0/detections"),
             Route::Detections("cam0".into())
         );
+        assert_eq!(
+            route("/api/streams/cam0/events"),
+            Route::RecentEvents("cam0".into())
+        );
         for path in ["/healthz", "/readyz", "/metrics"] {
             assert!(route(path) != Route::NotFound, "{path}");
         }
@@ -134,6 +146,8 @@ mod tests {
             "/events/a/b",
             "/api/streams//detections",
             "/api/streams/a/b/detections",
+            "/api/streams//events",
+            "/api/streams/a/b/events",
             "/video_feed/x",
             "/nope",
         ] {
@@ -152,6 +166,7 @@ mod tests {
             "/?action=snapshot",
             "/snapshot/cam0",
             "/api/streams",
+            "/api/streams/cam0/events",
             "/ws",
         ] {
             assert_eq!(route(finite).endless_stream(), None, "{finite}");

@@ -79,6 +79,10 @@ pub struct Config {
     /// viewers is kept while they stay. 0: never forget.
     #[arg(long, env = "GATEWAY_FORGET_AFTER", default_value = "600", value_parser = parse_secs_or_zero)]
     pub forget_after: Duration,
+    /// Most events kept per stream for `/api/streams/{name}/events` (newest
+    /// first, one entry per event, without snapshots).
+    #[arg(long, env = "GATEWAY_RECENT_EVENTS", default_value_t = 50)]
+    pub recent_events: usize,
     /// Most concurrent stream viewers; more get 503 with Retry-After.
     #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
@@ -242,6 +246,7 @@ mod tests {
         assert_eq!(c.subscribe, crate::receive::subscriptions::Mode::OnDemand);
         assert_eq!(c.subscribe_linger, Duration::from_secs(10));
         assert_eq!(c.max_streams, 256);
+        assert_eq!(c.recent_events, 50);
         assert_eq!(c.forget_after(), Some(Duration::from_secs(600)));
     }
 

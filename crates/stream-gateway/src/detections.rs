@@ -98,7 +98,7 @@ impl Prepared {
 }
 
 /// An unmasked WebSocket text frame (FIN, opcode 1) carrying `payload`.
-fn ws_text(payload: &[u8]) -> Bytes {
+pub(crate) fn ws_text(payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(payload.len() + 10);
     b.put_u8(0x81);
     match payload.len() {

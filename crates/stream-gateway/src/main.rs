@@ -11,7 +11,8 @@
 //! writer every viewer goes through writes it (`serve/writer.rs`);
 //! `serve/routes.rs` answers the finite routes through warp.
 //! `detections.rs` keeps each stream's latest detections (from a detector on
-//! the bus) beside its frame slot, prepared once for every listener.
+//! the bus) beside its frame slot, prepared once for every listener;
+//! `events.rs` each stream's recent events (from the event stage), the same way.
 //! `keeper.rs` re-sends the last frame while a source is idle and swaps in a
 //! "NO SIGNAL" placeholder when it goes stale.
 //! `interest.rs` counts each stream's viewers, so that `receive/` asks the
@@ -19,6 +20,7 @@
 
 mod config;
 mod detections;
+mod events;
 mod interest;
 mod keeper;
 mod metrics;
@@ -69,6 +71,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         .with_limits(streams::Limits {
             max_streams: config.max_streams,
             forget_after: config.forget_after(),
+            recent_events: config.recent_events,
         }),
     );
     let listener = serve::server::bind(config.listen)

@@ -24,6 +24,8 @@ pub struct GatewayMetrics {
     detection_messages: IntCounterVec,
     detections: IntCounterVec,
     pub detections_ignored: IntCounter,
+    event_messages: IntCounterVec,
+    pub events_ignored: IntCounter,
     pub rejected_clients: IntCounter,
     pub auth_failures: IntCounter,
     pub connections: IntGauge,
@@ -47,6 +49,7 @@ pub struct StreamMetrics {
     pub latency: Histogram,
     pub subscribed: IntGauge,
     pub detections: crate::detections::DetectionMetrics,
+    pub events: crate::events::EventMetrics,
 }
 
 impl GatewayMetrics {
@@ -141,6 +144,17 @@ impl GatewayMetrics {
                 "detection_messages_ignored_total",
                 "Detections messages for a stream this gateway has no frame of"
             )?),
+            event_messages: reg!(IntCounterVec::new(
+                Opts::new(
+                    "event_messages_total",
+                    "Event messages received for a stream, by phase (start, update, end)"
+                ),
+                &["stream", "phase"]
+            )?),
+            events_ignored: reg!(IntCounter::new(
+                "event_messages_ignored_total",
+                "Event messages for a stream this gateway has no frame of"
+            )?),
             subscribed: reg!(IntGaugeVec::new(
                 Opts::new(
                     "stream_subscribed",
@@ -151,7 +165,7 @@ impl GatewayMetrics {
             received_bytes: reg!(IntCounterVec::new(
                 Opts::new(
                     "received_bytes_total",
-                    "Bytes of valid messages received from producers, by stream and kind (frame, preview, detections)"
+                    "Bytes of valid messages received from producers, by stream and kind (frame, preview, detections, event)"
                 ),
                 &["stream", "kind"]
             )?),
@@ -209,6 +223,11 @@ impl GatewayMetrics {
                 messages: self.detection_messages.with_label_values(&[name]),
                 boxes: self.detections.clone(),
             },
+            events: crate::events::EventMetrics {
+                start: self.event_messages.with_label_values(&[name, "start"]),
+                update: self.event_messages.with_label_values(&[name, "update"]),
+                end: self.event_messages.with_label_values(&[name, "end"]),
+            },
         }
     }
 
@@ -246,6 +265,9 @@ impl GatewayMetrics {
         }
         for label in labels {
             let _ = self.detections.remove_label_values(&[name, label]);
+        }
+        for phase in ["start", "update", "end"] {
+            let _ = self.event_messages.remove_label_values(&[name, phase]);
         }
     }
 

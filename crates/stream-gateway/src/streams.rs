@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::detections::Latest;
+use crate::events::Recent;
 use crate::interest::Interest;
 use crate::metrics::{GatewayMetrics, StreamMetrics};
 use crate::part::Part;
@@ -50,6 +51,8 @@ pub struct Limits {
     /// How long a stream with no viewer may be gone before it is
     /// forgotten; `None`: never.
     pub forget_after: Option<Duration>,
+    /// Most recent events kept per stream (`--recent-events`).
+    pub recent_events: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
         Limits {
             max_streams: 256,
             forget_after: Some(Duration::from_secs(600)),
+            recent_events: 50,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Stream {
     pub metrics: StreamMetrics,
     /// What a detector last found in it (`detections.rs`).
     pub detections: Latest,
+    /// What the event stage reported of it lately (`events.rs`).
+    pub events: Recent,
     /// Counts its viewers, for subscribing on demand.
     interest: Arc<Interest>,
     /// Its viewers now (MJPEG and WebSocket): a stream is not forgotten
@@ -143,6 +149,7 @@ impl Stream {
         producer_index: usize,
         metrics: StreamMetrics,
         interest: Arc<Interest>,
+        recent_events: usize,
     ) -> Self {
         let now = Instant::now();
         Stream {
@@ -163,6 +170,7 @@ impl Stream {
                 next_seq: 0,
             }),
             detections: Latest::new(name, metrics.detections.clone()),
+            events: Recent::new(name, recent_events, metrics.events.clone()),
             metrics,
             interest,
             viewers: AtomicUsize::new(0),
@@ -434,6 +442,7 @@ impl Streams {
             producer_index,
             metrics,
             self.interest.clone(),
+            self.limits.recent_events,
         ));
         let key = |s: &Stream| (s.producer_index, s.name.clone());
         let at = list.partition_point(|other| key(other) < key(&s));
@@ -582,6 +591,7 @@ mod tests {
         let s = streams(&metrics, None).with_limits(Limits {
             max_streams: 2,
             forget_after: None,
+            ..Limits::default()
         });
         assert!(s.admit("a", 0).is_some() && s.admit("b", 0).is_some());
         assert!(s.admit("c", 0).is_none(), "a third is refused");
@@ -605,6 +615,7 @@ mod tests {
         let s = streams(&metrics, None).with_limits(Limits {
             max_streams: 2,
             forget_after: Some(Duration::from_secs(60)),
+            ..Limits::default()
         });
         let (a, b) = (s.get_or_create("a", 0), s.get_or_create("b", 0));
         a.publish_preview(&picture(0, 4, 1), "p");

@@ -1,7 +1,8 @@
 //! A stand-in producer and detector for tests: a ZeroMQ PUB socket that a
-//! gateway subscribes to, sending version 3 frames, previews and detections
-//! built with the real wire codec (`frame_wire::encode_message`,
-//! `encode_detections`), or any raw parts (garbage, unknown kinds).
+//! gateway subscribes to, sending version 3 frames, previews, detections
+//! and events built with the real wire codec (`frame_wire::encode_message`,
+//! `encode_detections`, `encode_event`), or any raw parts (garbage,
+//! unknown kinds).
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -118,6 +119,19 @@ impl Publisher {
             boxes,
         };
         let parts = frame_wire::encode_detections(&header, &d, self.key.as_ref())?;
+        self.send_raw(parts).await
+    }
+
+    /// Sends an event message (a stand-in event stage): `header` names the
+    /// stream and the frame its snapshot was taken from.
+    pub async fn event(
+        &mut self,
+        header: &FrameHeader,
+        message: &frame_wire::EventMessage,
+    ) -> anyhow::Result<()> {
+        let mut header = header.clone();
+        header.producer_id = self.producer_id;
+        let parts = frame_wire::encode_event(&header, message, self.key.as_ref())?;
         self.send_raw(parts).await
     }
 }

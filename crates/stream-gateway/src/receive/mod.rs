@@ -7,8 +7,12 @@
 //! What the client subscribes to follows the streams watched here
 //! (`subscriptions.rs`, `interest.rs`): every stream's preview, and
 //! full-rate frames of the watched ones, changed on the open socket as
-//! viewers come and go. While only previews (about one a second) arrive,
-//! the watchdog waits [`PREVIEW_SILENCE`] rather than `--resubscribe-after`.
+//! viewers come and go. Detections and events go beside their stream's
+//! frame slot (`detections.rs`, `events.rs`), for streams held here only. While only previews (about one a second) arrive,
+//! the watchdog waits [`PREVIEW_SILENCE`] rather than `--resubscribe-after`;
+//! from an endpoint that has sent nothing but events (an event stage, quiet
+//! between events) it waits [`EVENTS_SILENCE`], so that the socket is not
+//! recreated every few seconds, when a start or an end could be missed.
 
 pub mod subscriptions;
 
@@ -27,6 +31,10 @@ use crate::interest::Wanted;
 use crate::metrics::GatewayMetrics;
 use crate::streams::{PREVIEW_SILENCE, Streams};
 use subscriptions::Mode;
+
+/// How long an endpoint that has only ever sent events may be silent
+/// before its socket is recreated.
+pub const EVENTS_SILENCE: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Settings {
@@ -85,10 +93,14 @@ pub async fn run(
     // When a full-rate frame last came: until then (or long after) only
     // previews are expected, about one a second.
     let mut last_full: Option<Instant> = None;
+    // Whether events came from here, and anything else ever did.
+    let (mut events_seen, mut others_seen) = (false, false);
     loop {
         let previews_only = settings.mode == Mode::OnDemand
             && last_full.is_none_or(|t| t.elapsed() >= PREVIEW_SILENCE);
-        client.set_silence_floor(if previews_only {
+        client.set_silence_floor(if events_seen && !others_seen {
+            settings.resubscribe_after.max(EVENTS_SILENCE)
+        } else if previews_only {
             settings.resubscribe_after.max(PREVIEW_SILENCE)
         } else {
             settings.resubscribe_after
@@ -107,7 +119,7 @@ pub async fn run(
                     && settings.mode == Mode::OnDemand
                     && let Some(folded) = silence_log.check(Instant::now())
                 {
-                    tracing::warn!(producer = %endpoint, repeats = folded, "nothing from this producer, not even previews: if it predates wire version 3 (no previews), run the gateway with --subscribe all");
+                    tracing::warn!(producer = %endpoint, repeats = folded, "nothing from this producer, not even previews: if it predates wire version 3 (no previews), run the gateway with --subscribe all (an event stage is silent until its first event)");
                 }
                 metrics.resubscribed(&endpoint);
                 continue;
@@ -121,6 +133,11 @@ pub async fn run(
         // Counted by stream only once it is held here, so names beyond
         // `--max-streams` make no series.
         let (kind, bytes) = (message.kind(), received.bytes);
+        if kind == frame_wire::Kind::Event {
+            events_seen = true;
+        } else {
+            others_seen = true;
+        }
         match message {
             Message::Frame(frame) => {
                 last_full = Some(received.at);
@@ -143,8 +160,18 @@ pub async fn run(
                 // No frame of it yet: a detector cannot make streams appear.
                 None => metrics.detections_ignored.inc(),
             },
-            // Events (the event stage's `e/`) are not kept here yet.
-            Message::Event { .. } => {}
+            Message::Event { header, event } => {
+                // The stage names the stream twice (header, event); only a
+                // stream held here, under either name, is one it may fill.
+                match streams.get(&event.event.stream) {
+                    Some(stream) if header.stream == event.event.stream => {
+                        metrics.received(&stream.name, kind, bytes);
+                        stream.events.publish(&event);
+                    }
+                    // No frame of it yet: an event stage cannot make streams appear.
+                    _ => metrics.events_ignored.inc(),
+                }
+            }
         }
     }
     follower.abort();

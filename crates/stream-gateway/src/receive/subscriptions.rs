@@ -1,7 +1,8 @@
 //! What a receive task's SUB socket subscribes to, and keeping it so.
 //!
 //! On demand (the default) a gateway takes every stream's preview (`p/`,
-//! about one small JPEG a second each) and detections (`d/`, small), and the
+//! about one small JPEG a second each), detections (`d/`, small) and
+//! events (`e/`, a few per event, from the event stage), and the
 //! full-rate frames (`f/<name>/`) only of the streams its viewers watch
 //! (`interest.rs`). ZeroMQ filters at the publisher, so frames nobody here
 //! watches never cross the network. `--subscribe all` takes everything, as
@@ -18,7 +19,7 @@ use frame_wire::{Kind, subscription};
 pub enum Mode {
     /// Every message of every stream (`--streams` still restricts).
     All,
-    /// Previews and detections of every stream, full-rate frames of the
+    /// Previews, detections and events of every stream, full-rate frames of the
     /// streams watched here.
     OnDemand,
 }
@@ -39,20 +40,23 @@ pub fn topics(mode: Mode, only: &[String], wanted: &BTreeSet<String>) -> BTreeSe
             for name in only {
                 // Version 1/2 (a prefix, checked exactly on receipt) and 3.
                 out.insert(name.clone());
-                // Every kind a gateway keeps (events are not kept here yet).
+                // Every kind a gateway keeps.
                 out.extend(
-                    [Kind::Frame, Kind::Preview, Kind::Detections].map(|k| sub(k, Some(name))),
+                    [Kind::Frame, Kind::Preview, Kind::Detections, Kind::Event]
+                        .map(|k| sub(k, Some(name))),
                 );
             }
         }
         (Mode::OnDemand, true) => {
             out.insert(sub(Kind::Preview, None));
             out.insert(sub(Kind::Detections, None));
+            out.insert(sub(Kind::Event, None));
         }
         (Mode::OnDemand, false) => {
             for name in only {
                 out.insert(sub(Kind::Preview, Some(name)));
                 out.insert(sub(Kind::Detections, Some(name)));
+                out.insert(sub(Kind::Event, Some(name)));
             }
         }
     }
@@ -76,15 +80,15 @@ mod tests {
     #[test]
     fn on_demand_takes_previews_and_the_watched_streams() {
         let none = BTreeSet::new();
-        assert_eq!(topics(Mode::OnDemand, &[], &none), set(&["d/", "p/"]));
+        assert_eq!(topics(Mode::OnDemand, &[], &none), set(&["d/", "e/", "p/"]));
         assert_eq!(
             topics(Mode::OnDemand, &[], &set(&["cam1", "cam10"])),
-            set(&["d/", "f/cam1/", "f/cam10/", "p/"])
+            set(&["d/", "e/", "f/cam1/", "f/cam10/", "p/"])
         );
         let only = ["cam1".to_string()];
         assert_eq!(
             topics(Mode::OnDemand, &only, &set(&["cam1", "cam2"])),
-            set(&["d/cam1/", "f/cam1/", "p/cam1/"])
+            set(&["d/cam1/", "e/cam1/", "f/cam1/", "p/cam1/"])
         );
     }
 
@@ -93,7 +97,7 @@ mod tests {
         assert_eq!(topics(Mode::All, &[], &set(&["cam1"])), set(&[""]));
         assert_eq!(
             topics(Mode::All, &["cam1".into()], &BTreeSet::new()),
-            set(&["cam1", "d/cam1/", "f/cam1/", "p/cam1/"])
+            set(&["cam1", "d/cam1/", "e/cam1/", "f/cam1/", "p/cam1/"])
         );
     }
 }

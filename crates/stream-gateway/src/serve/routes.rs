@@ -1,4 +1,5 @@
-//! The finite routes' replies: the page, snapshots, the JSON API, health,
+//! The finite routes' replies: the page, snapshots, the JSON API (streams,
+//! a stream's detections and recent events), health,
 //! readiness and metrics, answered from the latest-frame slots (nothing
 //! here waits for a producer). The request was parsed into its
 //! [`Route`] once, by admission, which has also checked credentials;
@@ -70,6 +71,7 @@ impl App {
             Route::Snapshot(Some(name)) => self.snapshot(self.streams.get(&name), Some(&name)),
             Route::Streams => self.api_streams(),
             Route::Detections(name) => self.detections(&name),
+            Route::RecentEvents(name) => self.recent_events(&name),
             Route::Healthz => text(StatusCode::OK, "ok").map(Into::into),
             Route::Readyz => self.readyz(),
             Route::Metrics => {
@@ -179,14 +181,16 @@ impl App {
         let Some(stream) = self.streams.get(name) else {
             return no_stream(Some(name)).map(Into::into);
         };
-        let mut r = Response::new(stream.detections.json(self.detections_stale_after).into());
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r
+        json(stream.detections.json(self.detections_stale_after))
+    }
+
+    /// A stream's recent events, newest first, prepared when they arrived;
+    /// an empty list when there are none.
+    fn recent_events(&self, name: &str) -> Response {
+        let Some(stream) = self.streams.get(name) else {
+            return no_stream(Some(name)).map(Into::into);
+        };
+        json(stream.events.json())
     }
 
     fn readyz(&self) -> Response {
@@ -201,6 +205,18 @@ impl App {
             text(StatusCode::SERVICE_UNAVAILABLE, "no live stream").map(Into::into)
         }
     }
+}
+
+/// A JSON body, never cached.
+fn json(body: bytes::Bytes) -> Response {
+    let mut r = Response::new(body.into());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 fn html(page: &'static str, csp: Option<&HeaderValue>) -> Response {

@@ -66,6 +66,13 @@ struct Watch {
     /// Also the watched streams' detections; pages that predate them do not ask.
     #[serde(default)]
     detections: bool,
+    /// The watched streams' events: on unless `false`.
+    #[serde(default = "yes")]
+    events: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, PartialEq)]
@@ -274,6 +281,7 @@ fn handle_frames(
                         .filter(|f| (0.1..=240.0).contains(f))
                         .map(|f| Duration::from_secs_f64(1.0 / f));
                     st.detections = w.detections;
+                    st.events = w.events;
                     *changed = true;
                 }
                 Err(e) => tracing::debug!(error = %e, "ignoring a WebSocket message"),
@@ -343,6 +351,9 @@ mod tests {
         assert_eq!(w.watch, ["cam0", "cam1"]);
         assert_eq!(w.fps, Some(2.0));
         assert!(!w.detections, "old pages never get detections");
+        assert!(w.events, "events unless a page says no");
+        let no: Watch = serde_json::from_str(r#"{"watch":[],"events":false}"#).expect("json");
+        assert!(!no.events);
         assert_eq!(
             parse_frame(&mut buf).expect("ok"),
             Some(ClientFrame::Ping(Bytes::from_static(b"hi")))

@@ -20,6 +20,15 @@
 //! A frame's WebSocket message itself is built only when a WebSocket
 //! viewer is written it (`Part::ws`).
 //!
+//! A stream's events (`events.rs`: a start, updates, an end) go out from
+//! it too, as they come rather than with a frame (a stream may have none
+//! while an event ends): to its events listeners and to the WebSockets
+//! watching it (unless they said `"events": false`), each getting the
+//! newest change once its socket has room; one still writing skips to
+//! the newest, so it may miss a phase but never holds anyone back. A
+//! listener gets the changes after it joined, not the ones before
+//! (`/api/streams/{name}/events` has those).
+//!
 //! Per-part counters are kept per writer and added to the shared metrics
 //! once per frame, not once per viewer.
 
@@ -38,6 +47,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::detections::Prepared;
+use crate::events::Prepared as EventChange;
 use crate::part::Part;
 use crate::serve::seats::{Load, OwnSocket, Seat, Watching};
 use crate::serve::wire::{Wire, Wrote};
@@ -105,6 +115,8 @@ struct Conn {
     last_seq: Option<u64>,
     /// The detections version last handed to it (`Prepared::version`).
     det_sent: u64,
+    /// The events version last handed to it (`EventChange::version`).
+    ev_sent: u64,
     /// Counts it in `gateway_viewers{stream}` (not an events listener).
     _watching: Option<Watching>,
     /// An MJPEG or events viewer's seat and load; a WebSocket's are its
@@ -124,6 +136,7 @@ impl Conn {
             next_allowed: Instant::now(),
             last_seq: None,
             det_sent: 0,
+            ev_sent: 0,
             _watching: None,
             _seat: None,
         }
@@ -216,6 +229,22 @@ impl Conn {
     /// The detections message for an events listener.
     fn events_message(&self, d: &Prepared) -> Option<Bytes> {
         self.is_events().then(|| d.sse.clone())
+    }
+
+    /// The event change for this viewer, if it has not had it and wants
+    /// it: an events listener's chunk, or a watching WebSocket's message.
+    fn event_message(&self, stream: &str, e: &EventChange) -> Option<Bytes> {
+        if self.ev_sent >= e.version {
+            return None;
+        }
+        match &self.out {
+            Out::Mjpeg { .. } => None,
+            Out::Sse { .. } => Some(e.sse.clone()),
+            Out::Ws(shared) => {
+                let st = shared.lock();
+                (st.events && st.watching.contains(stream)).then(|| e.ws.clone())
+            }
+        }
     }
 
     /// Drains what an MJPEG viewer sent: `false` once it closed or failed.
@@ -311,6 +340,8 @@ struct Writer {
     overload_log: LogEvery,
     /// The stream's newest detections.
     dets: Arc<Prepared>,
+    /// The stream's newest event change.
+    evs: Arc<EventChange>,
     /// A frame's WebSocket message with those detections in front: the
     /// frame's `seq`, the detections' version, the bytes (built once).
     with_dets: Option<(u64, u64, Bytes)>,
@@ -323,6 +354,7 @@ async fn writer(
 ) {
     let mut slot = stream.subscribe();
     let mut dets = stream.detections.subscribe();
+    let mut evs = stream.events.subscribe();
     // A forgotten stream's writer ends, so its name gets a fresh one.
     let forgotten = stream.forgotten().clone();
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
@@ -337,6 +369,7 @@ async fn writer(
         last_pass_seq: None,
         overload_log: LogEvery::new(Duration::from_secs(5)),
         dets: dets.borrow_and_update().clone(),
+        evs: evs.borrow_and_update().clone(),
         with_dets: None,
     };
     loop {
@@ -349,6 +382,7 @@ async fn writer(
                 let Some(j) = new else { break };
                 let part = slot.borrow_and_update().clone();
                 w.dets = dets.borrow_and_update().clone();
+                w.evs = evs.borrow_and_update().clone();
                 if !has_viewers {
                     w.last_pass_seq = part.as_ref().map(|p| p.seq);
                 }
@@ -373,6 +407,11 @@ async fn writer(
                 if changed.is_err() { break }
                 w.dets = dets.borrow_and_update().clone();
                 w.pass_detections();
+            }
+            changed = evs.changed(), if has_viewers => {
+                if changed.is_err() { break }
+                w.evs = evs.borrow_and_update().clone();
+                w.pass_events();
             }
             _ = beat.tick(), if has_viewers => w.heartbeat(),
             Some(event) = w.events.next(), if !w.events.is_empty() => w.event(event),
@@ -445,6 +484,11 @@ impl Writer {
                 ..fresh(Out::Ws(shared))
             },
         };
+        // Changes from now on: the recent list is the API's.
+        let conn = Conn {
+            ev_sent: self.evs.version,
+            ..conn
+        };
         let watch_input = conn.owns_socket();
         let i = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -475,6 +519,35 @@ impl Writer {
                 self.send_detections(i);
             }
         }
+    }
+
+    /// The newest event change to every viewer that can take it now.
+    fn pass_events(&mut self) {
+        for i in 0..self.conns.len() {
+            if self.conns[i].as_ref().is_some_and(|c| !c.waiting) {
+                self.send_event(i);
+            }
+        }
+    }
+
+    /// Writes the newest event change to viewer `i` (after any pending
+    /// bytes) unless it has had it or does not want it.
+    fn send_event(&mut self, i: usize) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        let Some(bytes) = c.event_message(&self.stream.name, &self.evs) else {
+            return;
+        };
+        let version = self.evs.version;
+        let wrote = match c.write(None) {
+            Wrote::Done => {
+                c.ev_sent = version;
+                c.write(Some(bytes))
+            }
+            other => other,
+        };
+        self.wrote(i, wrote);
     }
 
     /// Writes the newest detections to events listener `i` (after any
@@ -586,8 +659,13 @@ impl Writer {
             Event::Writable(..) => {
                 c.waiting = false;
                 match c.write(None) {
-                    // Drained: detections that came meanwhile go now.
-                    Wrote::Done => self.send_detections(i),
+                    // Drained: detections and events that came meanwhile go now.
+                    Wrote::Done => {
+                        self.send_detections(i);
+                        if self.conns[i].as_ref().is_some_and(|c| !c.waiting) {
+                            self.send_event(i);
+                        }
+                    }
                     Wrote::Partial => {
                         let again = on_writable(c, i);
                         self.events.push(again);

@@ -24,6 +24,9 @@ pub struct WsState {
     pub min_interval: Option<Duration>,
     /// Also send the watched streams' detections (`detections.rs`).
     pub detections: bool,
+    /// Also send the watched streams' events (`events.rs`); on unless the
+    /// client said `"events": false`.
+    pub events: bool,
     pub closed: bool,
 }
 
@@ -41,6 +44,7 @@ impl WsShared {
                 watching: HashSet::new(),
                 min_interval: None,
                 detections: false,
+                events: true,
                 closed: false,
             }),
         }
