@@ -296,6 +296,28 @@ async fn compose_with_three_gateways_behind_nginx() {
     )
     .await;
     eprintln!("demo detections through the load balancer: {person}");
+    // The event stage made it an event, and the recorder (behind nginx's
+    // /api/events) keeps it with its snapshot.
+    let event = wait_for(
+        "the demo's person event in the recorder's history",
+        Duration::from_secs(120),
+        || async move {
+            let r = http::get(lb, "/api/events?stream=demo").await.ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            let e = v["events"].as_array()?.first()?.clone();
+            (e["label"] == "person").then_some(e)
+        },
+    )
+    .await;
+    let id = event["id"].as_str().expect("event id");
+    let snapshot = http::get(lb, &format!("/api/events/{id}/snapshot.jpg"))
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot.head.status, 200, "the event's snapshot");
+    assert!(
+        snapshot.body.starts_with(&[0xff, 0xd8]),
+        "the snapshot is a JPEG"
+    );
 
     // 30 clients for 10 s, spread over all three gateways.
     let tasks: Vec<_> = (0..30)

@@ -191,8 +191,11 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("--streams: {e}"))?;
             named.insert(name.to_string(), mode);
         }
+        // `RECORDER_STREAMS=` (compose's default) is one empty entry: every
+        // stream, as when the flag is absent.
+        let listed = self.streams.iter().any(|s| !s.is_empty());
         Ok(Choice {
-            everything: self.streams.is_empty() && !from_file,
+            everything: !listed && !from_file,
             named,
             default: self.mode,
         })
@@ -291,6 +294,14 @@ mod tests {
         let choice = c.choice().expect("choice");
         assert!(choice.everything);
         assert_eq!(choice.mode_of("anything"), Mode::Continuous);
+    }
+
+    #[test]
+    fn an_empty_streams_variable_records_every_stream() {
+        // Compose passes `RECORDER_STREAMS: ""` when nothing is chosen.
+        let c = Config::try_parse_from(["r", "--streams", ""]).expect("parses");
+        let choice = c.choice().expect("choice");
+        assert!(choice.everything && choice.named.is_empty());
     }
 
     #[test]
