@@ -108,6 +108,14 @@ async fn chromium_lists_three_events_with_thumbnails_and_a_click_plays_one() {
         assert!(text.contains("cam0") && text.contains("person"), "{i}");
         assert_eq!(i["thumb"], 640, "the thumbnail is the snapshot: {i}");
     }
+    wait_for("a live frame drawn", Duration::from_secs(20), || async {
+        let v = b
+            .eval("const c = viewer.cams.get('cam0'); return [c ? c.drawn : 0, document.getElementById('status').textContent];")
+            .await
+            .ok()?;
+        (v[0].as_u64()? > 0 && !v[1].as_str()?.contains("connecting")).then_some(())
+    })
+    .await;
     if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
         let png = b.screenshot().await.expect("screenshot");
         let docs = test_support::process::workspace_root().join("docs/events.png");

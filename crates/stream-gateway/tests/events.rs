@@ -7,9 +7,9 @@
 //! (`test_support::publisher`): events of a stream the gateway does not
 //! have are ignored and counted, and the page lists
 //! the event and shows a toast when it starts, in Chromium, Firefox and
-//! WebKit (Chromium's screenshot is docs/events.png, with
-//! UPDATE_SCREENSHOTS=1); with a recorder, its history has thumbnails and
-//! a click plays the recording from 5 s before the event.
+//! WebKit. With the real recorder (thumbnails, a click plays the event's
+//! recording): crates/frame-recorder/tests/page_events.rs, whose Chromium
+//! screenshot is docs/events.png.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -362,7 +362,7 @@ async fn webkit_lists_events_and_toasts_a_start() {
 }
 
 /// The page in `kind`: the history, a start (listed, live, toasted), its
-/// end, and a click on it; Chromium's screenshot is docs/events.png.
+/// end, and a click on it; each browser's screenshot goes to the test artifacts.
 async fn page_in(kind: BrowserKind) {
     let (endpoint, events) = stand_in().await;
     let gw = Gateway::start(&[&endpoint], &[], &[]);
@@ -452,10 +452,6 @@ async fn page_in(kind: BrowserKind) {
         &png,
     )
     .expect("save screenshot");
-    if kind == BrowserKind::Chromium && std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
-        let docs = test_support::process::workspace_root().join("docs/events.png");
-        std::fs::write(&docs, &png).expect("save docs/events.png");
-    }
 
     // Its end: no longer live; the toast goes by itself.
     events
@@ -488,152 +484,6 @@ async fn page_in(kind: BrowserKind) {
         (v["selected"] == "cam0").then_some(())
     })
     .await;
-}
-
-/// A stand-in recorder: `/api/events` answers `events` (with CORS, as the
-/// page may be on another origin), snapshots are `jpeg`, and every request
-/// is noted (path and query) for the test to look at.
-async fn stand_in_recorder(
-    events: Value,
-    jpeg: Bytes,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let (events, jpeg, kept) = (events.clone(), jpeg.clone(), kept.clone());
-            tokio::spawn(async move {
-                let mut r = tokio::io::BufReader::new(socket);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    // The rest of the head.
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if h == "\r\n" {
-                            break;
-                        }
-                    }
-                    kept.lock().expect("seen").push(target.clone());
-                    let path = target.split('?').next().unwrap_or("");
-                    let (status, kind, body) = if path == "/api/events" {
-                        (
-                            "200 OK",
-                            "application/json",
-                            Bytes::from(events.to_string()),
-                        )
-                    } else if path.starts_with("/api/events/") && path.ends_with("/snapshot.jpg") {
-                        ("200 OK", "image/jpeg", jpeg.clone())
-                    } else if path == "/api/recordings" {
-                        (
-                            "200 OK",
-                            "application/json",
-                            Bytes::from_static(br#"{"streams":[]}"#),
-                        )
-                    } else {
-                        (
-                            "404 Not Found",
-                            "text/plain",
-                            Bytes::from_static(b"not found"),
-                        )
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
-                        body.len()
-                    );
-                    let socket = r.get_mut();
-                    if socket.write_all(head.as_bytes()).await.is_err()
-                        || socket.write_all(&body).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, seen)
-}
-
-#[tokio::test]
-async fn with_a_recorder_the_history_has_thumbnails_and_a_click_plays_from_5_s_before() {
-    let (endpoint, _events) = stand_in().await;
-    let gw = Gateway::start(&[&endpoint], &[], &[]);
-    gw.wait_stream("cam0", Duration::from_secs(20)).await;
-    let past = person_event("cam0", "cam0-kept", Phase::End, ago(600.0), 7.0);
-    let mut kept = serde_json::to_value(past.event.json()).expect("EventJson");
-    kept["snapshot_url"] = "/api/events/cam0-kept/snapshot.jpg".into();
-    kept["clip_url"] = "/api/events/cam0-kept/clip.mjpeg".into();
-    let start_ms = past.event.start_ts_ns as f64 / 1e6;
-    let (rec, seen) = stand_in_recorder(
-        serde_json::json!({ "events": [kept] }),
-        media::solid_jpeg(64, 48, [200, 40, 40]),
-    )
-    .await;
-
-    let b = Browser::launch().await.expect("browser");
-    b.goto(&format!("http://{}/?recorder=http://{rec}", gw.addr))
-        .await
-        .expect("open page");
-    let look = "const li = document.querySelector('#events .ev[data-id=\"cam0-kept\"]'); if (!li) return null;
-        const img = li.querySelector('img');
-        return { text: li.textContent, thumb: img ? img.naturalWidth : null, selected: window.viewer.selected, playing: !!window.recording.rec.playing };";
-    let v = wait_for(
-        "the recorder's event with its thumbnail",
-        Duration::from_secs(20),
-        || async {
-            let v = b.eval(look).await.ok()?;
-            (v["thumb"].as_u64()? == 64).then_some(v)
-        },
-    )
-    .await;
-    assert!(
-        v["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("cam0") && t.contains("7.0 s")),
-        "{v}"
-    );
-    assert!(
-        seen.lock()
-            .expect("seen")
-            .iter()
-            .any(|t| t.starts_with("/api/events?limit=50")),
-        "the history came from the recorder"
-    );
-
-    b.eval("document.querySelector('#events .ev[data-id=\"cam0-kept\"]').click(); return null;")
-        .await
-        .expect("click");
-    let from = wait_for(
-        "playback from 5 s before the start",
-        Duration::from_secs(10),
-        || async {
-            let seen = seen.lock().expect("seen").clone();
-            seen.iter()
-                .filter_map(|t| t.strip_prefix("/recordings/cam0/stream?from="))
-                .filter_map(|q| q.split('&').next()?.parse::<f64>().ok())
-                .next()
-        },
-    )
-    .await;
-    assert!(
-        (from - (start_ms - 5000.0)).abs() < 2.0,
-        "from {from}, event at {start_ms}"
-    );
-    assert_eq!(b.eval(look).await.expect("look")["selected"], "cam0");
 }
 
 #[tokio::test]
