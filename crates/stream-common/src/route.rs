@@ -31,6 +31,8 @@ pub enum Route {
     Detections(String),
     /// A stream's recent events (`/api/streams/{name}/events`).
     RecentEvents(String),
+    /// A camera's zones and masks (`/api/streams/{name}/zones`).
+    Zones(String),
     Healthz,
     Readyz,
     Metrics,
@@ -76,6 +78,12 @@ impl Route {
                     .and_then(name)
                 {
                     Route::RecentEvents(n)
+                } else if let Some(n) = p
+                    .strip_prefix("/api/streams/")
+                    .and_then(|rest| rest.strip_suffix("/zones"))
+                    .and_then(name)
+                {
+                    Route::Zones(n)
                 } else {
                     Route::NotFound
                 }
@@ -130,6 +138,11 @@ mod tests {
             route("/api/streams/cam0/detections"),
             Route::Detections("cam0".into())
         );
+        assert_eq!(
+            route("/api/streams/cam0/zones"),
+            Route::Zones("cam0".into())
+        );
+        assert_eq!(route("/api/streams//zones"), Route::NotFound);
         assert_eq!(
             route("/api/streams/cam0/events"),
             Route::RecentEvents("cam0".into())

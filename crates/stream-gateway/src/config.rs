@@ -83,6 +83,11 @@ pub struct Config {
     /// first, one entry per event, without snapshots).
     #[arg(long, env = "GATEWAY_RECENT_EVENTS", default_value_t = 50)]
     pub recent_events: usize,
+    /// The cameras file with zones and masks (the detector's and the event
+    /// stage's, docs/events.md): the page draws them over the picture
+    /// (`/api/streams/{name}/zones`). Checked at start.
+    #[arg(long, env = "GATEWAY_CAMERAS")]
+    pub cameras: Option<std::path::PathBuf>,
     /// Most concurrent stream viewers; more get 503 with Retry-After.
     #[arg(long, env = "GATEWAY_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,

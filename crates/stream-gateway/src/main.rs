@@ -29,6 +29,7 @@ mod placeholder;
 mod receive;
 mod serve;
 mod streams;
+mod zones;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,7 +133,10 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let (fanout, inboxes) = serve::handover::Fanout::new(threads, streams.clone(), &metrics);
-    let app = serve::routes::App::new(&config, streams.clone(), metrics.clone());
+    let rules = stream_common::rules::load(config.cameras.as_deref())
+        .context("the cameras file (--cameras)")?;
+    let zones = Arc::new(zones::Zones::new(&rules));
+    let app = serve::routes::App::new(&config, streams.clone(), metrics.clone(), zones);
     let shared = Arc::new(serve::connection::Shared {
         admission: serve::admission::Admission::new(
             serve::admission::Policy {

@@ -58,6 +58,11 @@ impl Polygon {
         (points.len() >= 3).then_some(Polygon { points })
     }
 
+    /// Its corners, in fractions of the frame (for drawing it).
+    pub fn points(&self) -> &[(f32, f32)] {
+        &self.points
+    }
+
     /// Even-odd rule; a point on an edge may fall either way.
     pub fn contains(&self, (px, py): (f32, f32)) -> bool {
         let mut inside = false;

@@ -22,6 +22,7 @@ use crate::metrics::GatewayMetrics;
 use crate::part::timestamp_text;
 use crate::serve::response::{no_cache, no_stream, text};
 use crate::streams::{Stream, Streams};
+use crate::zones::Zones;
 
 const PAGE: &str = include_str!("page.html");
 
@@ -35,10 +36,16 @@ pub struct App {
     csp: Option<HeaderValue>,
     stale_after: Duration,
     detections_stale_after: Duration,
+    zones: Arc<Zones>,
 }
 
 impl App {
-    pub fn new(config: &Config, streams: Arc<Streams>, metrics: Arc<GatewayMetrics>) -> Self {
+    pub fn new(
+        config: &Config,
+        streams: Arc<Streams>,
+        metrics: Arc<GatewayMetrics>,
+        zones: Arc<Zones>,
+    ) -> Self {
         App {
             streams,
             metrics,
@@ -46,6 +53,7 @@ impl App {
             csp: HeaderValue::from_str(&csp_for(PAGE, &config.frame_ancestors.join(" "))).ok(),
             stale_after: config.stale_after,
             detections_stale_after: config.detections_stale_after,
+            zones,
         }
     }
 
@@ -72,6 +80,7 @@ impl App {
             Route::Streams => self.api_streams(),
             Route::Detections(name) => self.detections(&name),
             Route::RecentEvents(name) => self.recent_events(&name),
+            Route::Zones(name) => self.zones(&name),
             Route::Healthz => text(StatusCode::OK, "ok").map(Into::into),
             Route::Readyz => self.readyz(),
             Route::Metrics => {
@@ -186,6 +195,22 @@ impl App {
 
     /// A stream's recent events, newest first, prepared when they arrived;
     /// an empty list when there are none.
+    /// A camera's zones and masks: for a stream this gateway has or the
+    /// cameras file lists, else 404 like the other per-stream routes.
+    fn zones(&self, name: &str) -> Response {
+        if self.streams.get(name).is_none() && !self.zones.lists(name) {
+            return no_stream(Some(name)).map(Into::into);
+        }
+        let mut r = Response::new(self.zones.of(name).into());
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        no_cache(h);
+        r
+    }
+
     fn recent_events(&self, name: &str) -> Response {
         let Some(stream) = self.streams.get(name) else {
             return no_stream(Some(name)).map(Into::into);
