@@ -15,6 +15,7 @@ use stream_common::logging::LogArgs;
 use crate::store::Mode;
 
 frame_bus::bus_key_args!(BusKeyArgs, "RECORDER");
+stream_common::auth_args!(AuthArgs, "RECORDER");
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -88,18 +89,8 @@ pub struct Config {
     /// Largest JPEG accepted from the bus.
     #[arg(long, env = "RECORDER_MAX_FRAME_BYTES", default_value_t = frame_wire::DEFAULT_MAX_JPEG_BYTES)]
     pub max_frame_bytes: usize,
-    /// User name for HTTP Basic authentication (off unless set), as on the gateway.
-    #[arg(long, env = "RECORDER_AUTH_USER")]
-    pub auth_user: Option<String>,
-    /// Password for HTTP Basic authentication.
-    #[arg(long, env = "RECORDER_AUTH_PASSWORD", hide_env_values = true)]
-    pub auth_password: Option<String>,
-    /// File holding the Basic password (e.g. a Docker secret).
-    #[arg(long, env = "RECORDER_AUTH_PASSWORD_FILE")]
-    pub auth_password_file: Option<PathBuf>,
-    /// Token accepted as `Authorization: Bearer TOKEN` or `?token=TOKEN`.
-    #[arg(long, env = "RECORDER_AUTH_TOKEN", hide_env_values = true)]
-    pub auth_token: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Serve /metrics without authentication even when authentication is on.
     #[arg(long, env = "RECORDER_PUBLIC_METRICS")]
     pub public_metrics: bool,

@@ -48,13 +48,7 @@ fn main() -> std::process::ExitCode {
 
 async fn async_main(config: Config) -> anyhow::Result<()> {
     let choice = config.choice()?;
-    let auth = stream_common::access::Auth::new(
-        config.auth_user.clone(),
-        config.auth_password.clone(),
-        config.auth_password_file.as_deref(),
-        config.auth_token.clone(),
-    )
-    .context("authentication settings")?;
+    let auth = config.auth.auth().context("authentication settings")?;
     let access = Arc::new(access::Access::new(
         auth,
         stream_common::access::Origins::new(config.allow_origins.clone()),

@@ -12,6 +12,51 @@ use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
 
+/// Declares `pub struct $name` with the HTTP credential flags every
+/// service with an HTTP side takes (`--auth-user`, `--auth-password`,
+/// `--auth-password-file`, `--auth-token`; variables `$prefix_AUTH_USER`,
+/// …) and its `auth()`, for a clap config to flatten:
+///
+/// ```ignore
+/// stream_common::auth_args!(AuthArgs, "RECORDER");
+/// // in the clap Config: #[command(flatten)] pub auth: AuthArgs,
+/// ```
+// rustfmt re-indents attributes inside macro_rules! on every run.
+#[rustfmt::skip]
+#[macro_export]
+macro_rules! auth_args {
+    ($name:ident, $prefix:literal) => {
+        /// HTTP credentials: Basic (user and password) and/or a token.
+        #[derive(clap::Args, Debug, Clone, Default)]
+        pub struct $name {
+            /// User name for HTTP Basic authentication (off unless set).
+            #[arg(long, env = concat!($prefix, "_AUTH_USER"))]
+            pub auth_user: Option<String>,
+            /// Password for HTTP Basic authentication.
+            #[arg(long, env = concat!($prefix, "_AUTH_PASSWORD"), hide_env_values = true)]
+            pub auth_password: Option<String>,
+            /// File holding the Basic password (e.g. a Docker secret).
+            #[arg(long, env = concat!($prefix, "_AUTH_PASSWORD_FILE"))]
+            pub auth_password_file: Option<std::path::PathBuf>,
+            /// Token accepted as `Authorization: Bearer TOKEN` or `?token=TOKEN`.
+            #[arg(long, env = concat!($prefix, "_AUTH_TOKEN"), hide_env_values = true)]
+            pub auth_token: Option<String>,
+        }
+
+        impl $name {
+            /// The credentials these flags name (open when none is given).
+            pub fn auth(&self) -> Result<$crate::access::Auth, $crate::access::AuthConfigError> {
+                $crate::access::Auth::new(
+                    self.auth_user.clone(),
+                    self.auth_password.clone(),
+                    self.auth_password_file.as_deref(),
+                    self.auth_token.clone(),
+                )
+            }
+        }
+    };
+}
+
 /// The credentials a request must carry; none by default.
 #[derive(Clone, Default)]
 pub struct Auth {

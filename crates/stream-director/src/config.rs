@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 use stream_common::logging::LogArgs;
 
+stream_common::auth_args!(AuthArgs, "DIRECTOR");
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "stream-director",
@@ -67,20 +69,8 @@ pub struct Config {
     /// Runtime worker threads (the director does little: one is plenty).
     #[arg(long, env = "DIRECTOR_THREADS", default_value_t = 1)]
     pub threads: usize,
-    /// User name for HTTP Basic on the director's own `/director/*`
-    /// answers (they name the gateways' addresses); the same credentials as
-    /// the gateways' API, whose answers the gateways check themselves.
-    #[arg(long, env = "DIRECTOR_AUTH_USER")]
-    pub auth_user: Option<String>,
-    /// Password for `--auth-user`.
-    #[arg(long, env = "DIRECTOR_AUTH_PASSWORD", hide_env_values = true)]
-    pub auth_password: Option<String>,
-    /// File holding the password for `--auth-user`.
-    #[arg(long, env = "DIRECTOR_AUTH_PASSWORD_FILE")]
-    pub auth_password_file: Option<std::path::PathBuf>,
-    /// Token for `/director/*` (`Authorization: Bearer …` or `?token=…`).
-    #[arg(long, env = "DIRECTOR_AUTH_TOKEN", hide_env_values = true)]
-    pub auth_token: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Check this machine's running director (`/healthz`) and exit 0 or 1.
     #[arg(long)]
     pub healthcheck: bool,

@@ -48,13 +48,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         0 => Box::new(RoundRobin::default()),
         width => Box::new(Affinity::new(width)),
     };
-    let auth = stream_common::access::Auth::new(
-        config.auth_user.clone(),
-        config.auth_password.clone(),
-        config.auth_password_file.as_deref(),
-        config.auth_token.clone(),
-    )
-    .context("authentication settings")?;
+    let auth = config.auth.auth().context("authentication settings")?;
     let director = Arc::new(Director {
         auth,
         pool,

@@ -8,6 +8,7 @@ use clap::Parser;
 use stream_common::logging::LogArgs;
 
 frame_bus::bus_key_args!(BusKeyArgs, "GATEWAY");
+stream_common::auth_args!(AuthArgs, "GATEWAY");
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -120,18 +121,8 @@ pub struct Config {
     /// Serving threads, each with its own share of the viewers (0: one per CPU core).
     #[arg(long, env = "GATEWAY_THREADS", default_value_t = 0)]
     pub threads: usize,
-    /// User name for HTTP Basic authentication (off unless set).
-    #[arg(long, env = "GATEWAY_AUTH_USER")]
-    pub auth_user: Option<String>,
-    /// Password for HTTP Basic authentication.
-    #[arg(long, env = "GATEWAY_AUTH_PASSWORD", hide_env_values = true)]
-    pub auth_password: Option<String>,
-    /// File holding the Basic password (e.g. a Docker secret).
-    #[arg(long, env = "GATEWAY_AUTH_PASSWORD_FILE")]
-    pub auth_password_file: Option<String>,
-    /// Token accepted as `Authorization: Bearer TOKEN` or `?token=TOKEN`, for embedding streams.
-    #[arg(long, env = "GATEWAY_AUTH_TOKEN", hide_env_values = true)]
-    pub auth_token: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Serve /metrics without authentication even when authentication is on.
     #[arg(long, env = "GATEWAY_PUBLIC_METRICS")]
     pub public_metrics: bool,

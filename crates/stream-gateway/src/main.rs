@@ -110,16 +110,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     )));
 
-    let auth = stream_common::access::Auth::new(
-        config.auth_user.clone(),
-        config.auth_password.clone(),
-        config
-            .auth_password_file
-            .as_deref()
-            .map(std::path::Path::new),
-        config.auth_token.clone(),
-    )
-    .context("authentication settings")?;
+    let auth = config.auth.auth().context("authentication settings")?;
     warn_about_settings(&config, &auth);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
