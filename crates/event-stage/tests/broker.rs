@@ -226,7 +226,7 @@ async fn a_broker_killed_mid_event_gets_the_end_after_it_restarts() {
     .await;
     test_support::metrics::wait_metric(
         stack.stage.metrics,
-        "events_events_total",
+        "events_published_total",
         &["phase=\"end\""],
         1.0,
         Duration::from_secs(30),
@@ -378,7 +378,7 @@ async fn a_broker_hung_for_a_minute_slows_nothing_and_loses_no_end() {
     }
     let events_during = stack
         .stage
-        .metric("events_events_total", &["phase=\"start\""])
+        .metric("events_published_total", &["phase=\"start\""])
         .await;
     let dropped = stack.stage.metric("events_mqtt_dropped_total", &[]).await;
     let resumed_at = watch.seen().len();
