@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::free_port;
 use crate::process::Proc;
 
 /// Where scripts/model.sh leaves the model (the detector's default
@@ -131,25 +130,16 @@ impl Detector {
     /// Starts the detector with the prepared model, subscribed to
     /// `producers`, with `extra` flags after its own.
     pub fn start(producers: &[&str], extra: &[&str]) -> Detector {
-        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let metrics_s = metrics.to_string();
         let model = model_path();
         let model_s = model.to_string_lossy().into_owned();
-        let mut args = vec![
-            "--bind",
-            endpoint.as_str(),
-            "--metrics-listen",
-            metrics_s.as_str(),
-            "--model",
-            model_s.as_str(),
-        ];
+        let mut args = vec!["--model", model_s.as_str()];
         for p in producers {
             args.extend(["--producer", p]);
         }
         args.extend_from_slice(extra);
+        let (proc, endpoint, metrics) = crate::process::start_on_bus("object-detector", &args);
         Detector {
-            proc: Proc::start("object-detector", &args, &[]),
+            proc,
             endpoint,
             metrics,
         }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use crate::free_port;
 use crate::process::Proc;
 
 pub struct EventStage {
@@ -17,15 +16,7 @@ impl EventStage {
     /// Starts the stage following `detectors` (detections) and `producers`
     /// (snapshot frames), with `extra` flags after its own.
     pub fn start(detectors: &[&str], producers: &[&str], extra: &[&str]) -> EventStage {
-        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let metrics_s = metrics.to_string();
-        let mut args = vec![
-            "--bind",
-            endpoint.as_str(),
-            "--metrics-listen",
-            metrics_s.as_str(),
-        ];
+        let mut args = Vec::new();
         for d in detectors {
             args.extend(["--detector", d]);
         }
@@ -33,8 +24,9 @@ impl EventStage {
             args.extend(["--producer", p]);
         }
         args.extend_from_slice(extra);
+        let (proc, endpoint, metrics) = crate::process::start_on_bus("event-stage", &args);
         EventStage {
-            proc: Proc::start("event-stage", &args, &[]),
+            proc,
             endpoint,
             metrics,
         }

@@ -130,3 +130,21 @@ impl Drop for Proc {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// A service that publishes on the bus (producer, detector, event stage),
+/// started with `--bind` on a free loopback endpoint and `--metrics-listen`
+/// on a free port before `args`: the process, its endpoint and its metrics
+/// address.
+pub fn start_on_bus(bin: &str, args: &[&str]) -> (Proc, String, std::net::SocketAddr) {
+    let endpoint = format!("tcp://127.0.0.1:{}", crate::free_port());
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+    let metrics_s = metrics.to_string();
+    let mut all = vec![
+        "--bind",
+        endpoint.as_str(),
+        "--metrics-listen",
+        metrics_s.as_str(),
+    ];
+    all.extend_from_slice(args);
+    (Proc::start(bin, &all, &[]), endpoint, metrics)
+}

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use crate::free_port;
 use crate::process::Proc;
 
 pub struct Producer {
@@ -16,18 +15,9 @@ pub struct Producer {
 impl Producer {
     /// Starts the producer with `extra` flags after its bind and metrics flags.
     pub fn start(extra: &[&str]) -> Producer {
-        let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let metrics_s = metrics.to_string();
-        let mut args = vec![
-            "--bind",
-            endpoint.as_str(),
-            "--metrics-listen",
-            metrics_s.as_str(),
-        ];
-        args.extend_from_slice(extra);
+        let (proc, endpoint, metrics) = crate::process::start_on_bus("frame-producer", extra);
         Producer {
-            proc: Proc::start("frame-producer", &args, &[]),
+            proc,
             endpoint,
             metrics,
         }
