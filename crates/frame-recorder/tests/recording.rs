@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use test_support::http::{self, MjpegReader};
+use test_support::media::{decodes_cleanly, probe as ffprobe};
 use test_support::producer::Producer;
 use test_support::recorder::Recorder;
 use test_support::wait_for;
@@ -76,43 +77,6 @@ async fn playback(
     }
     let wall_fps = (n - 1) as f64 / start.elapsed().as_secs_f64();
     (first_after, wall_fps, stamps)
-}
-
-fn ffprobe(path: &Path) -> (f64, u64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "format=duration:stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe (apt install ffmpeg)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let frames = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
-    let duration = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
-    (duration, frames)
-}
-
-/// ffmpeg decodes every frame of the file without one error.
-fn decodes_cleanly(path: &Path) -> Result<(), String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-xerror", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() && err.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(err)
-    }
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
