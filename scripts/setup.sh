@@ -75,6 +75,13 @@ if [ "$BUILD_ONLY" = 0 ] && ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO
   cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
+# cargo-nextest runs the tests (scripts/test.sh, .config/nextest.toml).
+NEXTEST_VERSION=0.9.143
+if [ "$BUILD_ONLY" = 0 ] && ! cargo nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then
+  echo "setup: installing cargo-nextest $NEXTEST_VERSION"
+  cargo install --quiet --locked cargo-nextest --version "$NEXTEST_VERSION"
+fi
+
 if [ "$BUILD_ONLY" = 0 ] && ! python3 -c 'import zmq' 2>/dev/null; then
   echo "setup: installing Python packages: ${PIP_PACKAGES[*]}"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${PIP_PACKAGES[@]}"

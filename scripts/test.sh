@@ -34,8 +34,10 @@ if [ -n "$base_pid" ]; then
 fi
 phase "Python: the benchmarks' wire module against bytes from the Rust encoder"
 (cd scripts && python3 -m unittest -q benchkit.test_wire)
-phase "cargo test"
-cargo test --workspace --all-features --quiet -- --test-threads=2
+phase "cargo nextest (tests of every crate side by side; .config/nextest.toml)"
+cargo nextest run --workspace --all-features --no-tests=warn
+phase "doc tests"
+cargo test --workspace --all-features --doc --quiet
 phase "fuzz: every target in fuzz/ for 20 s (scripts/fuzz.sh)"
 scripts/fuzz.sh 20
 phase "benchmark smoke run (scripts/bench.sh --smoke)"

@@ -34,18 +34,90 @@ use std::time::{Duration, Instant};
 pub fn free_port() -> u16 {
     // The kernel may hand the same port to two binds in a row once the first
     // listener is closed (seen: a producer's and a gateway's port collided),
-    // so never give out a port twice in one test process.
+    // so never give out a port twice: not in this process, and not in any
+    // other test process of the run (nextest runs each test in its own), by
+    // way of a shared, locked list of recently given ports.
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shared = SharedPorts::open();
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("no free loopback port");
-        if !given.contains(&port) {
+        if !given.contains(&port) && shared.claim(port) {
             given.push(port);
             return port;
         }
+    }
+}
+
+/// Ports given out by every test process on this machine in the last
+/// [`SharedPorts::KEEP`] seconds: one line `port unix_secs` each, in a file
+/// held under an exclusive lock while it is read and extended.
+struct SharedPorts {
+    file: Option<std::fs::File>,
+    recent: Vec<u16>,
+}
+
+impl SharedPorts {
+    const KEEP: u64 = 600;
+
+    fn open() -> SharedPorts {
+        use std::io::Read;
+        let path = std::env::temp_dir().join("test-support-free-ports");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .ok()
+            .filter(|f| f.lock().is_ok());
+        let mut text = String::new();
+        if let Some(mut f) = file.as_ref() {
+            let _ = f.read_to_string(&mut text);
+        }
+        let now = stream_common::unix_now_ns() / 1_000_000_000;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.split_once(' ')
+                    .and_then(|(_, at)| at.parse::<u64>().ok())
+                    .is_some_and(|at| now.saturating_sub(at) < Self::KEEP)
+            })
+            .collect();
+        let recent = kept
+            .iter()
+            .filter_map(|l| l.split_once(' ')?.0.parse().ok())
+            .collect();
+        // Forget what is too old to matter, now and then.
+        if let Some(mut f) = file.as_ref()
+            && text.len() > 64 * 1024
+            && f.set_len(0).is_ok()
+        {
+            use std::io::Write;
+            let _ = f.write_all(
+                kept.iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+                    .as_bytes(),
+            );
+        }
+        SharedPorts { file, recent }
+    }
+
+    /// True (and recorded) when no test process was given `port` lately.
+    fn claim(&mut self, port: u16) -> bool {
+        use std::io::Write;
+        if self.recent.contains(&port) {
+            return false;
+        }
+        self.recent.push(port);
+        if let Some(f) = self.file.as_mut() {
+            let now = stream_common::unix_now_ns() / 1_000_000_000;
+            let _ = writeln!(f, "{port} {now}");
+        }
+        true
     }
 }
 
