@@ -160,6 +160,10 @@ pub struct Config {
     /// Seconds between checks of the certificate and key files for changes.
     #[arg(long, env = "GATEWAY_TLS_RELOAD_EVERY", default_value = "5", value_parser = parse_secs)]
     pub tls_reload_every: Duration,
+    /// Kernel TLS: `auto` hands streaming viewers' sending keys to the
+    /// kernel where it offers TLS (`tls` in tcp_available_ulp), `off` never.
+    #[arg(long, env = "GATEWAY_TLS_KERNEL", value_enum, default_value = "auto")]
+    pub tls_kernel: crate::serve::ktls::KernelTlsMode,
     #[command(flatten)]
     pub log: LogArgs,
 }

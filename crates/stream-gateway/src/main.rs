@@ -114,8 +114,13 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
     warn_about_settings(&config, &auth);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = serve::tls::Tls::new(cert.clone(), key.clone(), &metrics.registry)
-                .context("TLS certificate and key")?;
+            let tls = serve::tls::Tls::new(
+                cert.clone(),
+                key.clone(),
+                config.tls_kernel,
+                &metrics.registry,
+            )
+            .context("TLS certificate and key")?;
             tasks.push(tokio::spawn(
                 tls.clone().watch(config.tls_reload_every, shutdown.clone()),
             ));

@@ -25,6 +25,7 @@ use crate::metrics::GatewayMetrics;
 use crate::serve::admission::{Admission, Decision};
 use crate::serve::handover::Fanout;
 use crate::serve::head::{Head, HeadBudget, HeadError, HeadReader};
+use crate::serve::ktls::KernelTls;
 use crate::serve::response::{self, Common, text};
 use crate::serve::tls::{Accepted, Tls};
 use crate::serve::websocket;
@@ -43,6 +44,13 @@ pub struct Shared {
     pub write_timeout: Duration,
     /// HTTPS on this port (`tls.rs`), or plain HTTP.
     pub tls: Option<Arc<Tls>>,
+}
+
+impl Shared {
+    /// Kernel TLS for streaming viewers, where HTTPS is on and the kernel offers it.
+    fn kernel_tls(&self) -> Option<&KernelTls> {
+        self.tls.as_deref().and_then(Tls::kernel)
+    }
 }
 
 /// Counts a connection in `gateway_connections` until it is answered, closed
@@ -102,11 +110,17 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard:
         let head_only = head.method == Method::HEAD;
         let reply = match shared.admission.decide(&head) {
             Decision::Stream(viewer) => {
+                let Some(socket) = socket.for_streaming(shared.kernel_tls()) else {
+                    return;
+                };
                 let bytes = response::stream_head(&common, true);
                 shared.fanout.join(shard, socket, bytes, viewer);
                 return;
             }
             Decision::Events(viewer) => {
+                let Some(socket) = socket.for_streaming(shared.kernel_tls()) else {
+                    return;
+                };
                 let bytes = response::events_head(&common);
                 shared.fanout.join_events(shard, socket, bytes, viewer);
                 return;

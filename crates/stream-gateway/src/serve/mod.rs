@@ -8,13 +8,15 @@
 //! writer every viewer is served by) writes it every frame; the page's
 //! `websocket` client shares its socket with its streams' writers through
 //! `wsconn`. `response` writes every response head; `page.html` is the
-//! viewer page. `tls` runs HTTPS handshakes and `wire` carries a
+//! viewer page. `tls` runs HTTPS handshakes (`ktls` moves streaming
+//! sessions into the kernel where it can) and `wire` carries a
 //! connection's bytes, plain or TLS, for all of the above.
 
 pub mod admission;
 pub mod connection;
 pub mod handover;
 pub mod head;
+pub mod ktls;
 pub mod response;
 pub mod routes;
 pub mod seats;

@@ -14,8 +14,8 @@
 //! ones keep theirs; a pair that does not load or does not match is refused
 //! with one log line and the old one kept.
 //!
-//! Kernel TLS: whether the kernel offers it is detected and logged; the
-//! offload itself is not implemented, records are encrypted in user space.
+//! Kernel TLS (`ktls.rs`): where the kernel offers it, streaming viewers'
+//! sessions move their sending side into the kernel after the request.
 //!
 //! The crypto provider is ring: it builds with a C compiler alone, while
 //! aws-lc-rs needs cmake and a much longer build.
@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::serve::head::HeadBudget;
+use crate::serve::ktls::{KernelTls, KernelTlsMode};
 use crate::serve::wire::{Wire, flush_tls, read_tls};
 
 /// Budget bytes an unfinished handshake holds besides what it has received.
@@ -93,6 +94,7 @@ pub struct Tls {
     key: PathBuf,
     failures: IntCounterVec,
     log: Mutex<LogEvery>,
+    kernel: Option<KernelTls>,
 }
 
 /// How a connection on the TLS port came out of its first bytes.
@@ -106,7 +108,12 @@ pub enum Accepted {
 impl Tls {
     /// Loads the pair (a start-up error when it does not load) and registers
     /// the failure counter.
-    pub fn new(cert: PathBuf, key: PathBuf, registry: &Registry) -> anyhow::Result<Arc<Tls>> {
+    pub fn new(
+        cert: PathBuf,
+        key: PathBuf,
+        kernel: KernelTlsMode,
+        registry: &Registry,
+    ) -> anyhow::Result<Arc<Tls>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certified = load(&cert, &key, &provider)?;
         let current = Arc::new(Current(RwLock::new(Arc::new(certified))));
@@ -116,6 +123,9 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let kernel = KernelTls::new(kernel, registry)?;
+        // The keys leave rustls only for the kernel, and only then.
+        config.enable_secret_extraction = kernel.is_some();
         let failures = IntCounterVec::new(
             Opts::new(
                 "tls_handshake_failures_total",
@@ -124,7 +134,6 @@ impl Tls {
             &["reason"],
         )?;
         registry.register(Box::new(failures.clone()))?;
-        log_kernel_tls();
         Ok(Arc::new(Tls {
             config: Arc::new(config),
             current,
@@ -133,7 +142,13 @@ impl Tls {
             key,
             failures,
             log: Mutex::new(LogEvery::new(Duration::from_secs(1))),
+            kernel,
         }))
+    }
+
+    /// Kernel TLS for streaming viewers, where the kernel offers it.
+    pub fn kernel(&self) -> Option<&KernelTls> {
+        self.kernel.as_ref()
     }
 
     /// Runs the handshake of a new connection within `deadline`.
@@ -262,14 +277,4 @@ fn reason(e: &Error) -> &'static str {
         Error::NoApplicationProtocol => "no_alpn",
         _ => "other",
     }
-}
-
-/// Says whether the kernel could encrypt (kernel TLS); it is not used.
-fn log_kernel_tls() {
-    let ulp = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
-    let available = ulp.split_whitespace().any(|u| u == "tls");
-    tracing::info!(
-        kernel_tls_available = available,
-        "TLS records are encrypted in user space (kernel TLS offload is not implemented)"
-    );
 }

@@ -16,6 +16,10 @@
 //! queued per viewer) and written; a viewer whose socket is full finishes
 //! those records before it is given the newest part, so it skips frames the
 //! same way a plain viewer does.
+//!
+//! A streaming viewer's TLS session may instead move its sending side into
+//! the kernel (`ktls.rs`): then it is a [`Wire::Kernel`], written like a
+//! plain socket, the kernel making the records.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::{Mutex, MutexGuard};
@@ -23,6 +27,8 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use rustls::ServerConnection;
 use tokio::net::TcpStream;
+
+use crate::serve::ktls::{KernelTls, Offload};
 
 /// How a non-blocking write went.
 pub enum Wrote {
@@ -38,6 +44,9 @@ pub enum Wrote {
 pub enum Wire {
     Plain(TcpStream),
     Tls(Box<TlsWire>),
+    /// TLS whose records the kernel makes (`ktls.rs`); what the peer sends
+    /// is read as it comes, undecrypted, only to be drained.
+    Kernel(TcpStream),
 }
 
 /// A TLS session and its socket; the handshake is done.
@@ -56,6 +65,7 @@ struct Session {
 pub enum StdWire {
     Plain(std::net::TcpStream),
     Tls(std::net::TcpStream, Box<ServerConnection>),
+    Kernel(std::net::TcpStream),
 }
 
 impl StdWire {
@@ -64,6 +74,7 @@ impl StdWire {
         Ok(match self {
             StdWire::Plain(s) => Wire::Plain(TcpStream::from_std(s)?),
             StdWire::Tls(s, conn) => Wire::tls(TcpStream::from_std(s)?, *conn),
+            StdWire::Kernel(s) => Wire::Kernel(TcpStream::from_std(s)?),
         })
     }
 }
@@ -130,10 +141,37 @@ impl Wire {
         }))
     }
 
+    /// A connection about to stream: a TLS session's sending side moves
+    /// into the kernel where `kernel` can take it (`ktls.rs`); `None` when
+    /// the session broke on the way.
+    pub fn for_streaming(self, kernel: Option<&KernelTls>) -> Option<Wire> {
+        let (Wire::Tls(t), Some(kernel)) = (&self, kernel) else {
+            return Some(self);
+        };
+        if t.lock().plaintext > 0 {
+            // It sent more than its request: not worth the care; stay.
+            return Some(self);
+        }
+        let Wire::Tls(t) = self else { return None };
+        let t = *t;
+        let session = t.session.into_inner().unwrap_or_else(|e| e.into_inner());
+        match kernel.offload(&t.tcp, Box::new(session.conn)) {
+            Offload::Done => Some(Wire::Kernel(t.tcp)),
+            Offload::Kept(conn, _) => Some(Wire::Tls(Box::new(TlsWire {
+                tcp: t.tcp,
+                session: Mutex::new(Session {
+                    conn: *conn,
+                    plaintext: session.plaintext,
+                }),
+            }))),
+            Offload::Broken => None,
+        }
+    }
+
     /// The TCP socket under it.
     pub fn tcp(&self) -> &TcpStream {
         match self {
-            Wire::Plain(s) => s,
+            Wire::Plain(s) | Wire::Kernel(s) => s,
             Wire::Tls(t) => &t.tcp,
         }
     }
@@ -156,7 +194,7 @@ impl Wire {
     /// Reads what is there without waiting; `Ok(0)` at the peer's end.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Wire::Plain(s) => s.try_read(buf),
+            Wire::Plain(s) | Wire::Kernel(s) => s.try_read(buf),
             Wire::Tls(t) => t.try_read(buf),
         }
     }
@@ -165,7 +203,7 @@ impl Wire {
     /// once its earlier records are written (`WouldBlock` until then).
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Wire::Plain(s) => s.try_write(buf),
+            Wire::Plain(s) | Wire::Kernel(s) => s.try_write(buf),
             Wire::Tls(t) => {
                 let mut s = t.lock();
                 if !flush_tls(&mut s.conn, &t.tcp)? {
@@ -182,7 +220,7 @@ impl Wire {
     /// far it got), as far as the socket takes it now.
     pub fn send(&self, pending: &mut Option<(Bytes, usize)>) -> Wrote {
         match self {
-            Wire::Plain(socket) => {
+            Wire::Plain(socket) | Wire::Kernel(socket) => {
                 let Some((buf, mut off)) = pending.take() else {
                     return Wrote::Done;
                 };
@@ -266,6 +304,7 @@ impl Wire {
     pub fn into_std(self) -> io::Result<StdWire> {
         Ok(match self {
             Wire::Plain(s) => StdWire::Plain(s.into_std()?),
+            Wire::Kernel(s) => StdWire::Kernel(s.into_std()?),
             Wire::Tls(t) => {
                 let t = *t;
                 let session = t.session.into_inner().unwrap_or_else(|e| e.into_inner());
