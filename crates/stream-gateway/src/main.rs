@@ -157,7 +157,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (--redirect-http)"))?;
         tracing::info!(listen = %addr, "redirecting plain HTTP to HTTPS");
-        tasks.push(tokio::spawn(serve::tls::redirect_http(
+        tasks.push(tokio::spawn(serve::server::redirect_http(
             plain,
             shared.clone(),
             shutdown.clone(),
