@@ -194,7 +194,7 @@ async fn an_https_director_sends_viewers_to_https_gateways() {
 async fn the_director_rotates_its_certificate_and_counts_bad_input() {
     let ca = TestCa::new();
     let mut flags = tls_flags(&ca);
-    flags.extend(["--header-timeout".into(), "1".into()]);
+    flags.extend(["--header-timeout", "1", "--max-pending-handshakes", "2"].map(String::from));
     let nowhere = format!("127.0.0.1:{}", free_port());
     let director = Director::start(&nowhere, &strs(&flags));
     let d = director.addr;
@@ -273,6 +273,35 @@ async fn the_director_rotates_its_certificate_and_counts_bad_input() {
     wait_failures(&ca, d, "bad_message", 1.0).await;
     wait_failures(&ca, d, "timeout", 2.0).await;
     drop((stalled, stalled2));
+    // Handshakes beyond --max-pending-handshakes are refused at once.
+    let held = std::sync::Mutex::new(Vec::new());
+    wait_for(
+        "a handshake refused as busy",
+        Duration::from_secs(20),
+        || {
+            let ca = &ca;
+            let started = async {
+                let mut s = TcpStream::connect(d).await.ok()?;
+                s.write_all(&[0x16, 0x03, 0x01]).await.ok()?;
+                Some(s)
+            };
+            let held = &held;
+            async move {
+                if let Some(s) = started.await {
+                    held.lock().expect("lock").push(s);
+                }
+                let text = https(ca, d, "/director/metrics").await.ok()?.text();
+                let busy = metric_value(
+                    &text,
+                    "director_tls_handshake_failures_total",
+                    &["reason=\"busy\""],
+                );
+                (busy >= 1.0).then_some(())
+            }
+        },
+    )
+    .await;
+    drop(held);
     // And it serves on.
     let r = https(&ca, d, "/healthz").await.expect("healthz");
     assert_eq!(r.head.status, 200);
