@@ -15,6 +15,9 @@ use stream_director::upstream::Upstream;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if config.healthcheck && config.tls_cert.is_some() {
+        return stream_common::tls::health::exit_code(config.listen);
+    }
     stream_common::service::main(
         stream_common::service::Service {
             name: "stream-director",

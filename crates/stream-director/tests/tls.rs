@@ -194,7 +194,7 @@ async fn an_https_director_sends_viewers_to_https_gateways() {
 async fn the_director_rotates_its_certificate_and_counts_bad_input() {
     let ca = TestCa::new();
     let mut flags = tls_flags(&ca);
-    flags.extend(["--header-timeout", "1", "--max-pending-handshakes", "2"].map(String::from));
+    flags.extend(["--header-timeout".into(), "1".into()]);
     let nowhere = format!("127.0.0.1:{}", free_port());
     let director = Director::start(&nowhere, &strs(&flags));
     let d = director.addr;
@@ -273,38 +273,59 @@ async fn the_director_rotates_its_certificate_and_counts_bad_input() {
     wait_failures(&ca, d, "bad_message", 1.0).await;
     wait_failures(&ca, d, "timeout", 2.0).await;
     drop((stalled, stalled2));
-    // Handshakes beyond --max-pending-handshakes are refused at once.
-    let held = std::sync::Mutex::new(Vec::new());
+    // And it serves on; its --healthcheck speaks TLS to it.
+    let r = https(&ca, d, "/healthz").await.expect("healthz");
+    assert_eq!(r.head.status, 200);
+    let listen = d.to_string();
+    let check = |listen: &str| {
+        std::process::Command::new(test_support::process::bin_path("stream-director"))
+            .args(["--healthcheck", "--listen", listen])
+            .args(["--tls-cert", "unused.pem", "--tls-key", "unused.pem"])
+            .status()
+            .expect("stream-director --healthcheck")
+    };
+    assert!(check(&listen).success());
+    assert!(!check(&format!("127.0.0.1:{}", free_port())).success());
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_limit_are_refused_at_once() {
+    let ca = TestCa::new();
+    let mut flags = tls_flags(&ca);
+    flags.extend(["--max-pending-handshakes".into(), "2".into()]);
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let director = Director::start(&nowhere, &strs(&flags));
+    let d = director.addr;
     wait_for(
-        "a handshake refused as busy",
+        "the director over HTTPS",
         Duration::from_secs(20),
-        || {
-            let ca = &ca;
-            let started = async {
-                let mut s = TcpStream::connect(d).await.ok()?;
-                s.write_all(&[0x16, 0x03, 0x01]).await.ok()?;
-                Some(s)
-            };
-            let held = &held;
-            async move {
-                if let Some(s) = started.await {
-                    held.lock().expect("lock").push(s);
-                }
-                let text = https(ca, d, "/director/metrics").await.ok()?.text();
-                let busy = metric_value(
-                    &text,
-                    "director_tls_handshake_failures_total",
-                    &["reason=\"busy\""],
-                );
-                (busy >= 1.0).then_some(())
-            }
+        || async {
+            let r = https(&ca, d, "/healthz").await.ok()?;
+            (r.head.status == 200).then_some(())
+        },
+    )
+    .await;
+    let started = || async move {
+        let mut s = TcpStream::connect(d).await.expect("connect");
+        s.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+        s
+    };
+    // Two handshakes left unfinished hold both places (for the default
+    // ten-second header timeout); a third is closed at once.
+    let held = (started().await, started().await);
+    wait_for(
+        "a third handshake closed at once",
+        Duration::from_secs(20),
+        || async {
+            let mut third = started().await;
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte));
+            matches!(read.await, Ok(Ok(0) | Err(_))).then_some(())
         },
     )
     .await;
     drop(held);
-    // And it serves on.
-    let r = https(&ca, d, "/healthz").await.expect("healthz");
-    assert_eq!(r.head.status, 200);
+    wait_failures(&ca, d, "busy", 1.0).await;
 }
 
 /// Waits until the director has counted `at_least` handshake failures for `reason`.

@@ -42,6 +42,9 @@ use crate::config::Config;
 fn main() -> std::process::ExitCode {
     // clap exits with code 2 and a clear message on a bad flag value.
     let config = Config::parse();
+    if config.healthcheck && config.tls_cert.is_some() {
+        return stream_common::tls::health::exit_code(config.listen);
+    }
     let service = stream_common::service::Service {
         name: "stream-gateway",
         log: &config.log,

@@ -127,6 +127,14 @@ async fn plain_http_is_redirected_and_https_answers_carry_hsts() {
         .next_frame_within(Duration::from_secs(10))
         .await
         .expect("still streaming");
+    // --healthcheck speaks TLS to a gateway serving HTTPS.
+    let listen = addr.to_string();
+    let status = std::process::Command::new(test_support::process::bin_path("stream-gateway"))
+        .args(["--healthcheck", "--listen", &listen, "--tls-cert", &cert])
+        .args(["--tls-key", &key])
+        .status()
+        .expect("stream-gateway --healthcheck");
+    assert!(status.success());
 }
 
 #[tokio::test]
