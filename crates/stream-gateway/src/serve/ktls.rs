@@ -79,7 +79,7 @@ pub enum Offload {
 
 impl KernelTls {
     /// `None` when off, or when the kernel does not offer TLS; says which.
-    pub fn new(mode: KernelTlsMode, registry: &Registry) -> anyhow::Result<Option<KernelTls>> {
+    pub fn new(mode: KernelTlsMode, registry: &Registry) -> prometheus::Result<Option<KernelTls>> {
         if mode == KernelTlsMode::Off {
             tracing::info!("TLS records are encrypted in user space (--tls-kernel off)");
             return Ok(None);
