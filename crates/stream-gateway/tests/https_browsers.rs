@@ -3,7 +3,8 @@
 //! browser is made to trust the way it takes one (an NSS database for
 //! Chromium and Firefox, WebKit's accepted certificates), never by ignoring
 //! certificate errors: the wall runs live over `wss:`, and `/stream/cam0`
-//! plays in an `<img>`. A browser that does not trust the CA gets nothing.
+//! plays in an `<img>`. Each browser without that trust refuses the
+//! certificate (the handshake fails, no page runs).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,7 +29,10 @@ impl Site {
     async fn start() -> Site {
         let producer = Producer::start(&["--fps", "10", "--size", "320x240", "--stream", "cam0"]);
         let ca = TestCa::new();
-        let (cert, key) = (ca.cert().display().to_string(), ca.key().display().to_string());
+        let (cert, key) = (
+            ca.cert().display().to_string(),
+            ca.key().display().to_string(),
+        );
         let gateway = Gateway::start(
             &[producer.endpoint.as_str()],
             &["--tls-cert", &cert, "--tls-key", &key, "--stale-after", "2"],
@@ -104,7 +108,9 @@ async fn page_over_https(kind: BrowserKind) {
         .await
         .expect("browser");
     let name = kind.name();
-    b.goto(&site.url("/")).await.expect("open the page over HTTPS");
+    b.goto(&site.url("/"))
+        .await
+        .expect("open the page over HTTPS");
     let scheme = eval(&b, "return location.protocol;").await;
     assert_eq!(scheme, Some(Value::from("https:")), "{name}: page scheme");
 
@@ -137,7 +143,9 @@ async fn page_over_https(kind: BrowserKind) {
     wait_for(
         &format!("{name}: one viewer of cam0"),
         Duration::from_secs(10),
-        || async { (site.metric("gateway_viewers", &["stream=\"cam0\""]).await == 1.0).then_some(()) },
+        || async {
+            (site.metric("gateway_viewers", &["stream=\"cam0\""]).await == 1.0).then_some(())
+        },
     )
     .await;
 
@@ -166,7 +174,9 @@ async fn page_over_https(kind: BrowserKind) {
     wait_for(
         &format!("{name}: two viewers of cam0 (wss: and the img)"),
         Duration::from_secs(10),
-        || async { (site.metric("gateway_viewers", &["stream=\"cam0\""]).await == 2.0).then_some(()) },
+        || async {
+            (site.metric("gateway_viewers", &["stream=\"cam0\""]).await == 2.0).then_some(())
+        },
     )
     .await;
     let failures = site
@@ -190,20 +200,18 @@ async fn webkit_loads_the_page_over_https_from_a_trusted_certificate() {
     page_over_https(BrowserKind::WebKit).await;
 }
 
-/// The same Chromium without the CA: the handshake fails (the browser
+/// The same browser without the trust: the handshake fails (the browser
 /// rejects the certificate), no page, no viewer. So the trust installed
 /// above is what makes the other tests work.
-#[tokio::test]
-async fn chromium_without_the_ca_refuses_the_certificate() {
+async fn refused_without_trust(kind: BrowserKind) {
     let site = Site::start().await;
-    let b = Browser::launch_kind(BrowserKind::Chromium)
-        .await
-        .expect("browser");
-    // Chromedriver answers with an error page or an "insecure certificate"
-    // error, depending on version; either way the page must not run.
+    let b = Browser::launch_kind(kind).await.expect("browser");
+    let name = kind.name();
+    // Drivers answer with an error page or an "insecure certificate" error;
+    // either way the page must not run.
     let _ = b.goto(&site.url("/")).await;
     wait_for(
-        "the browser's handshake to fail",
+        &format!("{name}: the browser's handshake to fail"),
         Duration::from_secs(20),
         || async {
             (site
@@ -215,10 +223,25 @@ async fn chromium_without_the_ca_refuses_the_certificate() {
     )
     .await;
     let viewer = b.eval("return typeof window.viewer;").await.ok();
-    assert_ne!(viewer, Some(Value::from("object")), "the page ran");
+    assert_ne!(viewer, Some(Value::from("object")), "{name}: the page ran");
     assert_eq!(
         site.metric("gateway_viewers_total", &[]).await,
         0.0,
-        "a viewer without trust"
+        "{name}: a viewer without trust"
     );
+}
+
+#[tokio::test]
+async fn chromium_without_the_ca_refuses_the_certificate() {
+    refused_without_trust(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_without_the_ca_refuses_the_certificate() {
+    refused_without_trust(BrowserKind::Firefox).await;
+}
+
+#[tokio::test]
+async fn webkit_without_the_certificate_refuses_it() {
+    refused_without_trust(BrowserKind::WebKit).await;
 }
