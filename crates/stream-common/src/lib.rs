@@ -22,6 +22,7 @@ pub mod rules;
 pub mod service;
 pub mod shutdown;
 pub mod status;
+pub mod tls;
 
 /// Nanoseconds since the Unix epoch, the unit of `FrameHeader::capture_ts_ns`.
 pub fn unix_now_ns() -> u64 {

@@ -91,6 +91,7 @@ mod tests {
     fn gw(port: u16) -> Gateway {
         Gateway {
             addr: ([10, 0, 0, 1], port).into(),
+            host: "10.0.0.1".into(),
             instance: None,
             ready: true,
         }

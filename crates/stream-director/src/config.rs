@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,13 +39,10 @@ pub struct Config {
     /// `{ip}` and `{port}`: the address the director checked; `{host}`: the
     /// host name the viewer used to reach the director, if --public-hosts lists it; `{instance}`: the
     /// gateway's `X-Gateway-Instance` (set `GATEWAY_INSTANCE_ID` to a node's
-    /// public name on Swarm or Kubernetes).
-    #[arg(
-        long,
-        env = "DIRECTOR_PUBLIC_URL",
-        default_value = "http://{ip}:{port}"
-    )]
-    pub public_url: String,
+    /// public name on Swarm or Kubernetes). Default `http://{ip}:{port}`, or
+    /// `https://{ip}:{port}` when the gateways serve HTTPS (`--gateway-ca`).
+    #[arg(long, env = "DIRECTOR_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// The host names `{host}` may take (comma list): the `Host` a viewer
     /// sent is used only when it is one of these, else the first of them;
     /// with none listed `{host}` is `{ip}`. A viewer's `Host` header alone
@@ -71,11 +69,47 @@ pub struct Config {
     pub threads: usize,
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Serve HTTPS with this PEM certificate chain (server certificate
+    /// first); re-read when it changes. Needs `--tls-key`.
+    #[arg(long, env = "DIRECTOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "DIRECTOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between checks of the certificate and key files for changes.
+    #[arg(long, env = "DIRECTOR_TLS_RELOAD_EVERY", default_value = "5", value_parser = parse_secs)]
+    pub tls_reload_every: Duration,
+    /// Also listen for plain HTTP here and answer every request with a `308`
+    /// to the same path on `https://` (the `Host` asked for, the port of
+    /// `--listen`). Plain HTTP on the TLS port is then redirected too.
+    #[arg(long, env = "DIRECTOR_REDIRECT_HTTP", requires = "tls_cert")]
+    pub redirect_http: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=SECS` on every HTTPS response
+    /// of the director, relayed ones included; 0: off.
+    #[arg(long, env = "DIRECTOR_HSTS", default_value_t = 0)]
+    pub hsts: u64,
+    /// The gateways serve HTTPS, with certificates issued by the CA(s) in
+    /// this PEM file: health checks and relayed requests speak TLS to them
+    /// (checked against the names in `--gateways`), and redirects point at
+    /// `https://` unless `--public-url` says otherwise.
+    #[arg(long, env = "DIRECTOR_GATEWAY_CA")]
+    pub gateway_ca: Option<PathBuf>,
     /// Check this machine's running director (`/healthz`) and exit 0 or 1.
     #[arg(long)]
     pub healthcheck: bool,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl Config {
+    /// The `--public-url` template, or its default for the gateways' scheme.
+    pub fn public_url(&self) -> String {
+        match (&self.public_url, &self.gateway_ca) {
+            (Some(url), _) => url.clone(),
+            (None, Some(_)) => "https://{ip}:{port}".into(),
+            (None, None) => "http://{ip}:{port}".into(),
+        }
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -142,5 +176,27 @@ mod tests {
         let c = Config::try_parse_from(["stream-director"]).expect("defaults");
         assert_eq!(c.gateways.len(), 1);
         assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.public_url(), "http://{ip}:{port}");
+        assert!(c.tls_cert.is_none() && c.hsts == 0);
+    }
+
+    #[test]
+    fn gateways_over_https_make_https_redirects() {
+        let c = Config::try_parse_from(["stream-director", "--gateway-ca", "ca.pem"])
+            .expect("gateway CA");
+        assert_eq!(c.public_url(), "https://{ip}:{port}");
+        let c = Config::try_parse_from([
+            "stream-director",
+            "--gateway-ca",
+            "ca.pem",
+            "--public-url",
+            "https://{instance}.example",
+        ])
+        .expect("explicit");
+        assert_eq!(c.public_url(), "https://{instance}.example");
+        assert!(Config::try_parse_from(["stream-director", "--tls-cert", "c.pem"]).is_err());
+        assert!(
+            Config::try_parse_from(["stream-director", "--redirect-http", "0.0.0.0:80"]).is_err()
+        );
     }
 }

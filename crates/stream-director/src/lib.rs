@@ -11,3 +11,5 @@ pub mod pool;
 pub mod redirect;
 pub mod request;
 pub mod serve;
+pub mod tls;
+pub mod upstream;

@@ -8,17 +8,19 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Target;
+use crate::upstream::Upstream;
 
 /// A gateway that answered its last health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
     /// Where the director reaches it.
     pub addr: SocketAddr,
+    /// The name in `--gateways` it was found under (its TLS name).
+    pub host: String,
     /// Its `X-Gateway-Instance`.
     pub instance: Option<String>,
     /// `/readyz` said 200: it has live video. An alive gateway that is not
@@ -68,9 +70,10 @@ impl Pool {
 }
 
 /// Health rounds until `cancel`: resolve every target, check every address
-/// at once, publish the result.
+/// at once (over TLS when `upstream` says so), publish the result.
 pub async fn check_forever(
     pool: Arc<Pool>,
+    upstream: Upstream,
     targets: Vec<Target>,
     interval: Duration,
     timeout: Duration,
@@ -80,9 +83,10 @@ pub async fn check_forever(
         let next = tokio::time::Instant::now() + interval;
         let addrs = resolve(&targets).await;
         let mut probes = JoinSet::new();
-        for addr in addrs {
+        for (addr, host) in addrs {
+            let upstream = upstream.clone();
             probes.spawn(async move {
-                match tokio::time::timeout(timeout, probe(addr)).await {
+                match tokio::time::timeout(timeout, probe(&upstream, addr, host, timeout)).await {
                     Ok(Ok(g)) => Some(g),
                     _ => None,
                 }
@@ -99,25 +103,37 @@ pub async fn check_forever(
     }
 }
 
-async fn resolve(targets: &[Target]) -> Vec<SocketAddr> {
+/// Every address of every target, with the name it was found under.
+async fn resolve(targets: &[Target]) -> Vec<(SocketAddr, String)> {
     let mut out = Vec::new();
     for t in targets {
         for port in t.ports.clone() {
             match tokio::net::lookup_host((t.host.as_str(), port)).await {
-                Ok(addrs) => out.extend(addrs),
+                Ok(addrs) => out.extend(addrs.map(|a| (a, t.host.clone()))),
                 // A service with no running replica has no DNS entry.
                 Err(e) => tracing::debug!(host = %t.host, port, error = %e, "not resolved"),
             }
         }
     }
     out.sort();
-    out.dedup();
+    out.dedup_by_key(|(a, _)| *a);
     out
 }
 
 /// `GET /readyz`: any HTTP answer means alive, 200 means ready.
-async fn probe(addr: SocketAddr) -> std::io::Result<Gateway> {
-    let mut s = TcpStream::connect(addr).await?;
+async fn probe(
+    upstream: &Upstream,
+    addr: SocketAddr,
+    host: String,
+    timeout: Duration,
+) -> std::io::Result<Gateway> {
+    let mut gw = Gateway {
+        addr,
+        host,
+        instance: None,
+        ready: false,
+    };
+    let mut s = upstream.connect(&gw, timeout).await?;
     s.write_all(
         b"GET /readyz HTTP/1.0\r\nHost: stream-director\r\nUser-Agent: stream-director\r\n\r\n",
     )
@@ -131,11 +147,9 @@ async fn probe(addr: SocketAddr) -> std::io::Result<Gateway> {
     let head = crate::request::parse_response_head(&buf).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response")
     })?;
-    Ok(Gateway {
-        addr,
-        instance: head.header("x-gateway-instance").map(String::from),
-        ready: head.status == 200,
-    })
+    gw.instance = head.header("x-gateway-instance").map(String::from);
+    gw.ready = head.status == 200;
+    Ok(gw)
 }
 
 fn log_changes(old: &[Gateway], new: &[Gateway]) {

@@ -47,6 +47,7 @@ mod tests {
     fn locations_fill_the_template() {
         let gw = Gateway {
             addr: ([172, 18, 0, 5], 8080).into(),
+            host: "stream-gateway".into(),
             instance: Some("node-2".into()),
             ready: true,
         };

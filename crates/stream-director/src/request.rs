@@ -4,8 +4,7 @@
 
 use stream_common::query::{Query, parse_query};
 use stream_common::route::Route;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Largest request head accepted (the gateway's own limit is 32 KiB).
 pub const MAX_HEAD: usize = 32 * 1024;
@@ -97,7 +96,7 @@ fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Reads one request head from `s`.
-pub async fn read_request(s: &mut TcpStream) -> Result<Request, HeadError> {
+pub async fn read_request<S: AsyncRead + Unpin + ?Sized>(s: &mut S) -> Result<Request, HeadError> {
     let mut raw = Vec::with_capacity(1024);
     let end = loop {
         let searched = raw.len().min(MAX_HEAD + 4);

@@ -15,16 +15,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus::Registry;
 use stream_common::access::Auth;
 use stream_common::ratelimit::LogEvery;
-use tokio::io::AsyncWriteExt;
+use stream_common::tls::redirect;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::choose::Choose;
 use crate::pool::{Gateway, Pool};
-use crate::redirect;
 use crate::request::{self, Request};
+use crate::tls::{Accepted, Conn, Tls};
+use crate::upstream::Upstream;
 
 /// A relayed request tries at most this many gateways.
 const RELAY_TRIES: usize = 3;
@@ -51,6 +54,19 @@ pub struct Director {
     pub header_timeout: Duration,
     pub stats: Stats,
     pub refusals: Mutex<LogEvery>,
+    /// HTTPS on the listening port (`tls.rs`), or plain HTTP.
+    pub tls: Option<Arc<Tls>>,
+    /// How gateways are reached: plain, or TLS (`--gateway-ca`).
+    pub upstream: Upstream,
+    /// `--redirect-http`: the HTTPS port plain-HTTP requests are sent to
+    /// with a `308`, instead of being told in one line.
+    pub https_port: Option<u16>,
+    /// The port this director listens on.
+    pub port: u16,
+    /// `Strict-Transport-Security` on HTTPS answers (`--hsts`).
+    pub hsts: Option<String>,
+    /// The director's own metrics (`/director/metrics`).
+    pub registry: Registry,
 }
 
 impl Director {
@@ -71,23 +87,116 @@ impl Director {
             };
             let d = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = d.connection(socket, peer).await {
+                if let Err(e) = d.accepted(socket, peer).await {
                     tracing::debug!(%peer, error = %e, "connection ended");
                 }
             });
         }
     }
 
-    async fn connection(&self, mut s: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
-        let _ = s.set_nodelay(true);
+    /// Serves `--redirect-http`: every request gets a `308` to HTTPS, until `cancel`.
+    pub async fn redirect_http(self: Arc<Self>, listener: TcpListener, cancel: CancellationToken) {
+        loop {
+            let socket = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok((socket, _)) => socket,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed on the redirect port");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let d = self.clone();
+            tokio::spawn(async move { d.plain_on_tls_port(socket).await });
+        }
+    }
+
+    /// A new connection: its TLS handshake first when this port speaks HTTPS.
+    async fn accepted(&self, tcp: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+        let _ = tcp.set_nodelay(true);
+        let conn: Conn = match &self.tls {
+            None => Box::new(tcp),
+            Some(tls) => match tls.accept(tcp, peer, self.header_timeout).await {
+                Accepted::Tls(conn) => conn,
+                Accepted::PlainHttp(tcp) => {
+                    self.plain_on_tls_port(tcp).await;
+                    return Ok(());
+                }
+                Accepted::Failed => return Ok(()),
+            },
+        };
+        self.connection(conn, peer).await
+    }
+
+    /// Answers a plain-HTTP request on the HTTPS port or the redirect port:
+    /// a `308` to the same path on `https://` when `--redirect-http` is on,
+    /// else one line naming that URL.
+    async fn plain_on_tls_port(&self, mut s: TcpStream) {
+        let req =
+            match tokio::time::timeout(self.header_timeout, request::read_request(&mut s)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(request::HeadError::TooLarge)) => {
+                    let _ = respond(&mut s, "431 Request Header Fields Too Large", &[], "").await;
+                    return;
+                }
+                Ok(Err(request::HeadError::Malformed)) => {
+                    let _ = respond(&mut s, "400 Bad Request", &[], "").await;
+                    return;
+                }
+                _ => return,
+            };
+        let port = self.https_port.unwrap_or(self.port);
+        let location = redirect::https_location(req.header("host"), port, &req.target);
+        let _ = match (self.https_port, location) {
+            (Some(_), Some(location)) => {
+                let body = format!("{location}\n");
+                respond(
+                    &mut s,
+                    "308 Permanent Redirect",
+                    &[("Location", &location)],
+                    &body,
+                )
+                .await
+            }
+            (None, Some(location)) => {
+                let body = format!("This port speaks HTTPS: use {location}\n");
+                respond(&mut s, "400 Bad Request", &[], &body).await
+            }
+            (_, None) => {
+                let body = "This port speaks HTTPS; the request names no host to redirect to\n";
+                respond(&mut s, "400 Bad Request", &[], body).await
+            }
+        };
+    }
+
+    /// Answers with `Strict-Transport-Security` added when it is on.
+    async fn respond(
+        &self,
+        s: &mut Conn,
+        status: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> anyhow::Result<()> {
+        let mut all = headers.to_vec();
+        if let Some(hsts) = &self.hsts {
+            all.push(("Strict-Transport-Security", hsts));
+        }
+        respond(s, status, &all, body).await
+    }
+
+    async fn connection(&self, mut s: Conn, peer: SocketAddr) -> anyhow::Result<()> {
         let req =
             match tokio::time::timeout(self.header_timeout, request::read_request(&mut s)).await {
                 Err(_) => return Ok(()),
                 Ok(Err(request::HeadError::TooLarge)) => {
-                    return respond(&mut s, "431 Request Header Fields Too Large", &[], "").await;
+                    return self
+                        .respond(&mut s, "431 Request Header Fields Too Large", &[], "")
+                        .await;
                 }
                 Ok(Err(request::HeadError::Malformed)) => {
-                    return respond(&mut s, "400 Bad Request", &[], "").await;
+                    return self.respond(&mut s, "400 Bad Request", &[], "").await;
                 }
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(r)) => r,
@@ -95,45 +204,60 @@ impl Director {
         if req.path().starts_with("/director/") && !self.authorized(&req) {
             let challenge = self.auth.challenge("stream-director");
             let challenge = challenge.to_str().unwrap_or("Bearer");
-            return respond(
-                &mut s,
-                "401 Unauthorized",
-                &[("WWW-Authenticate", challenge)],
-                "authentication required\n",
-            )
-            .await;
+            return self
+                .respond(
+                    &mut s,
+                    "401 Unauthorized",
+                    &[("WWW-Authenticate", challenge)],
+                    "authentication required\n",
+                )
+                .await;
         }
         match req.path() {
-            "/healthz" => return respond(&mut s, "200 OK", &[], "ok\n").await,
+            "/healthz" => return self.respond(&mut s, "200 OK", &[], "ok\n").await,
             "/readyz" => {
                 return if self.pool.candidates().is_empty() {
-                    respond(&mut s, "503 Service Unavailable", &[], "no gateway\n").await
+                    self.respond(&mut s, "503 Service Unavailable", &[], "no gateway\n")
+                        .await
                 } else {
-                    respond(&mut s, "200 OK", &[], "ready\n").await
+                    self.respond(&mut s, "200 OK", &[], "ready\n").await
                 };
+            }
+            "/director/metrics" => {
+                let body = stream_common::metrics::render(&self.registry);
+                return self
+                    .respond(
+                        &mut s,
+                        "200 OK",
+                        &[("Content-Type", stream_common::metrics::CONTENT_TYPE)],
+                        &body,
+                    )
+                    .await;
             }
             "/director/gateways" => {
                 let body = self.state_json().to_string();
-                return respond(
-                    &mut s,
-                    "200 OK",
-                    &[("Content-Type", "application/json")],
-                    &body,
-                )
-                .await;
+                return self
+                    .respond(
+                        &mut s,
+                        "200 OK",
+                        &[("Content-Type", "application/json")],
+                        &body,
+                    )
+                    .await;
             }
             _ => {}
         }
         let candidates = self.pool.candidates();
         if candidates.is_empty() {
             self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-            return respond(
-                &mut s,
-                "503 Service Unavailable",
-                &[("Retry-After", "1")],
-                "no gateway available\n",
-            )
-            .await;
+            return self
+                .respond(
+                    &mut s,
+                    "503 Service Unavailable",
+                    &[("Retry-After", "1")],
+                    "no gateway available\n",
+                )
+                .await;
         }
         let pick = (req.path() == "/director/pick").then(|| {
             req.query()
@@ -144,15 +268,16 @@ impl Director {
         if let Some(stream) = pick {
             let Some(gw) = self.pick_answering(&stream, candidates).await else {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                return respond(
-                    &mut s,
-                    "503 Service Unavailable",
-                    &[("Retry-After", "1")],
-                    "",
-                )
-                .await;
+                return self
+                    .respond(
+                        &mut s,
+                        "503 Service Unavailable",
+                        &[("Retry-After", "1")],
+                        "",
+                    )
+                    .await;
             };
-            let base = redirect::location(
+            let base = crate::redirect::location(
                 &self.public_url,
                 &self.public_hosts,
                 &gw,
@@ -162,45 +287,49 @@ impl Director {
                 },
             );
             let body = serde_json::json!({ "url": base, "instance": gw.instance }).to_string();
-            return respond(
-                &mut s,
-                "200 OK",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Cache-Control", "no-store"),
-                ],
-                &body,
-            )
-            .await;
+            return self
+                .respond(
+                    &mut s,
+                    "200 OK",
+                    &[
+                        ("Content-Type", "application/json"),
+                        ("Cache-Control", "no-store"),
+                    ],
+                    &body,
+                )
+                .await;
         }
         let route = req.route();
         if let Some(stream) = route.endless_stream() {
             let Some(gw) = self.pick_answering(stream, candidates).await else {
                 self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-                return respond(
-                    &mut s,
-                    "503 Service Unavailable",
-                    &[("Retry-After", "1")],
-                    "no gateway answered\n",
-                )
-                .await;
+                return self
+                    .respond(
+                        &mut s,
+                        "503 Service Unavailable",
+                        &[("Retry-After", "1")],
+                        "no gateway answered\n",
+                    )
+                    .await;
             };
             let gw = &gw;
-            let location = redirect::location(&self.public_url, &self.public_hosts, gw, &req);
+            let location =
+                crate::redirect::location(&self.public_url, &self.public_hosts, gw, &req);
             self.stats.redirects.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, location = %stream_common::redact::url(&location), "redirect");
             let instance = gw.instance.clone().unwrap_or_default();
-            return respond(
-                &mut s,
-                "307 Temporary Redirect",
-                &[
-                    ("Location", &location),
-                    ("Cache-Control", "no-store"),
-                    ("X-Gateway-Instance", &instance),
-                ],
-                "",
-            )
-            .await;
+            return self
+                .respond(
+                    &mut s,
+                    "307 Temporary Redirect",
+                    &[
+                        ("Location", &location),
+                        ("Cache-Control", "no-store"),
+                        ("X-Gateway-Instance", &instance),
+                    ],
+                    "",
+                )
+                .await;
         }
         self.relay(s, peer, &req, candidates).await
     }
@@ -248,7 +377,7 @@ impl Director {
     /// Relays one small request to a gateway, trying the next on a failed connect.
     async fn relay(
         &self,
-        mut client: TcpStream,
+        mut client: Conn,
         peer: SocketAddr,
         req: &Request,
         mut candidates: Vec<Gateway>,
@@ -256,27 +385,65 @@ impl Director {
         for _ in 0..RELAY_TRIES.min(candidates.len()) {
             let i = self.choose.choose("", &candidates);
             let gw = candidates.swap_remove(i);
-            let Ok(Ok(mut upstream)) =
-                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(gw.addr)).await
-            else {
+            let Ok(mut upstream) = self.upstream.connect(&gw, CONNECT_TIMEOUT).await else {
                 tracing::debug!(gateway = %gw.addr, "relay: connect failed, trying another");
                 continue;
             };
-            let _ = upstream.set_nodelay(true);
             upstream.write_all(&relay_head(req, peer)).await?;
             upstream.write_all(&req.raw[req.head_len..]).await?;
+            upstream.flush().await?;
             self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+            if let Some(hsts) = &self.hsts {
+                self.relay_head_with(&mut upstream, &mut client, hsts)
+                    .await?;
+            }
             tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
             return Ok(());
         }
         self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
-        respond(
+        self.respond(
             &mut client,
             "502 Bad Gateway",
             &[("Retry-After", "1")],
             "no gateway answered\n",
         )
         .await
+    }
+
+    /// Passes the gateway's response head on with `Strict-Transport-Security`
+    /// added unless it has one. A head that does not end within
+    /// `request::MAX_HEAD` bytes or the header timeout is passed on as it is.
+    async fn relay_head_with(
+        &self,
+        upstream: &mut Conn,
+        client: &mut Conn,
+        hsts: &str,
+    ) -> anyhow::Result<()> {
+        let mut buf = Vec::with_capacity(1024);
+        let read = async {
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return Some(end);
+                }
+                if buf.len() > request::MAX_HEAD {
+                    return None;
+                }
+                match upstream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let end = tokio::time::timeout(self.header_timeout, read)
+            .await
+            .ok()
+            .flatten();
+        let out = match end {
+            Some(end) => with_header(&buf, end, "strict-transport-security", hsts),
+            None => buf,
+        };
+        client.write_all(&out).await?;
+        Ok(())
     }
 
     fn state_json(&self) -> serde_json::Value {
@@ -318,8 +485,29 @@ fn relay_head(req: &Request, peer: SocketAddr) -> Vec<u8> {
     h.into_bytes()
 }
 
-async fn respond(
-    s: &mut TcpStream,
+/// A response head of `buf` (ending at `end`, before its blank line) with
+/// `name: value` added after the status line unless it has that header.
+fn with_header(buf: &[u8], end: usize, name: &str, value: &str) -> Vec<u8> {
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let has = head
+        .split("\r\n")
+        .skip(1)
+        .any(|l| l.split(':').next().is_some_and(|k| k.trim() == name));
+    let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
+        return buf.to_vec();
+    };
+    if has {
+        return buf.to_vec();
+    }
+    let mut out = Vec::with_capacity(buf.len() + name.len() + value.len() + 4);
+    out.extend_from_slice(&buf[..line_end + 2]);
+    out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    out.extend_from_slice(&buf[line_end + 2..]);
+    out
+}
+
+async fn respond<S: AsyncWrite + Unpin + ?Sized>(
+    s: &mut S,
     status: &str,
     headers: &[(&str, &str)],
     body: &str,
@@ -341,4 +529,27 @@ async fn respond(
     s.write_all(out.as_bytes()).await?;
     s.shutdown().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_is_added_once() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        let end = head.len() - 6;
+        let out = with_header(head, end, "strict-transport-security", "max-age=5");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=5\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        let again = with_header(
+            &out,
+            out.len() - 6,
+            "strict-transport-security",
+            "max-age=9",
+        );
+        assert_eq!(again, out);
+    }
 }

@@ -160,6 +160,15 @@ pub struct Config {
     /// Seconds between checks of the certificate and key files for changes.
     #[arg(long, env = "GATEWAY_TLS_RELOAD_EVERY", default_value = "5", value_parser = parse_secs)]
     pub tls_reload_every: Duration,
+    /// Also listen for plain HTTP here and answer every request with a `308`
+    /// to the same path on `https://` (the `Host` asked for, the port of
+    /// `--listen`). Plain HTTP on the TLS port is then redirected too.
+    #[arg(long, env = "GATEWAY_REDIRECT_HTTP", requires = "tls_cert")]
+    pub redirect_http: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=SECS` on every HTTPS response
+    /// (browsers then use only HTTPS for this host); 0: off.
+    #[arg(long, env = "GATEWAY_HSTS", default_value_t = 0)]
+    pub hsts: u64,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -152,7 +152,21 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
         header_timeout: config.header_timeout,
         write_timeout: config.viewer_timeout,
         tls: tls.clone(),
+        https_port: config.redirect_http.map(|_| config.listen.port()),
+        hsts: stream_common::tls::redirect::hsts(config.hsts)
+            .and_then(|v| http::HeaderValue::from_str(&v).ok()),
     });
+    if let Some(addr) = config.redirect_http {
+        let plain = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (--redirect-http)"))?;
+        tracing::info!(listen = %addr, "redirecting plain HTTP to HTTPS");
+        tasks.push(tokio::spawn(serve::tls::redirect_http(
+            plain,
+            shared.clone(),
+            shutdown.clone(),
+        )));
+    }
     serve::server::run(
         listener,
         shared,

@@ -14,22 +14,20 @@ pub struct Director {
 
 impl Director {
     /// A director over `gateways` (comma list of `HOST:PORT`), `extra`
-    /// flags appended (a later flag overrides an earlier one).
+    /// flags appended; a flag in `extra` replaces the default given here.
     pub fn start(gateways: &str, extra: &[&str]) -> Director {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let listen = addr.to_string();
-        let mut args = vec![
-            "--listen",
-            listen.as_str(),
-            "--gateways",
-            gateways,
-            "--check-interval",
-            "0.2",
-            "--check-timeout",
-            "0.5",
-            "--public-url",
-            "http://{host}:{port}",
-        ];
+        let mut args = vec!["--listen", listen.as_str(), "--gateways", gateways];
+        for (flag, value) in [
+            ("--check-interval", "0.2"),
+            ("--check-timeout", "0.5"),
+            ("--public-url", "http://{host}:{port}"),
+        ] {
+            if !extra.contains(&flag) {
+                args.extend_from_slice(&[flag, value]);
+            }
+        }
         args.extend_from_slice(extra);
         let proc = Proc::start("stream-director", &args, &[]);
         Director { addr, proc }

@@ -8,8 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use stream_common::multipart::{MultipartParser, boundary_from_content_type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What a connection's bytes travel over: a TCP socket, or a TLS session on
+/// one (`tls::connect`), so every reply and stream is read the same way.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -45,7 +50,7 @@ enum Framing {
 
 /// An open response whose body is decoded as it arrives.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: BytesMut,
     framing: Framing,
     pub head: Head,
@@ -78,9 +83,9 @@ impl Connection {
     }
 
     /// Sends the request on an already connected socket (for tests that tune
-    /// the socket first) and reads the response head.
+    /// the socket first, or a TLS session) and reads the response head.
     pub async fn request_on(
-        mut stream: TcpStream,
+        stream: impl Stream + 'static,
         addr: SocketAddr,
         method: &str,
         path: &str,
@@ -95,7 +100,9 @@ impl Connection {
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
+        let mut stream: Box<dyn Stream> = Box::new(stream);
         stream.write_all(&bytes).await?;
+        stream.flush().await?;
         let mut buf = BytesMut::with_capacity(256 * 1024);
         let end = loop {
             if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -429,8 +436,8 @@ impl MjpegReader {
     }
 }
 
-/// Where a `Location` points: `http://HOST:PORT/path` (HOST resolved) or a
-/// path on the same server.
+/// Where a `Location` points: `http://HOST:PORT/path` or `https://…` (HOST
+/// resolved) or a path on the same server.
 pub async fn resolve_location(
     from: SocketAddr,
     location: &str,
@@ -438,14 +445,20 @@ pub async fn resolve_location(
     if location.starts_with('/') {
         return Ok((from, location.to_string()));
     }
-    let rest = location
-        .strip_prefix("http://")
-        .with_context(|| format!("unsupported Location {location:?}"))?;
+    let (rest, default_port) = match location.strip_prefix("https://") {
+        Some(rest) => (rest, 443),
+        None => (
+            location
+                .strip_prefix("http://")
+                .with_context(|| format!("unsupported Location {location:?}"))?,
+            80,
+        ),
+    };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let authority = if authority.contains(':') && !authority.ends_with(']') {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     let addr = tokio::net::lookup_host(authority.as_str())
         .await

@@ -16,6 +16,7 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use stream_common::access::Cors;
 use stream_common::route::Route;
+use stream_common::tls::redirect;
 use tokio::net::TcpStream;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
@@ -43,6 +44,11 @@ pub struct Shared {
     pub write_timeout: Duration,
     /// HTTPS on this port (`tls.rs`), or plain HTTP.
     pub tls: Option<Arc<Tls>>,
+    /// `--redirect-http`: the HTTPS port plain-HTTP requests are sent to
+    /// (with a `308`) instead of being told in one line.
+    pub https_port: Option<u16>,
+    /// `Strict-Transport-Security` for HTTPS answers (`--hsts`).
+    pub hsts: Option<HeaderValue>,
 }
 
 /// Counts a connection in `gateway_connections` until it is answered, closed
@@ -97,6 +103,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard:
         let common = Common {
             instance: &shared.instance,
             cors: &cors,
+            hsts: shared.tls.as_ref().and(shared.hsts.as_ref()),
         };
         let keep_alive = head.keep_alive() && !head.has_body;
         let head_only = head.method == Method::HEAD;
@@ -138,35 +145,70 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shard:
     }
 }
 
-/// Answers a plain-HTTP request on the HTTPS port in one line.
-async fn plain_on_tls_port(socket: Wire, shared: &Shared) {
+/// Answers a plain-HTTP request on the HTTPS port, or on the
+/// `--redirect-http` port: a `308` to the same path on `https://` when
+/// redirects are on, else one line naming that URL.
+pub async fn plain_on_tls_port(socket: Wire, shared: &Shared) {
     let mut reader = HeadReader::new(shared.budget.clone());
     let head = match tokio::time::timeout(shared.header_timeout, reader.read(&socket)).await {
         Ok(Ok(Some(head))) => head,
+        Ok(Err(e)) => {
+            let peer = socket_peer(&socket);
+            return refuse(socket, peer, e, shared).await;
+        }
         _ => return,
     };
-    let host = head
-        .single(&header::HOST)
-        .filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        })
-        .unwrap_or("this-host");
-    let body = format!("This port speaks HTTPS: use https://{host}{}\n", head.path);
+    let target = if head.query.is_empty() {
+        head.path.clone()
+    } else {
+        format!("{}?{}", head.path, head.query)
+    };
+    let target = target.as_str();
+    let host = head.single(&header::HOST);
+    let reply = match shared.https_port {
+        Some(port) => match redirect::https_location(host, port, target) {
+            Some(location) => {
+                let mut r = text(StatusCode::PERMANENT_REDIRECT, &location);
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            }
+            None => text(
+                StatusCode::BAD_REQUEST,
+                "This service speaks HTTPS; the request names no host to redirect to",
+            ),
+        },
+        None => {
+            let host = host
+                .filter(|h| {
+                    h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                })
+                .unwrap_or("this-host");
+            text(
+                StatusCode::BAD_REQUEST,
+                &format!("This port speaks HTTPS: use https://{host}{target}"),
+            )
+        }
+    };
     let cors = Cors::None;
     let common = Common {
         instance: &shared.instance,
         cors: &cors,
+        hsts: None,
     };
-    let bytes = response::finite(
-        &common,
-        text(StatusCode::BAD_REQUEST, body.trim_end()),
-        false,
-        false,
-    );
+    let bytes = response::finite(&common, reply, head.method == Method::HEAD, false);
     if write(&socket, &bytes, shared).await.is_ok() {
         close(socket).await;
     }
+}
+
+fn socket_peer(socket: &Wire) -> SocketAddr {
+    socket
+        .tcp()
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Answers a head that could not be read, when an answer is owed.
@@ -182,6 +224,7 @@ async fn refuse(socket: Wire, peer: SocketAddr, e: HeadError, shared: &Shared) {
     let common = Common {
         instance: &shared.instance,
         cors: &cors,
+        hsts: None,
     };
     let bytes = response::finite(&common, text(status, &e.to_string()), false, false);
     if write(&socket, &bytes, shared).await.is_ok() {

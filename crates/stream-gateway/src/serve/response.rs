@@ -32,6 +32,8 @@ pub fn no_cache(h: &mut HeaderMap) {
 pub struct Common<'a> {
     pub instance: &'a HeaderValue,
     pub cors: &'a Cors,
+    /// `Strict-Transport-Security` (`--hsts`), on HTTPS answers only.
+    pub hsts: Option<&'a HeaderValue>,
 }
 
 impl Common<'_> {
@@ -41,6 +43,9 @@ impl Common<'_> {
             h.insert("x-gateway-instance", self.instance.clone());
         }
         self.cors.apply(h);
+        if let Some(hsts) = self.hsts {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
     }
 }
 
@@ -176,6 +181,7 @@ mod tests {
         let common = Common {
             instance: &instance,
             cors: &cors,
+            hsts: None,
         };
         let head = stream_head(&common, true);
         let text = String::from_utf8_lossy(&head);
@@ -195,6 +201,7 @@ mod tests {
         let common = Common {
             instance: &instance,
             cors: &cors,
+            hsts: None,
         };
         let get = finite(&common, text(StatusCode::OK, "hi"), false, true);
         let s = String::from_utf8_lossy(&get);
@@ -206,5 +213,17 @@ mod tests {
         assert!(s.contains("content-length: 3\r\n") && s.ends_with("connection: close\r\n\r\n"));
         let refused = finite(&common, text(StatusCode::UNAUTHORIZED, "no"), false, true);
         assert!(!String::from_utf8_lossy(&refused).contains("x-gateway-instance"));
+        assert!(!s.contains("strict-transport-security"));
+        let hsts = HeaderValue::from_static("max-age=60");
+        let secure = Common {
+            hsts: Some(&hsts),
+            ..common
+        };
+        let s = String::from_utf8_lossy(&finite(&secure, text(StatusCode::OK, "hi"), false, true))
+            .into_owned();
+        assert!(
+            s.contains("strict-transport-security: max-age=60\r\n"),
+            "{s}"
+        );
     }
 }

@@ -1,37 +1,29 @@
 //! HTTPS served by the gateway itself (`--tls-cert`, `--tls-key`), so no
-//! proxy has to read and rewrite every viewer's bytes. The handshake is part
-//! of admission: it has the header timeout as its deadline, each unfinished
-//! handshake holds its share of the budget unfinished request heads share
-//! (`head.rs`), and every failure is counted by reason
+//! proxy has to read and rewrite every viewer's bytes. The certificate, its
+//! rotation, the settings and the failure counter are `stream_common::tls`
+//! (shared with the director); this file drives the handshake, which is
+//! part of admission: it has the header timeout as its deadline, each
+//! unfinished handshake holds its share of the budget unfinished request
+//! heads share (`head.rs`), and every failure is counted by reason
 //! (`gateway_tls_handshake_failures_total{reason}`) and logged at a bounded
-//! rate. A plain-HTTP request on the TLS port gets a one-line answer.
+//! rate. A plain-HTTP request on the TLS port gets a one-line answer, or
+//! the redirect of `--redirect-http` (`connection.rs`), which also serves
+//! the plain-HTTP port itself ([`redirect_http`]).
 //!
 //! After the handshake the session is a [`Wire`] and takes the same path as
 //! a plain connection, the fan-out writer included (`wire.rs`).
 //!
-//! The certificate and key are re-read when their files change (certbot
-//! and cert-manager renew in place): new connections get the new pair, open
-//! ones keep theirs; a pair that does not load or does not match is refused
-//! with one log line and the old one kept.
-//!
 //! Kernel TLS: whether the kernel offers it is detected and logged; the
 //! offload itself is not implemented, records are encrypted in user space.
-//!
-//! The crypto provider is ring: it builds with a C compiler alone, while
-//! aws-lc-rs needs cmake and a much longer build.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts, Registry};
-use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-use rustls::{Error, PeerIncompatible, ServerConfig, ServerConnection};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use stream_common::ratelimit::LogEvery;
+use prometheus::Registry;
+use rustls::ServerConnection;
+use stream_common::tls::{ServerTls, TlsError, is_plain_http, reason};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -43,62 +35,16 @@ const HANDSHAKE_COST: usize = 16 * 1024;
 /// Most bytes a client may send before its handshake is done.
 const MAX_HANDSHAKE_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("reading {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("{0}: no certificate in it")]
-    NoCertificate(PathBuf),
-    #[error("{0}: not PEM: {1}")]
-    Pem(PathBuf, rustls_pki_types::pem::Error),
-    #[error("certificate and key: {0}")]
-    Pair(Error),
-    #[error("TLS settings: {0}")]
-    Config(Error),
-}
-
-/// Reads and checks a PEM certificate chain and its private key.
-pub fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    let cert_pem = std::fs::read(cert).map_err(|e| TlsError::Read(cert.into(), e))?;
-    let key_pem = std::fs::read(key).map_err(|e| TlsError::Read(key.into(), e))?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem(cert.into(), e))?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate(cert.into()));
-    }
-    let key_der =
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem(key.into(), e))?;
-    let certified = CertifiedKey::from_der(chain, key_der, provider).map_err(TlsError::Pair)?;
-    certified.keys_match().map_err(TlsError::Pair)?;
-    Ok(certified)
-}
-
-/// The pair new handshakes get; replaced on reload.
-#[derive(Debug)]
-struct Current(RwLock<Arc<CertifiedKey>>);
-
-impl ResolvesServerCert for Current {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
-    }
-}
-
-/// The TLS side of a listening port, shared by every serving thread.
+/// The TLS side of the listening port, shared by every serving thread: the
+/// shared settings, pair and counters (`stream_common::tls`), driven here.
 pub struct Tls {
-    config: Arc<ServerConfig>,
-    current: Arc<Current>,
-    provider: Arc<CryptoProvider>,
-    cert: PathBuf,
-    key: PathBuf,
-    failures: IntCounterVec,
-    log: Mutex<LogEvery>,
+    server: Arc<ServerTls>,
 }
 
 /// How a connection on the TLS port came out of its first bytes.
 pub enum Accepted {
     Tls(Wire),
-    /// It spoke plain HTTP: answer it in one line.
+    /// It spoke plain HTTP: answer it in one line, or redirect it.
     PlainHttp(TcpStream),
     Failed,
 }
@@ -106,41 +52,20 @@ pub enum Accepted {
 impl Tls {
     /// Loads the pair (a start-up error when it does not load) and registers
     /// the failure counter.
-    pub fn new(cert: PathBuf, key: PathBuf, registry: &Registry) -> anyhow::Result<Arc<Tls>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certified = load(&cert, &key, &provider)?;
-        let current = Arc::new(Current(RwLock::new(Arc::new(certified))));
-        let mut config = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(TlsError::Config)?
-            .with_no_client_auth()
-            .with_cert_resolver(current.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "tls_handshake_failures_total",
-                "TLS handshakes that failed, by reason",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(failures.clone()))?;
-        log_kernel_tls();
-        Ok(Arc::new(Tls {
-            config: Arc::new(config),
-            current,
-            provider,
-            cert,
-            key,
-            failures,
-            log: Mutex::new(LogEvery::new(Duration::from_secs(1))),
-        }))
+    pub fn new(cert: PathBuf, key: PathBuf, registry: &Registry) -> Result<Arc<Tls>, TlsError> {
+        let server = Arc::new(ServerTls::new(cert, key, registry)?);
+        tracing::info!(
+            kernel_tls_available = stream_common::tls::kernel_tls_available(),
+            "TLS records are encrypted in user space (kernel TLS offload is not implemented)"
+        );
+        Ok(Arc::new(Tls { server }))
     }
 
     /// Runs the handshake of a new connection within `deadline`.
     pub async fn accept(
         &self,
         tcp: TcpStream,
-        peer: std::net::SocketAddr,
+        peer: SocketAddr,
         budget: &HeadBudget,
         deadline: Duration,
     ) -> Accepted {
@@ -150,15 +75,7 @@ impl Tls {
             Ok(Err(reason)) => reason,
             Err(_) => "timeout",
         };
-        self.failures.with_label_values(&[reason]).inc();
-        let folded = self
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .check(Instant::now());
-        if let Some(repeats) = folded {
-            tracing::info!(%peer, reason, repeats, "TLS handshake failed");
-        }
+        self.server.failed(peer, reason);
         Accepted::Failed
     }
 
@@ -172,12 +89,12 @@ impl Tls {
             Ok(0) | Err(_) => return Err("closed"),
             Ok(_) => {}
         }
-        if first[0].is_ascii_uppercase() {
-            self.failures.with_label_values(&["plain_http"]).inc();
+        if is_plain_http(first[0]) {
+            self.server.count("plain_http");
             return Ok(Accepted::PlainHttp(tcp));
         }
         let mut held = budget.take(HANDSHAKE_COST).ok_or("busy")?;
-        let mut conn = ServerConnection::new(self.config.clone()).map_err(|_| "other")?;
+        let mut conn = ServerConnection::new(self.server.config()).map_err(|_| "other")?;
         let mut received = 0usize;
         loop {
             loop {
@@ -214,62 +131,37 @@ impl Tls {
 
     /// Re-reads the pair whenever either file changes, until `stop`.
     pub async fn watch(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        let stamp = |p: &Path| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-        };
-        let mut seen = (stamp(&self.cert), stamp(&self.key));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let now = (stamp(&self.cert), stamp(&self.key));
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match load(&self.cert, &self.key, &self.provider) {
-                Ok(certified) => {
-                    *self.current.0.write().unwrap_or_else(|e| e.into_inner()) =
-                        Arc::new(certified);
-                    tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+        self.server.clone().watch(every, stop).await
+    }
+}
+
+/// The `--redirect-http` port: every request on it is answered with a `308`
+/// to the same path on the HTTPS port, its head read with the same limits
+/// and budget as any other, until `shutdown`.
+pub async fn redirect_http(
+    listener: tokio::net::TcpListener,
+    shared: Arc<crate::serve::connection::Shared>,
+    shutdown: CancellationToken,
+) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed on the redirect port");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "TLS certificate or key changed but does not load; keeping the one in use"
-                ),
-            }
-        }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        connections.spawn(async move {
+            crate::serve::connection::plain_on_tls_port(Wire::Plain(tcp), &shared).await
+        });
     }
-}
-
-/// The label a handshake error is counted under.
-fn reason(e: &Error) -> &'static str {
-    match e {
-        Error::PeerIncompatible(p) => match p {
-            PeerIncompatible::Tls12NotOffered
-            | PeerIncompatible::Tls12NotOfferedOrEnabled
-            | PeerIncompatible::SupportedVersionsExtensionRequired
-            | PeerIncompatible::ServerDoesNotSupportTls12Or13 => "protocol_version",
-            PeerIncompatible::NoCipherSuitesInCommon => "no_shared_cipher",
-            _ => "incompatible",
-        },
-        Error::InvalidMessage(_) => "bad_message",
-        Error::AlertReceived(_) => "alert_received",
-        Error::PeerMisbehaved(_) => "misbehaved",
-        Error::NoApplicationProtocol => "no_alpn",
-        _ => "other",
-    }
-}
-
-/// Says whether the kernel could encrypt (kernel TLS); it is not used.
-fn log_kernel_tls() {
-    let ulp = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
-    let available = ulp.split_whitespace().any(|u| u == "tls");
-    tracing::info!(
-        kernel_tls_available = available,
-        "TLS records are encrypted in user space (kernel TLS offload is not implemented)"
-    );
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }
