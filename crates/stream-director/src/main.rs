@@ -15,6 +15,9 @@ use stream_director::upstream::Upstream;
 
 fn main() -> ExitCode {
     let config = Config::parse();
+    if let (true, Some(cert)) = (config.healthcheck, &config.tls_cert) {
+        return stream_common::health::tls::exit_code(config.listen, cert);
+    }
     stream_common::service::main(
         stream_common::service::Service {
             name: "stream-director",

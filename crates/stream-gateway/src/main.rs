@@ -21,7 +21,6 @@
 mod config;
 mod detections;
 mod events;
-mod health_tls;
 mod interest;
 mod keeper;
 mod metrics;
@@ -44,7 +43,7 @@ fn main() -> std::process::ExitCode {
     // clap exits with code 2 and a clear message on a bad flag value.
     let config = Config::parse();
     if let (true, Some(cert)) = (config.healthcheck, &config.tls_cert) {
-        return health_tls::exit_code(config.listen, cert);
+        return stream_common::health::tls::exit_code(config.listen, cert);
     }
     let service = stream_common::service::Service {
         name: "stream-gateway",

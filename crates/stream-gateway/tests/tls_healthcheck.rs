@@ -1,10 +1,11 @@
-//! `stream-gateway --healthcheck` against a gateway serving HTTPS (what the
+//! `--healthcheck` of a gateway and a director serving HTTPS (what the
 //! compose file, the Swarm stack and the image run): healthy over TLS when
 //! the running instance presents the certificate in `--tls-cert`, unhealthy
 //! when it presents another one, and the plain probe alone cannot tell.
 
 use std::time::Duration;
 
+use test_support::director::Director;
 use test_support::gateway::Gateway;
 use test_support::process::bin_path;
 use test_support::producer::Producer;
@@ -13,7 +14,12 @@ use test_support::wait_for;
 
 /// Runs `stream-gateway --healthcheck` with `args`; true on exit code 0.
 async fn healthcheck(args: &[&str]) -> bool {
-    let out = tokio::process::Command::new(bin_path("stream-gateway"))
+    healthcheck_of("stream-gateway", args).await
+}
+
+/// Runs `BIN --healthcheck` with `args`; true on exit code 0.
+async fn healthcheck_of(bin: &str, args: &[&str]) -> bool {
+    let out = tokio::process::Command::new(bin_path(bin))
         .arg("--healthcheck")
         .args(args)
         .output()
@@ -62,7 +68,27 @@ async fn healthcheck_speaks_tls_to_its_own_https_listener() {
         .await,
         "healthy while another certificate answers"
     );
+    // The director over HTTPS, the same way.
+    let director = Director::start(&listen, &tls);
+    let dlisten = director.addr.to_string();
+    let director_tls = [&["--listen", dlisten.as_str()][..], &tls[..]].concat();
+    wait_for(
+        "the director healthy over TLS",
+        Duration::from_secs(30),
+        || async {
+            healthcheck_of("stream-director", &director_tls)
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !healthcheck_of("stream-director", &["--listen", dlisten.as_str()]).await,
+        "a plain probe of the director's TLS port passed"
+    );
     // Nothing listening: unhealthy, promptly.
+    drop(director);
+    assert!(!healthcheck_of("stream-director", &director_tls).await);
     drop(gateway);
     wait_for(
         "unhealthy once stopped",

@@ -1,5 +1,5 @@
-//! `--healthcheck` when the gateway serves HTTPS: the plain probe
-//! (`stream_common::health`) would get the TLS port's one-line refusal, so
+//! `--healthcheck` when a binary serves HTTPS (the gateway, the director):
+//! the plain probe would get the TLS port's one-line refusal or redirect, so
 //! this one speaks TLS to its own running instance on loopback and asks for
 //! `/healthz`. The certificate presented must be the one in `--tls-cert`
 //! (whatever names it carries: the probe connects to an address), so the
@@ -14,45 +14,45 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// Exit code for a `--healthcheck` run against the HTTPS listener `listen`
 /// whose certificate chain is in `cert`.
 pub fn exit_code(listen: SocketAddr, cert: &Path) -> std::process::ExitCode {
-    if probe(listen, cert).unwrap_or(false) {
+    if probe(listen, cert).is_some_and(|ok| ok) {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     }
 }
 
-fn probe(listen: SocketAddr, cert: &Path) -> anyhow::Result<bool> {
-    let pem = std::fs::read(cert)?;
-    let ours = CertificateDer::pem_slice_iter(&pem)
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no certificate in {}", cert.display()))??;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// `Some(true)` when `/healthz` answers 200 over TLS; `None` when the
+/// certificate does not load or the connection or handshake fails.
+fn probe(listen: SocketAddr, cert: &Path) -> Option<bool> {
+    let ours = crate::tls::certificates(cert).ok()?.into_iter().next()?;
+    let provider = crate::tls::provider();
     let verifier = Arc::new(OurCertificate {
         cert: ours,
         provider: provider.clone(),
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .ok()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let addr = stream_common::health::loopback(listen);
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(addr.ip().into()))?;
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
-    tcp.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let addr = super::loopback(listen);
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    tcp.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    tls.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    tls.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
     let mut head = [0u8; 32];
-    let n = tls.read(&mut head)?;
-    Ok(stream_common::health::is_ok_status(&head[..n]))
+    let n = tls.read(&mut head).ok()?;
+    Some(super::is_ok_status(&head[..n]))
 }
 
 /// Accepts exactly the certificate in our own `--tls-cert`, with the
