@@ -3,7 +3,8 @@
 //! stream-director; viewers on the stack's network are redirected to the
 //! replicas and stream from them directly, spread over all three; a replica
 //! killed with SIGKILL drops out and new viewers go to the others. The
-//! many-host override is checked to merge. The engine is left as found:
+//! many-host override, and HTTPS from Docker secrets on top of it, are checked
+//! to merge. The engine is left as found:
 //! stack removed, swarm left, the networks Swarm made removed.
 //!
 //! Skips loudly without a Docker engine (fails under CI), and also when the
@@ -167,6 +168,35 @@ async fn swarm_stack_redirects_viewers_to_gateway_replicas() {
         assert!(
             merged.contains(want),
             "merged stack lacks {want:?}:\n{merged}"
+        );
+    }
+
+    // So does HTTPS from Docker secrets, on top of the many-host form.
+    let merged = docker::docker_env(
+        &[
+            "stack",
+            "config",
+            "-c",
+            "deploy/swarm/stack.yml",
+            "-c",
+            "deploy/swarm/public-gateways.yml",
+            "-c",
+            "deploy/swarm/tls.yml",
+        ],
+        &env,
+    );
+    for want in [
+        "GATEWAY_TLS_CERT: /run/secrets/tls.crt",
+        "GATEWAY_TLS_KEY: /run/secrets/tls.key",
+        "DIRECTOR_TLS_CERT: /run/secrets/tls.crt",
+        "DIRECTOR_GATEWAY_CA: /run/secrets/ca.crt",
+        "DIRECTOR_PUBLIC_URL: https://{instance}:8081",
+        "name: mjpeg_tls_key",
+        "uid: \"10001\"",
+    ] {
+        assert!(
+            merged.contains(want),
+            "merged HTTPS stack lacks {want:?}:\n{merged}"
         );
     }
 
