@@ -1,7 +1,5 @@
 //! `--healthcheck`: the binary asks its own running instance for `/healthz`
-//! and exits 0 or 1, so container images need no curl. Over HTTPS: `tls`.
-
-pub mod tls;
+//! and exits 0 or 1, so container images need no curl.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,20 +8,6 @@ use std::time::Duration;
 /// True when `GET /healthz` on `listen` answers 200. A wildcard listen
 /// address is probed on loopback.
 pub fn probe(listen: SocketAddr) -> bool {
-    let addr = loopback(listen);
-    let attempt = || -> std::io::Result<bool> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut head = [0u8; 32];
-        let n = s.read(&mut head)?;
-        Ok(is_ok_status(&head[..n]))
-    };
-    attempt().unwrap_or(false)
-}
-
-/// Where to probe a listener: a wildcard address on loopback.
-pub fn loopback(listen: SocketAddr) -> SocketAddr {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
@@ -32,13 +16,16 @@ pub fn loopback(listen: SocketAddr) -> SocketAddr {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    addr
-}
-
-/// True when `head` starts with an HTTP/1 status line of 200.
-pub fn is_ok_status(head: &[u8]) -> bool {
-    let line = String::from_utf8_lossy(head);
-    line.starts_with("HTTP/1.") && line.split_whitespace().nth(1) == Some("200")
+    let attempt = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 32];
+        let n = s.read(&mut head)?;
+        let line = String::from_utf8_lossy(&head[..n]);
+        Ok(line.starts_with("HTTP/1.") && line.split_whitespace().nth(1) == Some("200"))
+    };
+    attempt().unwrap_or(false)
 }
 
 /// Exit code for a `--healthcheck` run.

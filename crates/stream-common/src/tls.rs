@@ -7,11 +7,13 @@
 //! failure labels ([`reason`]) with their counter and bounded log, and the
 //! kernel-TLS probe. How a connection's handshake is driven stays with each
 //! binary (the gateway's is tied to its head budget and wire); `redirect`
-//! is the plain-HTTP → HTTPS redirect and the HSTS header both serve.
+//! is the plain-HTTP → HTTPS redirect and the HSTS header both serve;
+//! `health` is `--healthcheck` over HTTPS.
 //!
 //! The crypto provider is ring: it builds with a C compiler alone, while
 //! aws-lc-rs needs cmake and a much longer build.
 
+pub mod health;
 pub mod redirect;
 
 use std::net::SocketAddr;

@@ -79,6 +79,10 @@ pub struct Config {
     /// Seconds between checks of the certificate and key files for changes.
     #[arg(long, env = "DIRECTOR_TLS_RELOAD_EVERY", default_value = "5", value_parser = parse_secs)]
     pub tls_reload_every: Duration,
+    /// Most TLS handshakes in progress at once; more connections are closed
+    /// (counted as `busy`), so abandoned handshakes hold bounded memory.
+    #[arg(long, env = "DIRECTOR_MAX_PENDING_HANDSHAKES", default_value_t = 1024)]
+    pub max_pending_handshakes: usize,
     /// Also listen for plain HTTP here and answer every request with a `308`
     /// to the same path on `https://` (the `Host` asked for, the port of
     /// `--listen`). Plain HTTP on the TLS port is then redirected too.

@@ -15,8 +15,8 @@ use stream_director::upstream::Upstream;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    if let (true, Some(cert)) = (config.healthcheck, &config.tls_cert) {
-        return stream_common::health::tls::exit_code(config.listen, cert);
+    if config.healthcheck && config.tls_cert.is_some() {
+        return stream_common::tls::health::exit_code(config.listen);
     }
     stream_common::service::main(
         stream_common::service::Service {
@@ -47,8 +47,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("registering metrics")?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = Tls::new(cert.clone(), key.clone(), &registry)
-                .context("TLS certificate and key")?;
+            let tls = Tls::new(
+                cert.clone(),
+                key.clone(),
+                config.max_pending_handshakes,
+                &registry,
+            )
+            .context("TLS certificate and key")?;
             tokio::spawn(tls.clone().watch(config.tls_reload_every, cancel.clone()));
             Some(tls)
         }
@@ -64,6 +69,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if tls.is_some() && config.public_url().starts_with("http://") {
+        tracing::warn!(
+            public_url = %config.public_url(),
+            "this director speaks HTTPS but sends viewers to plain-HTTP gateways: browsers \
+             block such streams in HTTPS pages (serve HTTPS on the gateways and give --gateway-ca)"
+        );
+    }
     let pool = Arc::new(Pool::default());
     let checks = tokio::spawn(pool::check_forever(
         pool.clone(),

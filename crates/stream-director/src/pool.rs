@@ -127,13 +127,7 @@ async fn probe(
     host: String,
     timeout: Duration,
 ) -> std::io::Result<Gateway> {
-    let mut gw = Gateway {
-        addr,
-        host,
-        instance: None,
-        ready: false,
-    };
-    let mut s = upstream.connect(&gw, timeout).await?;
+    let mut s = upstream.connect(addr, &host, timeout).await?;
     s.write_all(
         b"GET /readyz HTTP/1.0\r\nHost: stream-director\r\nUser-Agent: stream-director\r\n\r\n",
     )
@@ -147,9 +141,12 @@ async fn probe(
     let head = crate::request::parse_response_head(&buf).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response")
     })?;
-    gw.instance = head.header("x-gateway-instance").map(String::from);
-    gw.ready = head.status == 200;
-    Ok(gw)
+    Ok(Gateway {
+        addr,
+        host,
+        instance: head.header("x-gateway-instance").map(String::from),
+        ready: head.status == 200,
+    })
 }
 
 fn log_changes(old: &[Gateway], new: &[Gateway]) {

@@ -385,7 +385,11 @@ impl Director {
         for _ in 0..RELAY_TRIES.min(candidates.len()) {
             let i = self.choose.choose("", &candidates);
             let gw = candidates.swap_remove(i);
-            let Ok(mut upstream) = self.upstream.connect(&gw, CONNECT_TIMEOUT).await else {
+            let Ok(mut upstream) = self
+                .upstream
+                .connect(gw.addr, &gw.host, CONNECT_TIMEOUT)
+                .await
+            else {
                 tracing::debug!(gateway = %gw.addr, "relay: connect failed, trying another");
                 continue;
             };

@@ -6,7 +6,9 @@
 //! header timeout; a plain-HTTP request on this port is told so in one line
 //! or redirected (`serve.rs`). The director carries no video, so its
 //! handshakes are driven by tokio-rustls rather than by the gateway's own
-//! loop; rustls bounds what an unfinished handshake may buffer.
+//! loop; rustls bounds what one unfinished handshake may buffer, and at most
+//! `--max-pending-handshakes` run at once (more are refused as `busy`), so
+//! abandoned handshakes hold bounded memory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use prometheus::Registry;
 use stream_common::tls::{ServerTls, TlsError, is_plain_http, reason};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +33,8 @@ pub type Conn = Box<dyn Io>;
 pub struct Tls {
     server: Arc<ServerTls>,
     acceptor: TlsAcceptor,
+    /// One permit per handshake in progress.
+    pending: Semaphore,
 }
 
 /// How a connection on the TLS port came out of its first bytes.
@@ -43,10 +48,19 @@ pub enum Accepted {
 impl Tls {
     /// Loads the pair (a start-up error when it does not load) and registers
     /// the failure counter.
-    pub fn new(cert: PathBuf, key: PathBuf, registry: &Registry) -> Result<Arc<Tls>, TlsError> {
+    pub fn new(
+        cert: PathBuf,
+        key: PathBuf,
+        max_pending: usize,
+        registry: &Registry,
+    ) -> Result<Arc<Tls>, TlsError> {
         let server = Arc::new(ServerTls::new(cert, key, registry)?);
         let acceptor = TlsAcceptor::from(server.config());
-        Ok(Arc::new(Tls { server, acceptor }))
+        Ok(Arc::new(Tls {
+            server,
+            acceptor,
+            pending: Semaphore::new(max_pending),
+        }))
     }
 
     /// Runs the handshake of a new connection within `deadline`.
@@ -70,6 +84,7 @@ impl Tls {
             self.server.count("plain_http");
             return Ok(Accepted::PlainHttp(tcp));
         }
+        let _pending = self.pending.try_acquire().map_err(|_| "busy")?;
         match self.acceptor.accept(tcp).await {
             Ok(s) => Ok(Accepted::Tls(Box::new(s))),
             Err(e) => Err(io_reason(&e)),

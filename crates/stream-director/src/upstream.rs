@@ -4,6 +4,7 @@
 //! name it was listed under in `--gateways` (a name, or an IP address).
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,6 @@ use stream_common::tls::{TlsError, certificates, provider};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::pool::Gateway;
 use crate::tls::Conn;
 
 /// Longest a gateway may take over its TLS handshake once it has accepted.
@@ -51,18 +51,24 @@ impl Upstream {
         self.tls.is_some()
     }
 
-    /// A connection to `gw` that it accepted within `connect` (a gateway
-    /// that does not is down), its TLS handshake then done within
-    /// [`HANDSHAKE_TIMEOUT`] when the gateways serve HTTPS.
-    pub async fn connect(&self, gw: &Gateway, connect: Duration) -> io::Result<Conn> {
-        let tcp = tokio::time::timeout(connect, TcpStream::connect(gw.addr))
+    /// A connection to the gateway at `addr`, listed as `host`, that it
+    /// accepted within `connect` (a gateway that does not is down), its TLS
+    /// handshake then done within [`HANDSHAKE_TIMEOUT`] when the gateways
+    /// serve HTTPS.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        connect: Duration,
+    ) -> io::Result<Conn> {
+        let tcp = tokio::time::timeout(connect, TcpStream::connect(addr))
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));
         };
-        let name = ServerName::try_from(gw.host.clone())
+        let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(name, tcp))
             .await

@@ -273,9 +273,59 @@ async fn the_director_rotates_its_certificate_and_counts_bad_input() {
     wait_failures(&ca, d, "bad_message", 1.0).await;
     wait_failures(&ca, d, "timeout", 2.0).await;
     drop((stalled, stalled2));
-    // And it serves on.
+    // And it serves on; its --healthcheck speaks TLS to it.
     let r = https(&ca, d, "/healthz").await.expect("healthz");
     assert_eq!(r.head.status, 200);
+    let listen = d.to_string();
+    let check = |listen: &str| {
+        std::process::Command::new(test_support::process::bin_path("stream-director"))
+            .args(["--healthcheck", "--listen", listen])
+            .args(["--tls-cert", "unused.pem", "--tls-key", "unused.pem"])
+            .status()
+            .expect("stream-director --healthcheck")
+    };
+    assert!(check(&listen).success());
+    assert!(!check(&format!("127.0.0.1:{}", free_port())).success());
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_limit_are_refused_at_once() {
+    let ca = TestCa::new();
+    let mut flags = tls_flags(&ca);
+    flags.extend(["--max-pending-handshakes".into(), "2".into()]);
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let director = Director::start(&nowhere, &strs(&flags));
+    let d = director.addr;
+    wait_for(
+        "the director over HTTPS",
+        Duration::from_secs(20),
+        || async {
+            let r = https(&ca, d, "/healthz").await.ok()?;
+            (r.head.status == 200).then_some(())
+        },
+    )
+    .await;
+    let started = || async move {
+        let mut s = TcpStream::connect(d).await.expect("connect");
+        s.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+        s
+    };
+    // Two handshakes left unfinished hold both places (for the default
+    // ten-second header timeout); a third is closed at once.
+    let held = (started().await, started().await);
+    wait_for(
+        "a third handshake closed at once",
+        Duration::from_secs(20),
+        || async {
+            let mut third = started().await;
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte));
+            matches!(read.await, Ok(Ok(0) | Err(_))).then_some(())
+        },
+    )
+    .await;
+    drop(held);
+    wait_failures(&ca, d, "busy", 1.0).await;
 }
 
 /// Waits until the director has counted `at_least` handshake failures for `reason`.

@@ -42,8 +42,8 @@ use crate::config::Config;
 fn main() -> std::process::ExitCode {
     // clap exits with code 2 and a clear message on a bad flag value.
     let config = Config::parse();
-    if let (true, Some(cert)) = (config.healthcheck, &config.tls_cert) {
-        return stream_common::health::tls::exit_code(config.listen, cert);
+    if config.healthcheck && config.tls_cert.is_some() {
+        return stream_common::tls::health::exit_code(config.listen);
     }
     let service = stream_common::service::Service {
         name: "stream-gateway",
@@ -160,7 +160,7 @@ async fn async_main(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (--redirect-http)"))?;
         tracing::info!(listen = %addr, "redirecting plain HTTP to HTTPS");
-        tasks.push(tokio::spawn(serve::tls::redirect_http(
+        tasks.push(tokio::spawn(serve::server::redirect_http(
             plain,
             shared.clone(),
             shutdown.clone(),

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::serve::connection::{self, Shared};
 use crate::serve::handover::{self, ShardInbox};
+use crate::serve::wire::Wire;
 
 pub struct Settings {
     pub viewer_timeout: Duration,
@@ -162,4 +163,34 @@ async fn thread_main(
         );
     }
     let _ = shard.await;
+}
+
+/// The `--redirect-http` port: every request on it is answered with a `308`
+/// to the same path on the HTTPS port, its head read with the same limits
+/// and budget as any other, until `shutdown`.
+pub async fn redirect_http(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed on the redirect port");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        connections
+            .spawn(async move { connection::plain_on_tls_port(Wire::Plain(tcp), &shared).await });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }

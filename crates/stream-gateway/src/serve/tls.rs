@@ -7,8 +7,8 @@
 //! heads share (`head.rs`), and every failure is counted by reason
 //! (`gateway_tls_handshake_failures_total{reason}`) and logged at a bounded
 //! rate. A plain-HTTP request on the TLS port gets a one-line answer, or
-//! the redirect of `--redirect-http` (`connection.rs`), which also serves
-//! the plain-HTTP port itself ([`redirect_http`]).
+//! the redirect of `--redirect-http` (`connection.rs`; the plain-HTTP port
+//! itself is `server::redirect_http`).
 //!
 //! After the handshake the session is a [`Wire`] and takes the same path as
 //! a plain connection, the fan-out writer included (`wire.rs`).
@@ -133,35 +133,4 @@ impl Tls {
     pub async fn watch(self: Arc<Self>, every: Duration, stop: CancellationToken) {
         self.server.clone().watch(every, stop).await
     }
-}
-
-/// The `--redirect-http` port: every request on it is answered with a `308`
-/// to the same path on the HTTPS port, its head read with the same limits
-/// and budget as any other, until `shutdown`.
-pub async fn redirect_http(
-    listener: tokio::net::TcpListener,
-    shared: Arc<crate::serve::connection::Shared>,
-    shutdown: CancellationToken,
-) {
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let tcp = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    tracing::debug!(error = %e, "accept failed on the redirect port");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let shared = shared.clone();
-        connections.spawn(async move {
-            crate::serve::connection::plain_on_tls_port(Wire::Plain(tcp), &shared).await
-        });
-    }
-    connections.close();
-    let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }
