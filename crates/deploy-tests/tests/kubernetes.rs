@@ -79,8 +79,13 @@ if bad:
 "#;
 
 fn rules(files: &[PathBuf]) -> (bool, String) {
+    python(RULES, files)
+}
+
+/// `python3 -c script files...`: (success, output).
+fn python(script: &str, files: &[PathBuf]) -> (bool, String) {
     let out = Command::new("python3")
-        .args(["-c", RULES])
+        .args(["-c", script])
         .args(files)
         .output()
         .expect("python3 runs");
@@ -90,6 +95,22 @@ fn rules(files: &[PathBuf]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// False (after saying so loudly) when the validator is missing; under CI
+/// that fails instead.
+fn validator_or_skip(what: &str) -> bool {
+    if validator_available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but kubernetes-validate is missing (scripts/setup.sh installs it)"
+    );
+    eprintln!(
+        "\n!!!!! SKIPPED: kubernetes-validate is not installed; {what} NOT validated !!!!!\n"
+    );
+    false
 }
 
 fn broken_copy(dir: &Path, from: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
@@ -103,14 +124,7 @@ fn broken_copy(dir: &Path, from: &Path, edit: impl Fn(&str) -> String) -> PathBu
 
 #[test]
 fn kubernetes_manifests_validate_offline() {
-    if !validator_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but kubernetes-validate is missing (scripts/setup.sh installs it)"
-        );
-        eprintln!(
-            "\n!!!!! SKIPPED: kubernetes-validate is not installed; the Kubernetes manifests were NOT validated !!!!!\n"
-        );
+    if !validator_or_skip("the Kubernetes manifests were") {
         return;
     }
     let files = manifests();
@@ -204,14 +218,7 @@ fn kustomize(dir: &Path, to: &Path) -> Option<()> {
 
 #[test]
 fn kubernetes_tls_overlay_validates_offline() {
-    if !validator_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but kubernetes-validate is missing (scripts/setup.sh installs it)"
-        );
-        eprintln!(
-            "\n!!!!! SKIPPED: kubernetes-validate is not installed; the HTTPS overlay was NOT validated !!!!!\n"
-        );
+    if !validator_or_skip("the HTTPS overlay was") {
         return;
     }
     let dir = test_support::media::temp_dir("k8s-tls");
@@ -230,19 +237,7 @@ fn kubernetes_tls_overlay_validates_offline() {
     );
     let (ok, out) = rules(&files);
     assert!(ok, "the HTTPS overlay breaks the project's rules:\n{out}");
-    let check = |file: &Path| {
-        let out = Command::new("python3")
-            .args(["-c", TLS_RULES])
-            .arg(file)
-            .output()
-            .expect("python3 runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let check = |file: &Path| python(TLS_RULES, &[file.to_path_buf()]);
     let (ok, out) = check(&rendered);
     assert!(ok, "the HTTPS overlay does not do what it says:\n{out}");
     // The check bites: the plain manifests fail it.

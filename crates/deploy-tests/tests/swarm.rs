@@ -82,6 +82,21 @@ impl Drop for Swarm {
     }
 }
 
+/// `docker stack config` of stack.yml with `overrides` contains every one of `want`.
+fn assert_merges(overrides: &[&str], env: &[(&str, &str)], want: &[&str]) {
+    let mut args = vec!["stack", "config", "-c", "deploy/swarm/stack.yml"];
+    for o in overrides {
+        args.extend(["-c", o]);
+    }
+    let merged = docker::docker_env(&args, env);
+    for w in want {
+        assert!(
+            merged.contains(w),
+            "{overrides:?} merged lacks {w:?}:\n{merged}"
+        );
+    }
+}
+
 /// mjpeg-load in a container on the stack's network: viewers as the
 /// director's clients, following its redirects to the replicas.
 fn viewers_on_the_stack_network(network: &str, clients: usize) -> serde_json::Value {
@@ -147,58 +162,31 @@ async fn swarm_stack_redirects_viewers_to_gateway_replicas() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
-    // The many-host form merges onto the base and means what it says.
-    let merged = docker::docker_env(
-        &[
-            "stack",
-            "config",
-            "-c",
-            "deploy/swarm/stack.yml",
-            "-c",
-            "deploy/swarm/public-gateways.yml",
-        ],
+    // The many-host form merges onto the base and means what it says, and
+    // so does HTTPS from Docker secrets on top of it.
+    assert_merges(
+        &["deploy/swarm/public-gateways.yml"],
         &env,
-    );
-    for want in [
-        "max_replicas_per_node: 1",
-        "mode: host",
-        "DIRECTOR_PUBLIC_URL: http://{instance}:8081",
-        "GATEWAY_INSTANCE_ID: '{{.Node.Hostname}}'",
-    ] {
-        assert!(
-            merged.contains(want),
-            "merged stack lacks {want:?}:\n{merged}"
-        );
-    }
-
-    // So does HTTPS from Docker secrets, on top of the many-host form.
-    let merged = docker::docker_env(
         &[
-            "stack",
-            "config",
-            "-c",
-            "deploy/swarm/stack.yml",
-            "-c",
-            "deploy/swarm/public-gateways.yml",
-            "-c",
-            "deploy/swarm/tls.yml",
+            "max_replicas_per_node: 1",
+            "mode: host",
+            "DIRECTOR_PUBLIC_URL: http://{instance}:8081",
+            "GATEWAY_INSTANCE_ID: '{{.Node.Hostname}}'",
         ],
-        &env,
     );
-    for want in [
-        "GATEWAY_TLS_CERT: /run/secrets/tls.crt",
-        "GATEWAY_TLS_KEY: /run/secrets/tls.key",
-        "DIRECTOR_TLS_CERT: /run/secrets/tls.crt",
-        "DIRECTOR_GATEWAY_CA: /run/secrets/ca.crt",
-        "DIRECTOR_PUBLIC_URL: https://{instance}:8081",
-        "name: mjpeg_tls_key",
-        "uid: \"10001\"",
-    ] {
-        assert!(
-            merged.contains(want),
-            "merged HTTPS stack lacks {want:?}:\n{merged}"
-        );
-    }
+    assert_merges(
+        &["deploy/swarm/public-gateways.yml", "deploy/swarm/tls.yml"],
+        &env,
+        &[
+            "GATEWAY_TLS_CERT: /run/secrets/tls.crt",
+            "GATEWAY_TLS_KEY: /run/secrets/tls.key",
+            "DIRECTOR_TLS_CERT: /run/secrets/tls.crt",
+            "DIRECTOR_GATEWAY_CA: /run/secrets/ca.crt",
+            "DIRECTOR_PUBLIC_URL: https://{instance}:8081",
+            "name: mjpeg_tls_key",
+            "uid: \"10001\"",
+        ],
+    );
 
     let swarm = Swarm {
         stack: stack.clone(),
