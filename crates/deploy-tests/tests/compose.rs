@@ -19,6 +19,8 @@ use test_support::http::{self, MjpegReader};
 use test_support::process::workspace_root;
 use test_support::{free_port, wait_for};
 
+mod common;
+
 const FPS: f64 = 15.0;
 
 /// A compose project, taken down (with its volumes) on drop.
@@ -142,44 +144,16 @@ async fn stream_rate(addr: SocketAddr, window: Duration) -> (f64, String) {
     (n as f64 / start.elapsed().as_secs_f64(), instance)
 }
 
-/// A whole reply to `GET path` over TLS, trusting only `ca`; `None` when
-/// there is none within 10 s.
-async fn https_get(ca: &std::path::Path, addr: SocketAddr, path: &str) -> Option<http::Response> {
-    let tls = test_support::tls::connector(ca, None);
-    let reply = tokio::time::timeout(Duration::from_secs(10), async {
-        let s = test_support::tls::connect(&tls, addr).await.ok()?;
-        http::Connection::request_on(s, addr, "GET", path, &[("Connection", "close")], b"")
-            .await
-            .ok()?
-            .body()
-            .await
-            .ok()
-    });
-    reply.await.ok().flatten()
-}
-
 /// The running project again with deploy/compose.tls.yml: only the
 /// gateways, the director and nginx are recreated.
 async fn https_on_the_same_project(
     project: &Project,
     gateway_ports: &std::ops::RangeInclusive<u16>,
 ) {
-    let certs = test_support::media::temp_dir("compose-certs");
-    let made = Command::new("bash")
-        .arg(workspace_root().join("scripts/make-cert.sh"))
-        .arg(&certs)
-        .args(["localhost", "127.0.0.1", "host.docker.internal"])
-        .output()
-        .expect("make-cert.sh runs");
-    assert!(made.status.success(), "make-cert.sh: {made:?}");
-    // The gateways run as uid 10001 (the docs `chown 10001` the key instead;
-    // a test may not be root).
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        certs.join("key.pem"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .expect("chmod key");
+    let certs = common::make_certs(
+        "compose-certs",
+        &["localhost", "127.0.0.1", "host.docker.internal"],
+    );
     let ca = certs.join("ca.pem");
     let https_port = free_port();
     let t = Instant::now();
@@ -211,7 +185,7 @@ async fn https_on_the_same_project(
         || {
             let ca = ca.clone();
             async move {
-                let r = https_get(&ca, lb, "/").await?;
+                let r = common::https_get(&ca, lb, "/").await?;
                 (r.head.status == 200 && r.text().contains("<html")).then_some(())
             }
         },
@@ -246,7 +220,7 @@ async fn https_on_the_same_project(
         || {
             let ca = ca.clone();
             async move {
-                let r = https_get(&ca, lb, "/stream/cam0").await?;
+                let r = common::https_get(&ca, lb, "/stream/cam0").await?;
                 let location = r.head.header("location")?.to_string();
                 let port = gateway_ports
                     .clone()
@@ -257,8 +231,7 @@ async fn https_on_the_same_project(
     )
     .await;
     let addr: SocketAddr = format!("127.0.0.1:{gateway}").parse().expect("addr");
-    let tls = test_support::tls::connector(&ca, None);
-    let s = test_support::tls::connect(&tls, addr)
+    let s = common::https_connect(&ca, addr)
         .await
         .expect("TLS to the gateway");
     let conn = http::Connection::request_on(s, addr, "GET", "/stream/cam0", &[], b"")
