@@ -3,7 +3,8 @@
 //! from that gateway directly, so no byte of video passes through a proxy.
 //! Small requests (page, snapshots, API) are relayed to a gateway as they
 //! are. Which gateway serves a request is one replaceable function
-//! ([`choose::Choose`]).
+//! ([`choose::Choose`]). The director and the gateways may speak HTTPS
+//! (`tls`, `upstream`).
 
 pub mod choose;
 pub mod config;

@@ -8,7 +8,14 @@
 //! redirect (a WebSocket: browsers fail a handshake answered with 3xx)
 //! should connect: `{"url": "http://gateway:port", "instance": …}`, chosen as
 //! a stream request would be. Both name internal addresses, so they ask
-//! for the gateways' credentials (`--auth-*`) when those are set.
+//! for the gateways' credentials (`--auth-*`) when those are set, as does
+//! `/director/metrics`.
+//!
+//! Over HTTPS (`tls.rs`) every request is served the same way after the
+//! handshake, with `Strict-Transport-Security` added (`--hsts`), relayed
+//! replies included; gateways are reached over TLS when they serve it
+//! (`upstream.rs`). Plain HTTP on the TLS port, and every request on the
+//! `--redirect-http` port, gets a `308` to `https://` or a one-line `400`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
