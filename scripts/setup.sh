@@ -21,7 +21,7 @@ case "${1:-}" in
   --run) BUILD_ONLY=1 ;;
 esac
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(chromium chromium-driver
-  firefox-esr webkit2gtk-driver xvfb xauth ffmpeg
+  firefox-esr webkit2gtk-driver xvfb xauth ffmpeg libnss3-tools
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 

@@ -2,8 +2,11 @@
 //! `scripts/docker-images.sh` around the binaries the other tests ran, three
 //! gateways behind nginx and stream-director (streams redirected to each
 //! gateway's own port, followed as a browser does), and the failures users
-//! meet: a gateway killed, the producer restarted; and the image's producer
-//! playing a video file.
+//! meet: a gateway killed, the producer restarted; then the same project
+//! switched to HTTPS (deploy/compose.tls.yml, certificates from files made
+//! by scripts/make-cert.sh): the page through nginx over TLS, a stream
+//! redirected to an https:// gateway and read over TLS, the gateways healthy
+//! by their TLS health check; and the image's producer playing a video file.
 //!
 //! Without a Docker engine it skips with a loud message, unless `CI` is set.
 
@@ -15,6 +18,8 @@ use std::time::{Duration, Instant};
 use test_support::http::{self, MjpegReader};
 use test_support::process::workspace_root;
 use test_support::{free_port, wait_for};
+
+mod common;
 
 const FPS: f64 = 15.0;
 
@@ -137,6 +142,118 @@ async fn stream_rate(addr: SocketAddr, window: Duration) -> (f64, String) {
         n += 1;
     }
     (n as f64 / start.elapsed().as_secs_f64(), instance)
+}
+
+/// The running project again with deploy/compose.tls.yml: only the
+/// gateways, the director and nginx are recreated.
+async fn https_on_the_same_project(
+    project: &Project,
+    gateway_ports: &std::ops::RangeInclusive<u16>,
+) {
+    let certs = common::make_certs(
+        "compose-certs",
+        &["localhost", "127.0.0.1", "host.docker.internal"],
+    );
+    let ca = certs.join("ca.pem");
+    let https_port = free_port();
+    let t = Instant::now();
+    let out = project
+        .cmd(&[
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "deploy/compose.tls.yml",
+            "up",
+            "-d",
+            "--no-build",
+            "--scale",
+            "stream-gateway=3",
+        ])
+        .env("TLS_CERTS", &certs)
+        .env("HTTPS_PORT", https_port.to_string())
+        .output()
+        .expect("compose runs");
+    assert!(
+        out.status.success(),
+        "compose up with TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lb: SocketAddr = format!("127.0.0.1:{https_port}").parse().expect("addr");
+    wait_for(
+        "the page over HTTPS through nginx",
+        Duration::from_secs(60),
+        || {
+            let ca = ca.clone();
+            async move {
+                let r = common::https_get(&ca, lb, "/").await?;
+                (r.head.status == 200 && r.text().contains("<html")).then_some(())
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "the project served HTTPS {:?} after `up` with compose.tls.yml",
+        t.elapsed()
+    );
+    // Each gateway is healthy by `stream-gateway --healthcheck`, over TLS.
+    let gateways = project.containers("stream-gateway");
+    assert_eq!(gateways.len(), 3);
+    wait_for(
+        "three healthy HTTPS gateways",
+        Duration::from_secs(30),
+        || async {
+            let healthy = gateways.iter().all(|id| {
+                Command::new("docker")
+                    .args(["inspect", "-f", "{{.State.Health.Status}}", id])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "healthy")
+            });
+            healthy.then_some(())
+        },
+    )
+    .await;
+    // A stream: redirected (the director checked the gateways over TLS)
+    // to an https:// gateway, and read from it over TLS.
+    let (location, gateway) = wait_for(
+        "a redirect to an https:// gateway",
+        Duration::from_secs(30),
+        || {
+            let ca = ca.clone();
+            async move {
+                let r = common::https_get(&ca, lb, "/stream/cam0").await?;
+                let location = r.head.header("location")?.to_string();
+                let port = gateway_ports
+                    .clone()
+                    .find(|p| location == format!("https://127.0.0.1:{p}/stream/cam0"))?;
+                (r.head.status == 307).then_some((location, port))
+            }
+        },
+    )
+    .await;
+    let addr: SocketAddr = format!("127.0.0.1:{gateway}").parse().expect("addr");
+    let s = common::https_connect(&ca, addr)
+        .await
+        .expect("TLS to the gateway");
+    let conn = http::Connection::request_on(s, addr, "GET", "/stream/cam0", &[], b"")
+        .await
+        .expect("stream over TLS");
+    let mut r = MjpegReader::from_connection(conn, "/stream/cam0").expect("MJPEG over TLS");
+    for _ in 0..5 {
+        r.next_frame_within(Duration::from_secs(5))
+            .await
+            .expect("a frame over TLS");
+    }
+    eprintln!("{location}: 5 frames over TLS");
+    // Plain HTTP on nginx's TLS port is sent to https://.
+    let plain = http::Connection::request(lb, "GET", "/", &[])
+        .await
+        .expect("plain request");
+    assert_eq!(plain.head.status, 308, "plain HTTP on the TLS port");
+    assert_eq!(
+        plain.head.header("location"),
+        Some(format!("https://{lb}/").as_str())
+    );
+    let _ = std::fs::remove_dir_all(&certs);
 }
 
 /// A container removed (forcefully) on drop.
@@ -424,6 +541,7 @@ async fn compose_with_three_gateways_behind_nginx() {
         .expect("live frames resume");
     eprintln!("live again {took:?} after `start frame-producer`");
 
+    https_on_the_same_project(&project, &gateway_ports).await;
     image_plays_a_video_file().await;
 
     let name = project.name.clone();

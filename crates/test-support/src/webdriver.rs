@@ -3,7 +3,9 @@
 //! `WebKitWebDriver` (both the W3C WebDriver HTTP API: a few JSON requests),
 //! and headless Firefox through its own Marionette port (Debian 12 has no
 //! geckodriver; `marionette.rs` speaks that protocol). One [`Browser`] type
-//! hides which, so a test runs the same steps in each.
+//! hides which, so a test runs the same steps in each. A browser can be made
+//! to trust a test CA ([`Browser::launch_trusting`]) the way each takes one,
+//! never by ignoring certificate errors.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::marionette::Marionette;
 use crate::process::workspace_root;
+use crate::tls::TestCa;
 use crate::{free_port, wait_for};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,6 +25,8 @@ pub const FIREFOX: &str = "/usr/bin/firefox-esr";
 pub const WEBKIT_DRIVER: &str = "/usr/bin/WebKitWebDriver";
 pub const MINIBROWSER: &str = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
 pub const XVFB_RUN: &str = "/usr/bin/xvfb-run";
+/// NSS's certificate tool (Debian package libnss3-tools).
+pub const CERTUTIL: &str = "/usr/bin/certutil";
 
 /// Window size every browser gets, so screenshots and layouts compare.
 pub const WINDOW: (u32, u32) = (1280, 800);
@@ -84,6 +89,20 @@ impl Browser {
     }
 
     pub async fn launch_kind(kind: BrowserKind) -> anyhow::Result<Browser> {
+        Self::launch_with(kind, None).await
+    }
+
+    /// `kind` trusting the CA of `ca` for HTTPS: Chromium and Firefox get it
+    /// in an NSS database (Chromium's in `$HOME/.pki/nssdb` of a private
+    /// HOME, Firefox's in its profile); WebKitGTK's WebDriver takes no CA,
+    /// only certificates to accept for a host (`webkitgtk:browserOptions`
+    /// `certificates`), so it gets the CA's server certificate for
+    /// `127.0.0.1` and `localhost`, and any other certificate still fails.
+    pub async fn launch_trusting(kind: BrowserKind, ca: &TestCa) -> anyhow::Result<Browser> {
+        Self::launch_with(kind, Some(ca)).await
+    }
+
+    async fn launch_with(kind: BrowserKind, ca: Option<&TestCa>) -> anyhow::Result<Browser> {
         for bin in kind.needs() {
             if !Path::new(bin).exists() {
                 bail!(
@@ -103,6 +122,12 @@ impl Browser {
             BrowserKind::Chromium => {
                 let mut c = std::process::Command::new(CHROMEDRIVER);
                 c.arg(format!("--port={port}"));
+                if let Some(ca) = ca {
+                    // Chromium on Linux reads the user's NSS database only.
+                    let home = profile.join("home");
+                    nss_trust(&home.join(".pki/nssdb"), &ca.ca())?;
+                    c.env("HOME", &home);
+                }
                 c
             }
             BrowserKind::WebKit => {
@@ -120,6 +145,9 @@ impl Browser {
             }
             BrowserKind::Firefox => {
                 std::fs::write(profile.join("user.js"), crate::marionette::prefs(port))?;
+                if let Some(ca) = ca {
+                    nss_trust(&profile, &ca.ca())?;
+                }
                 let mut c = std::process::Command::new(FIREFOX);
                 c.args(["--headless", "--marionette", "--no-remote", "--profile"])
                     .arg(&profile)
@@ -169,10 +197,17 @@ impl Browser {
                 b.new_w3c_session(addr, caps).await?;
             }
             BrowserKind::WebKit => {
-                let caps = json!({"capabilities": {"alwaysMatch": {"webkitgtk:browserOptions": {
-                    "binary": MINIBROWSER,
-                    "args": ["--automation"]
-                }}}});
+                let mut options = json!({"binary": MINIBROWSER, "args": ["--automation"]});
+                if let Some(ca) = ca {
+                    let file = ca.cert().display().to_string();
+                    options["certificates"] = json!([
+                        {"host": "127.0.0.1", "certificateFile": file},
+                        {"host": "localhost", "certificateFile": file},
+                    ]);
+                }
+                let caps = json!({"capabilities": {"alwaysMatch": {
+                    "webkitgtk:browserOptions": options
+                }}});
                 b.new_w3c_session(addr, caps).await?;
                 let path = format!("/session/{}/window/rect", b.w3c_id());
                 let _ = w3c_call(
@@ -294,6 +329,34 @@ impl Browser {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.profile.with_extension("log")).unwrap_or_default()
     }
+}
+
+/// Makes an NSS database in `dir` (if there is none) that trusts the CA in
+/// `ca_pem` to identify web sites.
+fn nss_trust(dir: &Path, ca_pem: &Path) -> anyhow::Result<()> {
+    if !Path::new(CERTUTIL).exists() {
+        bail!("{CERTUTIL} missing: run scripts/setup.sh (installs libnss3-tools)");
+    }
+    std::fs::create_dir_all(dir)?;
+    let db = format!("sql:{}", dir.display());
+    let certutil = |args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new(CERTUTIL)
+            .args(args)
+            .output()
+            .context("running certutil")?;
+        if !out.status.success() {
+            bail!(
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    if !dir.join("cert9.db").exists() {
+        certutil(&["-N", "-d", &db, "--empty-password"])?;
+    }
+    let ca = ca_pem.display().to_string();
+    certutil(&["-A", "-d", &db, "-n", "test CA", "-t", "C,,", "-i", &ca])
 }
 
 async fn w3c_call(
