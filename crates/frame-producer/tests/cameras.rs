@@ -254,7 +254,12 @@ async fn a_snapshot_of_an_unwatched_rtsp_camera_is_full_size() {
         .await
         .expect("snapshot");
     assert_eq!(r.head.status, 200);
-    assert_eq!(r.head.header("x-snapshot"), Some("frame"), "{}", stack.gateway.log());
+    assert_eq!(
+        r.head.header("x-snapshot"),
+        Some("frame"),
+        "{}",
+        stack.gateway.log()
+    );
     let (_, w, h) = stream_common::jpeg::decode_rgb(&r.body).expect("decodable");
     assert_eq!((w, h), (1280, 720));
 }

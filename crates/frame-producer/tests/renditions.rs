@@ -25,8 +25,12 @@ fn start() -> Producer {
 }
 
 /// The renditions each camera announces, once all four have.
-async fn announced(p: &Producer) -> std::collections::BTreeMap<String, (u32, u32, Vec<(u32, u32)>)> {
-    let mut info = Subscriber::connect(&p.endpoint, "i/").await.expect("subscribe");
+async fn announced(
+    p: &Producer,
+) -> std::collections::BTreeMap<String, (u32, u32, Vec<(u32, u32)>)> {
+    let mut info = Subscriber::connect(&p.endpoint, "i/")
+        .await
+        .expect("subscribe");
     let mut got = std::collections::BTreeMap::new();
     while got.len() < 4 {
         match info.next_message(Duration::from_secs(20)).await {
@@ -48,7 +52,11 @@ async fn cameras_announce_renditions_never_as_wide_as_the_picture() {
     let p = start();
     let got = announced(&p).await;
     assert_eq!(got["cam0"], (1280, 720, vec![(320, 180), (640, 360)]));
-    assert_eq!(got["small"], (320, 240, vec![]), "320 is not smaller than 320");
+    assert_eq!(
+        got["small"],
+        (320, 240, vec![]),
+        "320 is not smaller than 320"
+    );
     assert_eq!(got["none"], (640, 480, vec![]), "renditions=0");
     assert_eq!(got["own"], (640, 480, vec![(160, 120), (480, 360)]));
 }
@@ -63,19 +71,19 @@ async fn a_rendition_is_encoded_only_while_subscribed() {
             p.metric(name, &labels).await
         }
     };
-    let rendition = |w: u32| {
-        vec![
-            "stream=\"cam0\"".to_string(),
-            format!("rendition=\"{w}\""),
-        ]
-    };
+    let rendition = |w: u32| vec!["stream=\"cam0\"".to_string(), format!("rendition=\"{w}\"")];
     let cam0 = || vec!["stream=\"cam0\"".to_string()];
     // Known sizes first (the first picture sets them).
     announced(&p).await;
     let captured = metric("producer_frames_captured_total", cam0()).await;
-    wait_for("cam0 captures 30 frames", Duration::from_secs(15), || async {
-        (metric("producer_frames_captured_total", cam0()).await >= captured + 30.0).then_some(())
-    })
+    wait_for(
+        "cam0 captures 30 frames",
+        Duration::from_secs(15),
+        || async {
+            (metric("producer_frames_captured_total", cam0()).await >= captured + 30.0)
+                .then_some(())
+        },
+    )
     .await;
     for w in [320, 640] {
         assert_eq!(
@@ -99,7 +107,10 @@ async fn a_rendition_is_encoded_only_while_subscribed() {
         );
     }
     for f in &frames {
-        assert_eq!((f.header.stream.as_str(), f.header.width, f.header.height), ("cam0", 320, 180));
+        assert_eq!(
+            (f.header.stream.as_str(), f.header.width, f.header.height),
+            ("cam0", 320, 180)
+        );
         let (_, w, h) = stream_common::jpeg::decode_rgb(&f.jpeg).expect("decodes");
         assert_eq!((w, h), (320, 180));
     }
@@ -107,16 +118,32 @@ async fn a_rendition_is_encoded_only_while_subscribed() {
         assert_eq!(pair[1].header.seq, pair[0].header.seq + 1, "every frame");
     }
     assert!(metric("producer_rendition_frames_total", rendition(320)).await >= 10.0);
-    assert_eq!(metric("producer_rendition_subscribers", rendition(320)).await, 1.0);
-    assert_eq!(metric("producer_rendition_frames_total", rendition(640)).await, 0.0);
-    assert_eq!(metric("producer_frames_encoded_total", cam0()).await, 0.0, "no full frame");
+    assert_eq!(
+        metric("producer_rendition_subscribers", rendition(320)).await,
+        1.0
+    );
+    assert_eq!(
+        metric("producer_rendition_frames_total", rendition(640)).await,
+        0.0
+    );
+    assert_eq!(
+        metric("producer_frames_encoded_total", cam0()).await,
+        0.0,
+        "no full frame"
+    );
 
     // A frame's renditions and full picture share its seq and capture time.
-    let mut both = Subscriber::connect(&p.endpoint, "r/cam0/640/").await.expect("subscribe");
+    let mut both = Subscriber::connect(&p.endpoint, "r/cam0/640/")
+        .await
+        .expect("subscribe");
     both.subscribe("f/cam0/").await.expect("subscribe");
     let mut by_seq = std::collections::HashMap::new();
     let matched = loop {
-        match both.next_message(Duration::from_secs(10)).await.expect("message") {
+        match both
+            .next_message(Duration::from_secs(10))
+            .await
+            .expect("message")
+        {
             Message::Frame(f) | Message::Rendition(f) => {
                 let key = f.header.seq;
                 let me = (f.header.width, f.header.capture_ts_ns);

@@ -28,7 +28,10 @@ async fn listed(addr: SocketAddr) -> serde_json::Value {
     wait_for("cam0 with renditions", Duration::from_secs(30), || async {
         let r = http::get(addr, "/api/streams").await.ok()?;
         let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-        let cam = v["streams"].as_array()?.iter().find(|s| s["name"] == "cam0")?;
+        let cam = v["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "cam0")?;
         (!cam["renditions"].as_array()?.is_empty()).then(|| cam.clone())
     })
     .await
@@ -68,13 +71,17 @@ async fn a_width_gets_the_smallest_rendition_at_least_as_wide() {
         cam["renditions"],
         serde_json::json!([{"width": 320, "height": 180}, {"width": 640, "height": 360}])
     );
-    assert_eq!((cam["width"].as_u64(), cam["height"].as_u64()), (Some(1280), Some(720)));
+    assert_eq!(
+        (cam["width"].as_u64(), cam["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
 
     let pmetric = |w: &'static str| {
         let p = &p;
         async move {
             let l = rendition_label(w);
-            p.metric("producer_rendition_frames_total", &[&l[0], &l[1]]).await
+            p.metric("producer_rendition_frames_total", &[&l[0], &l[1]])
+                .await
         }
     };
     assert_eq!(pmetric("320").await, 0.0, "nobody watches yet");
@@ -117,8 +124,11 @@ async fn a_width_gets_the_smallest_rendition_at_least_as_wide() {
     })
     .await;
     assert_eq!(
-        g.metric("gateway_rendition_viewers", &["stream=\"cam0\"", "rendition=\"full\""])
-            .await,
+        g.metric(
+            "gateway_rendition_viewers",
+            &["stream=\"cam0\"", "rendition=\"full\""]
+        )
+        .await,
         0.0
     );
 
@@ -138,7 +148,8 @@ async fn a_snapshot_of_an_unwatched_camera_is_the_full_picture() {
     listed(g.addr).await;
     // Nobody watches: the gateway holds only the preview.
     assert_eq!(
-        g.metric("gateway_stream_subscribed", &["stream=\"cam0\""]).await,
+        g.metric("gateway_stream_subscribed", &["stream=\"cam0\""])
+            .await,
         0.0
     );
     let r = http::get(g.addr, "/snapshot/cam0").await.expect("snapshot");
@@ -147,16 +158,22 @@ async fn a_snapshot_of_an_unwatched_camera_is_the_full_picture() {
     assert_eq!(size(&r.body), FULL);
     stream_common::jpeg::decode_rgb(&r.body).expect("decodes");
     // And of a rendition.
-    let r = http::get(g.addr, "/snapshot/cam0?width=600").await.expect("snapshot");
+    let r = http::get(g.addr, "/snapshot/cam0?width=600")
+        .await
+        .expect("snapshot");
     assert_eq!(r.head.header("x-snapshot"), Some("frame"));
     assert_eq!(size(&r.body), (640, 360));
-    let r = http::get(g.addr, "/snapshot?width=200").await.expect("default stream");
+    let r = http::get(g.addr, "/snapshot?width=200")
+        .await
+        .expect("default stream");
     assert_eq!(size(&r.body), (320, 180));
 
     // A gateway that may not wait serves the preview, and says so.
     let hasty = Gateway::start(&[&p.endpoint], &["--snapshot-wait", "0"], &[]);
     listed(hasty.addr).await;
-    let r = http::get(hasty.addr, "/snapshot/cam0").await.expect("snapshot");
+    let r = http::get(hasty.addr, "/snapshot/cam0")
+        .await
+        .expect("snapshot");
     assert_eq!(r.head.status, 200);
     assert_eq!(r.head.header("x-snapshot"), Some("preview"));
     assert_eq!(size(&r.body), (320, 180));
@@ -195,12 +212,30 @@ async fn the_page_asks_for_a_width_per_stream() {
         format!("http://{}", g.addr).parse().expect("origin"),
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
-    ask(&mut ws, r#"{"watch":["cam0"],"width":{"cam0":320}}"#, (320, 180)).await;
-    ask(&mut ws, r#"{"watch":["cam0"],"width":{"cam0":600}}"#, (640, 360)).await;
+    ask(
+        &mut ws,
+        r#"{"watch":["cam0"],"width":{"cam0":320}}"#,
+        (320, 180),
+    )
+    .await;
+    ask(
+        &mut ws,
+        r#"{"watch":["cam0"],"width":{"cam0":600}}"#,
+        (640, 360),
+    )
+    .await;
     ask(&mut ws, r#"{"watch":["cam0"]}"#, FULL).await;
-    ask(&mut ws, r#"{"watch":["cam0"],"width":{"cam0":100,"other":5}}"#, (320, 180)).await;
+    ask(
+        &mut ws,
+        r#"{"watch":["cam0"],"width":{"cam0":100,"other":5}}"#,
+        (320, 180),
+    )
+    .await;
     let l = rendition_label("320");
-    assert_eq!(g.metric("gateway_rendition_viewers", &[&l[0], &l[1]]).await, 1.0);
+    assert_eq!(
+        g.metric("gateway_rendition_viewers", &[&l[0], &l[1]]).await,
+        1.0
+    );
 }
 
 /// Sends a watch message; frames of the picture before may still be on
