@@ -249,21 +249,27 @@ impl Stream {
     /// received at full rate while it has viewers.
     pub fn viewer_joined(&self, choice: Choice) {
         self.viewers.fetch_add(1, Ordering::Relaxed);
-        self.viewers_gauge(choice).inc();
+        if let Some(g) = self.viewers_gauge(choice) {
+            g.inc();
+        }
         self.interest.joined(&self.name, choice);
     }
 
     /// A viewer of this stream's `choice` left.
     pub fn viewer_left(&self, choice: Choice) {
         self.viewers.fetch_sub(1, Ordering::Relaxed);
-        self.viewers_gauge(choice).dec();
+        if let Some(g) = self.viewers_gauge(choice) {
+            g.dec();
+        }
         self.interest.left(&self.name, choice);
     }
 
-    fn viewers_gauge(&self, choice: Choice) -> prometheus::IntGauge {
-        match choice.and_then(|w| self.rendition(w)) {
-            Some(r) => r.metrics.viewers.clone(),
-            None => self.metrics.full_viewers.clone(),
+    /// The viewers gauge of `choice`; `None` for a rendition the stream no
+    /// longer has (its series went with it).
+    fn viewers_gauge(&self, choice: Choice) -> Option<prometheus::IntGauge> {
+        match choice {
+            None => Some(self.metrics.full_viewers.clone()),
+            Some(w) => self.rendition(w).map(|r| r.metrics.viewers.clone()),
         }
     }
 
