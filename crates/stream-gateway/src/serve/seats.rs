@@ -14,6 +14,7 @@ use prometheus::IntGauge;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::metrics::GatewayMetrics;
+use crate::rendition::{Choice, Width};
 use crate::streams::Stream;
 
 /// A viewer's place among `--max-clients`, held while the viewer lives:
@@ -45,25 +46,46 @@ impl Drop for Seat {
     }
 }
 
-/// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives,
-/// and has the stream received at full rate meanwhile (`interest.rs`).
+/// Counts a viewer of one stream (`gateway_viewers{stream}`) and of the
+/// picture it is served (`gateway_rendition_viewers{stream,rendition}`)
+/// while it lives, and has that picture received at full rate meanwhile
+/// (`interest.rs`).
 pub struct Watching {
     pub stream: Arc<Stream>,
+    /// The full picture (`None`) or the rendition it is served.
+    choice: Choice,
 }
 
 impl Watching {
-    pub fn new(stream: Arc<Stream>) -> Self {
+    pub fn new(stream: Arc<Stream>, choice: Choice) -> Self {
         stream.metrics.viewers.inc();
-        stream.viewer_joined();
-        tracing::debug!(stream = %stream.name, "viewer connected");
-        Watching { stream }
+        stream.viewer_joined(choice);
+        tracing::debug!(stream = %stream.name, ?choice, "viewer connected");
+        Watching { stream, choice }
+    }
+
+    /// The picture it is served: its writer's.
+    pub fn choice(&self) -> Choice {
+        self.choice
+    }
+
+    /// Counts it at `to` from now on (and has `to` received) rather than
+    /// at its picture so far: for moving a viewer to another rendition's
+    /// writer (adaptation, `?width=auto`).
+    #[allow(dead_code)]
+    pub fn switch(&mut self, to: Choice) {
+        if to != self.choice {
+            self.stream.viewer_joined(to);
+            self.stream.viewer_left(self.choice);
+            self.choice = to;
+        }
     }
 }
 
 impl Drop for Watching {
     fn drop(&mut self) {
         self.stream.metrics.viewers.dec();
-        self.stream.viewer_left();
+        self.stream.viewer_left(self.choice);
     }
 }
 
@@ -71,6 +93,9 @@ impl Drop for Watching {
 pub struct Viewer {
     pub seat: Seat,
     pub watching: Watching,
+    /// What it asked for (`?width=`): adaptation starts from here.
+    #[allow(dead_code)]
+    pub width: Width,
     pub fps_cap: Option<f64>,
 }
 

@@ -29,6 +29,14 @@
 //! listener gets the changes after it joined, not the ones before
 //! (`/api/streams/{name}/events` has those).
 //!
+//! A stream's renditions (`rendition.rs`) are served the same way: each
+//! picture of a stream, full or a rendition, has its own writer on each
+//! thread, following that picture's slot; a viewer is in the writer of the
+//! picture it is served (its `Watching` says which). A WebSocket's writers
+//! check the picture its client task serves each stream at
+//! (`WsState::serving`), so setting that and delivering the viewer to the
+//! other picture's writer moves it: the old writer drops it at its next frame.
+//!
 //! Per-part counters are kept per writer and added to the shared metrics
 //! once per frame, not once per viewer.
 
@@ -49,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 use crate::detections::Prepared;
 use crate::events::Prepared as EventChange;
 use crate::part::Part;
+use crate::rendition::Choice;
 use crate::serve::seats::{Load, OwnSocket, Seat, Watching};
 use crate::serve::wire::{Wire, Wrote};
 use crate::serve::wsconn::WsShared;
@@ -71,9 +80,24 @@ pub enum Joined {
     },
 }
 
-/// The writer of each stream on one thread, started on its first viewer.
+impl Joined {
+    /// The picture of its stream it is to be served.
+    fn choice(&self) -> Choice {
+        match self {
+            Joined::Own {
+                viewer: OwnSocket::Mjpeg(v),
+                ..
+            } => v.watching.choice(),
+            Joined::Own { .. } => None,
+            Joined::Ws { watching, .. } => watching.choice(),
+        }
+    }
+}
+
+/// The writer of each stream's picture on one thread, started on its first
+/// viewer.
 pub struct Writers {
-    map: std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Joined>>>,
+    map: std::sync::Mutex<HashMap<(String, Choice), mpsc::UnboundedSender<Joined>>>,
     stop: CancellationToken,
 }
 
@@ -85,10 +109,13 @@ impl Writers {
         }
     }
 
-    /// Gives `joined` to this thread's writer of `stream`.
+    /// Gives `joined` to this thread's writer of `stream` at the picture
+    /// its `Watching` names.
     pub fn deliver(&self, stream: Arc<Stream>, joined: Joined) {
+        let choice = joined.choice();
+        let key = (stream.name.clone(), choice);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let joined = match map.get(&stream.name) {
+        let joined = match map.get(&key) {
             Some(tx) => match tx.send(joined) {
                 Ok(()) => return,
                 // That writer ended (shutdown); start another.
@@ -98,8 +125,8 @@ impl Writers {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(joined);
-        map.insert(stream.name.clone(), tx);
-        tokio::spawn(writer(stream, rx, self.stop.clone()));
+        map.insert(key, tx);
+        tokio::spawn(writer(stream, choice, rx, self.stop.clone()));
     }
 }
 
@@ -195,15 +222,15 @@ impl Conn {
     }
 
     /// What this viewer gets of a frame, or `None` when it no longer wants
-    /// this stream.
-    fn wants(&mut self, stream: &str, dets: &Prepared) -> Option<Want> {
+    /// this stream at this picture.
+    fn wants(&mut self, stream: &str, choice: Choice, dets: &Prepared) -> Option<Want> {
         match &self.out {
             Out::Mjpeg { .. } => Some(Want::Mjpeg),
             // Never asked: listeners are passed over for frames.
             Out::Sse { .. } => None,
             Out::Ws(shared) => {
                 let st = shared.lock();
-                if !st.watching.contains(stream) {
+                if !st.serves(stream, choice) {
                     return None;
                 }
                 self.min_interval = st.min_interval;
@@ -233,7 +260,7 @@ impl Conn {
 
     /// The event change for this viewer, if it has not had it and wants
     /// it: an events listener's chunk, or a watching WebSocket's message.
-    fn event_message(&self, stream: &str, e: &EventChange) -> Option<Bytes> {
+    fn event_message(&self, stream: &str, choice: Choice, e: &EventChange) -> Option<Bytes> {
         if self.ev_sent >= e.version {
             return None;
         }
@@ -242,7 +269,7 @@ impl Conn {
             Out::Sse { .. } => Some(e.sse.clone()),
             Out::Ws(shared) => {
                 let st = shared.lock();
-                (st.events && st.watching.contains(stream)).then(|| e.ws.clone())
+                (st.events && st.serves(stream, choice)).then(|| e.ws.clone())
             }
         }
     }
@@ -309,11 +336,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(stream: &Stream) -> Self {
+    fn new(stream: &Stream, choice: Choice) -> Self {
         let m = &stream.metrics;
         Tally {
             parts_out: m.parts_out.local(),
-            bytes_out: m.bytes_out.local(),
+            bytes_out: stream.bytes_out_at(choice).local(),
             skipped: m.skipped.local(),
             latency: m.latency.local(),
         }
@@ -330,6 +357,8 @@ impl Tally {
 /// The viewers of one stream on one thread.
 struct Writer {
     stream: Arc<Stream>,
+    /// The picture of it this writer serves.
+    choice: Choice,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     events: Events,
@@ -349,10 +378,11 @@ struct Writer {
 
 async fn writer(
     stream: Arc<Stream>,
+    choice: Choice,
     mut incoming: mpsc::UnboundedReceiver<Joined>,
     stop: CancellationToken,
 ) {
-    let mut slot = stream.subscribe();
+    let mut slot = stream.subscribe_at(choice);
     let mut dets = stream.detections.subscribe();
     let mut evs = stream.events.subscribe();
     // A forgotten stream's writer ends, so its name gets a fresh one.
@@ -360,8 +390,9 @@ async fn writer(
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Writer {
-        tally: Tally::new(&stream),
+        tally: Tally::new(&stream, choice),
         stream,
+        choice,
         conns: Vec::new(),
         free: Vec::new(),
         events: FuturesUnordered::new(),
@@ -536,7 +567,7 @@ impl Writer {
         let Some(c) = self.conns[i].as_mut() else {
             return;
         };
-        let Some(bytes) = c.event_message(&self.stream.name, &self.evs) else {
+        let Some(bytes) = c.event_message(&self.stream.name, self.choice, &self.evs) else {
             return;
         };
         let version = self.evs.version;
@@ -683,7 +714,7 @@ impl Writer {
             return;
         };
         let next = match part {
-            Some(part) => match c.wants(&self.stream.name, &self.dets) {
+            Some(part) => match c.wants(&self.stream.name, self.choice, &self.dets) {
                 Some(Want::Mjpeg) => Some((part, part.bytes.clone(), None)),
                 Some(Want::Ws) => Some((part, part.ws().clone(), None)),
                 Some(Want::WsWithDetections) => {
