@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
+use crate::rendition::{Width, choose};
+
 /// A rendition a viewer can be on: `None` = the full picture, `Some(w)` =
 /// the rendition `w` pixels wide.
 pub type Level = Option<u32>;
@@ -108,6 +110,15 @@ pub fn ladder(widths: &[u32], max: Option<u32>) -> Vec<Level> {
         levels.truncate(top + 1);
     }
     levels
+}
+
+/// The rendition a viewer starts on: the full picture, the smallest
+/// rendition at least `W` wide, or for `auto` the top of its ladder.
+pub fn start_level(want: Width, widths: &[u32], full_width: u32) -> Level {
+    match want {
+        Width::Full | Width::Auto { max: None } => None,
+        Width::AtLeast(w) | Width::Auto { max: Some(w) } => choose(widths, full_width, w),
+    }
 }
 
 /// One `auto` viewer's state under the rule.
@@ -227,16 +238,21 @@ impl Adapt {
 pub struct Switches(IntCounterVec);
 
 impl Switches {
-    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+    /// The counter, registered in `registry` (counted all the same, and
+    /// said in the log, if registering fails).
+    pub fn new(registry: &Registry) -> Self {
         let c = IntCounterVec::new(
             Opts::new(
                 "rendition_switches_total",
                 "Moves of `auto` viewers to a smaller (down) or larger (up) rendition, and why",
             ),
             &["direction", "reason"],
-        )?;
-        registry.register(Box::new(c.clone()))?;
-        Ok(Switches(c))
+        )
+        .expect("a valid metric");
+        if let Err(e) = registry.register(Box::new(c.clone())) {
+            tracing::warn!(error = %e, "cannot register gateway_rendition_switches_total");
+        }
+        Switches(c)
     }
 
     pub fn count(&self, s: &Switch) {
@@ -282,6 +298,20 @@ mod tests {
             [Some(320), Some(640), None]
         );
         assert_eq!(ladder(&[], None), [None]);
+    }
+
+    #[test]
+    fn viewers_start_on_what_they_asked_for_auto_at_its_cap() {
+        let w = [320, 640];
+        assert_eq!(start_level(Width::Full, &w, 1280), None);
+        assert_eq!(start_level(Width::AtLeast(300), &w, 1280), Some(320));
+        assert_eq!(start_level(Width::AtLeast(500), &w, 1280), Some(640));
+        assert_eq!(start_level(Width::AtLeast(700), &w, 1280), None);
+        assert_eq!(start_level(Width::Auto { max: None }, &w, 1280), None);
+        assert_eq!(
+            start_level(Width::Auto { max: Some(320) }, &w, 1280),
+            Some(320)
+        );
     }
 
     #[test]

@@ -152,6 +152,7 @@ impl Admission {
                 seat,
                 watching: Watching::new(stream),
                 fps_cap,
+                width: crate::rendition::Width::Full,
             }),
             None => Decision::Reply(at_capacity()),
         }

@@ -14,6 +14,7 @@ use prometheus::IntGauge;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::metrics::GatewayMetrics;
+use crate::rendition::Width;
 use crate::streams::Stream;
 
 /// A viewer's place among `--max-clients`, held while the viewer lives:
@@ -46,24 +47,43 @@ impl Drop for Seat {
 }
 
 /// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives,
-/// and has the stream received at full rate meanwhile (`interest.rs`).
+/// and has the rendition it gets (`level`: `None` = the full picture)
+/// received at full rate meanwhile (`interest.rs`); an `auto` viewer's
+/// writer moves it to another rendition with [`Watching::moved`].
 pub struct Watching {
     pub stream: Arc<Stream>,
+    pub level: Option<u32>,
 }
 
 impl Watching {
+    /// A viewer of the full picture.
     pub fn new(stream: Arc<Stream>) -> Self {
+        Self::at(stream, None)
+    }
+
+    /// A viewer of rendition `level`.
+    pub fn at(stream: Arc<Stream>, level: Option<u32>) -> Self {
         stream.metrics.viewers.inc();
-        stream.viewer_joined();
-        tracing::debug!(stream = %stream.name, "viewer connected");
-        Watching { stream }
+        stream.viewer_joined_at(level);
+        tracing::debug!(stream = %stream.name, ?level, "viewer connected");
+        Watching { stream, level }
+    }
+
+    /// Now a viewer of rendition `level` instead: that one is received
+    /// before the old one may stop.
+    pub fn moved(&mut self, level: Option<u32>) {
+        if level != self.level {
+            self.stream.viewer_joined_at(level);
+            self.stream.viewer_left_at(self.level);
+            self.level = level;
+        }
     }
 }
 
 impl Drop for Watching {
     fn drop(&mut self) {
         self.stream.metrics.viewers.dec();
-        self.stream.viewer_left();
+        self.stream.viewer_left_at(self.level);
     }
 }
 
@@ -72,6 +92,8 @@ pub struct Viewer {
     pub seat: Seat,
     pub watching: Watching,
     pub fps_cap: Option<f64>,
+    /// The picture it asked for (`?width=`, `auto`).
+    pub width: Width,
 }
 
 /// An admitted WebSocket viewer: its seat and the key to answer.

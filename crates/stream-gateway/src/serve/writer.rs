@@ -31,6 +31,16 @@
 //!
 //! Per-part counters are kept per writer and added to the shared metrics
 //! once per frame, not once per viewer.
+//!
+//! A stream's renditions (docs/renditions.md) each have their own writer
+//! per thread, reading that rendition's slot: a writer is one (stream,
+//! rendition). A viewer that asked for `auto` is fed to the rule in
+//! `adapt.rs` as frames pass, and when the rule says so its writer hands it
+//! to the writer of the next rendition down or up (`Joined::Moved`), only
+//! once all of its current part is written, so it never sees a torn part
+//! and nothing is encoded for it alone: it just gets another shared part.
+//! A page's tile that asks for another width (resized, enlarged) moves the
+//! same way.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -46,9 +56,11 @@ use stream_common::ratelimit::LogEvery;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapt::{self, Adapt, Level, Switches};
 use crate::detections::Prepared;
 use crate::events::Prepared as EventChange;
 use crate::part::Part;
+use crate::rendition::Width;
 use crate::serve::seats::{Load, OwnSocket, Seat, Watching};
 use crate::serve::wire::{Wire, Wrote};
 use crate::serve::wsconn::WsShared;
@@ -69,38 +81,86 @@ pub enum Joined {
         shared: Arc<WsShared>,
         watching: Watching,
     },
+    /// An `auto` viewer (or a page's tile that asked for another width)
+    /// moving from another rendition's writer on this thread.
+    Moved(Moved),
 }
 
-/// The writer of each stream on one thread, started on its first viewer.
+/// A viewer on its way from one rendition's writer to another's, its
+/// current part all written.
+pub struct Moved(Conn);
+
+/// The writer of each stream and rendition on one thread, started on its
+/// first viewer.
 pub struct Writers {
-    map: std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Joined>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    map: std::sync::Mutex<HashMap<(String, Level), mpsc::UnboundedSender<Joined>>>,
     stop: CancellationToken,
+    switches: Switches,
 }
 
 impl Writers {
-    pub fn new(stop: CancellationToken) -> Self {
+    pub fn new(stop: CancellationToken, switches: Switches) -> Self {
         Writers {
-            map: std::sync::Mutex::new(HashMap::new()),
-            stop,
+            inner: Arc::new(Inner {
+                map: std::sync::Mutex::new(HashMap::new()),
+                stop,
+                switches,
+            }),
         }
     }
 
-    /// Gives `joined` to this thread's writer of `stream`.
+    /// Gives `joined` to this thread's writer of `stream` at the rendition
+    /// it asked for (an MJPEG viewer's `width`, a page's width for that
+    /// stream; the full picture for events listeners).
     pub fn deliver(&self, stream: Arc<Stream>, joined: Joined) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let joined = match map.get(&stream.name) {
-            Some(tx) => match tx.send(joined) {
-                Ok(()) => return,
-                // That writer ended (shutdown); start another.
-                Err(mpsc::error::SendError(j)) => j,
-            },
-            None => joined,
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(joined);
-        map.insert(stream.name.clone(), tx);
-        tokio::spawn(writer(stream, rx, self.stop.clone()));
+        deliver(&self.inner, stream, joined);
     }
+}
+
+fn deliver(inner: &Arc<Inner>, stream: Arc<Stream>, mut joined: Joined) {
+    let level = match &mut joined {
+        Joined::Own {
+            viewer: OwnSocket::Mjpeg(v),
+            ..
+        } => {
+            let level =
+                adapt::start_level(v.width, &stream.rendition_widths(), stream.full_width());
+            v.watching.moved(level);
+            level
+        }
+        Joined::Own { .. } => None,
+        Joined::Ws { shared, watching } => {
+            let want = asked(&shared.lock().widths, &stream.name);
+            let level = adapt::start_level(want, &stream.rendition_widths(), stream.full_width());
+            watching.moved(level);
+            level
+        }
+        Joined::Moved(m) => m.0.level,
+    };
+    let key = (stream.name.clone(), level);
+    let mut map = inner.map.lock().unwrap_or_else(|e| e.into_inner());
+    let joined = match map.get(&key) {
+        Some(tx) => match tx.send(joined) {
+            Ok(()) => return,
+            // That writer ended (shutdown, or the stream was forgotten);
+            // start another.
+            Err(mpsc::error::SendError(j)) => j,
+        },
+        None => joined,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(joined);
+    map.insert(key, tx);
+    tokio::spawn(writer(stream, level, rx, Arc::downgrade(inner)));
+}
+
+/// What a page asked for `stream` (the full picture when it named no width).
+fn asked(widths: &HashMap<String, Width>, stream: &str) -> Width {
+    widths.get(stream).copied().unwrap_or(Width::Full)
 }
 
 /// One viewer as its writer sees it.
@@ -122,6 +182,18 @@ struct Conn {
     /// An MJPEG or events viewer's seat and load; a WebSocket's are its
     /// client task's.
     _seat: Option<(Seat, Load)>,
+    /// The rendition it gets now (`None`: the full picture).
+    level: Level,
+    /// What it asked for.
+    want: Width,
+    /// Set when a page asked for another width for this stream: its
+    /// rendition is chosen again at the next part boundary.
+    repick: bool,
+    /// The `auto` rule's state, for a viewer that asked for `auto`.
+    adapt: Option<Adapt>,
+    /// Cancelled when it moves to another writer, which ends the old
+    /// writer's wait on its socket.
+    detach: CancellationToken,
 }
 
 impl Conn {
@@ -139,7 +211,50 @@ impl Conn {
             ev_sent: 0,
             _watching: None,
             _seat: None,
+            level: None,
+            want: Width::Full,
+            repick: false,
+            adapt: None,
+            detach: CancellationToken::new(),
         }
+    }
+
+    /// What it asked for, and the `auto` rule's state when that is `auto`.
+    fn asking(&mut self, want: Width) {
+        self.want = want;
+        self.adapt = matches!(want, Width::Auto { .. })
+            .then(|| Adapt::new(adapt::Rule::default(), Instant::now()));
+    }
+
+    /// The rendition it should move to now, at a part boundary, if any:
+    /// the one a page newly asked for, or the `auto` rule's move (counted
+    /// in `switches`). `widths`: the stream's renditions now.
+    fn next_level(
+        &mut self,
+        now: Instant,
+        widths: &[u32],
+        full_width: u32,
+        switches: &Switches,
+    ) -> Option<Level> {
+        if self.repick {
+            self.repick = false;
+            let level = adapt::start_level(self.want, widths, full_width);
+            return (level != self.level).then_some(level);
+        }
+        let Width::Auto { max } = self.want else {
+            return None;
+        };
+        let a = self.adapt.as_mut()?;
+        let switch = a.decide(now, &adapt::ladder(widths, max), self.level)?;
+        switches.count(&switch);
+        tracing::debug!(
+            from = ?self.level,
+            to = ?switch.to,
+            direction = switch.direction.label(),
+            reason = switch.reason.label(),
+            "auto viewer moves"
+        );
+        Some(switch.to)
     }
 }
 
@@ -202,12 +317,19 @@ impl Conn {
             // Never asked: listeners are passed over for frames.
             Out::Sse { .. } => None,
             Out::Ws(shared) => {
-                let st = shared.lock();
-                if !st.watching.contains(stream) {
-                    return None;
+                let (want, min_interval, detections) = {
+                    let st = shared.lock();
+                    if !st.watching.contains(stream) {
+                        return None;
+                    }
+                    (asked(&st.widths, stream), st.min_interval, st.detections)
+                };
+                if want != self.want {
+                    self.asking(want);
+                    self.repick = true;
                 }
-                self.min_interval = st.min_interval;
-                Some(if st.detections && self.det_sent < dets.version {
+                self.min_interval = min_interval;
+                Some(if detections && self.det_sent < dets.version {
                     Want::WsWithDetections
                 } else {
                     Want::Ws
@@ -292,9 +414,13 @@ fn on_writable(c: &mut Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output
 }
 
 fn on_readable(c: &Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output = Event> + Send>> {
-    let (socket, id) = (c.socket().clone(), c.id);
+    let (socket, id, detach) = (c.socket().clone(), c.id, c.detach.clone());
     Box::pin(async move {
-        let _ = socket.readable().await;
+        // Moved to another writer: this one's wait ends (its id is stale).
+        tokio::select! {
+            _ = socket.readable() => {}
+            _ = detach.cancelled() => {}
+        }
         Event::Readable(i, id)
     })
 }
@@ -309,11 +435,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(stream: &Stream) -> Self {
+    fn new(stream: &Stream, level: Level) -> Self {
         let m = &stream.metrics;
         Tally {
             parts_out: m.parts_out.local(),
-            bytes_out: m.bytes_out.local(),
+            bytes_out: m.bytes_out_at(level).local(),
             skipped: m.skipped.local(),
             latency: m.latency.local(),
         }
@@ -327,9 +453,13 @@ impl Tally {
     }
 }
 
-/// The viewers of one stream on one thread.
+/// The viewers of one stream's rendition on one thread.
 struct Writer {
     stream: Arc<Stream>,
+    level: Level,
+    /// The other writers on this thread, to hand a moving viewer to.
+    writers: std::sync::Weak<Inner>,
+    switches: Switches,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     events: Events,
@@ -349,10 +479,17 @@ struct Writer {
 
 async fn writer(
     stream: Arc<Stream>,
+    level: Level,
     mut incoming: mpsc::UnboundedReceiver<Joined>,
-    stop: CancellationToken,
+    writers: std::sync::Weak<Inner>,
 ) {
-    let mut slot = stream.subscribe();
+    let Some((stop, switches)) = writers
+        .upgrade()
+        .map(|w| (w.stop.clone(), w.switches.clone()))
+    else {
+        return;
+    };
+    let mut slot = stream.subscribe_at(level);
     let mut dets = stream.detections.subscribe();
     let mut evs = stream.events.subscribe();
     // A forgotten stream's writer ends, so its name gets a fresh one.
@@ -360,8 +497,11 @@ async fn writer(
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Writer {
-        tally: Tally::new(&stream),
+        tally: Tally::new(&stream, level),
         stream,
+        level,
+        writers,
+        switches,
         conns: Vec::new(),
         free: Vec::new(),
         events: FuturesUnordered::new(),
@@ -445,22 +585,32 @@ const HEARTBEAT_LINE: &[u8] = b":\n\n";
 impl Writer {
     fn add(&mut self, j: Joined, part: Option<&Part>) {
         self.next_id += 1;
+        let moved = matches!(j, Joined::Moved(_));
         let fresh = |out| Conn::new(out, self.next_id);
         let conn = match j {
+            Joined::Moved(Moved(c)) => Conn {
+                id: self.next_id,
+                ..c
+            },
             Joined::Own {
                 socket,
                 head,
                 viewer: OwnSocket::Mjpeg(viewer),
                 load,
-            } => Conn {
-                min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
-                _watching: Some(viewer.watching),
-                _seat: Some((viewer.seat, load)),
-                ..fresh(Out::Mjpeg {
-                    socket: Arc::new(socket),
-                    pending: Some((head, 0)),
-                })
-            },
+            } => {
+                let mut c = Conn {
+                    min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
+                    level: self.level,
+                    _watching: Some(viewer.watching),
+                    _seat: Some((viewer.seat, load)),
+                    ..fresh(Out::Mjpeg {
+                        socket: Arc::new(socket),
+                        pending: Some((head, 0)),
+                    })
+                };
+                c.asking(viewer.width);
+                c
+            }
             Joined::Own {
                 socket,
                 head,
@@ -479,15 +629,26 @@ impl Writer {
                     pending: Some((head, 0)),
                 })
             },
-            Joined::Ws { shared, watching } => Conn {
-                _watching: Some(watching),
-                ..fresh(Out::Ws(shared))
-            },
+            Joined::Ws { shared, watching } => {
+                let want = asked(&shared.lock().widths, &self.stream.name);
+                let mut c = Conn {
+                    level: self.level,
+                    _watching: Some(watching),
+                    ..fresh(Out::Ws(shared))
+                };
+                c.asking(want);
+                c
+            }
         };
-        // Changes from now on: the recent list is the API's.
-        let conn = Conn {
-            ev_sent: self.evs.version,
-            ..conn
+        // Changes from now on: the recent list is the API's (a viewer
+        // that moved keeps what it had).
+        let conn = if moved {
+            conn
+        } else {
+            Conn {
+                ev_sent: self.evs.version,
+                ..conn
+            }
         };
         let watch_input = conn.owns_socket();
         let i = self.free.pop().unwrap_or_else(|| {
@@ -502,6 +663,12 @@ impl Writer {
         if events {
             // The head, then the current detections.
             self.send_detections(i);
+        } else if moved {
+            // This rendition's current frame, unless it had that frame
+            // (in the other size) already.
+            let last = self.conns[i].as_ref().and_then(|c| c.last_seq);
+            let newer = part.filter(|p| last.is_none_or(|l| p.seq > l));
+            self.send(i, newer);
         } else {
             // The head, then the current frame at once rather than at the next one.
             self.send(i, part);
@@ -625,16 +792,63 @@ impl Writer {
         }
         self.last_pass_seq = Some(part.seq);
         let now = Instant::now();
+        let mut widths = None;
         for i in 0..self.conns.len() {
-            let Some(c) = self.conns[i].as_ref() else {
+            let Some(c) = self.conns[i].as_mut() else {
                 continue;
             };
-            if c.waiting || c.next_allowed > now || c.is_events() {
-                // Still writing an older part (or capped): skip this frame.
+            if c.waiting {
+                // Still writing an older part: skip this frame.
+                if let Some(a) = c.adapt.as_mut() {
+                    a.frame(now, true);
+                }
+                continue;
+            }
+            if c.next_allowed > now || c.is_events() {
+                // Capped below the rate, or never sent frames.
                 continue;
             }
             self.send(i, Some(part));
+            let Some(c) = self.conns[i].as_mut() else {
+                continue;
+            };
+            if let Some(a) = c.adapt.as_mut() {
+                a.frame(now, false);
+                if c.waiting {
+                    a.filled(now);
+                }
+            }
+            if !c.waiting && (c.adapt.is_some() || c.repick) {
+                let widths = widths.get_or_insert_with(|| self.stream.rendition_widths());
+                self.maybe_move(i, now, widths);
+            }
         }
+    }
+
+    /// Hands viewer `i`, all of its current part written, to the writer of
+    /// the rendition it should move to, if any.
+    fn maybe_move(&mut self, i: usize, now: Instant, widths: &[u32]) {
+        let full_width = self.stream.full_width();
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        let Some(to) = c.next_level(now, widths, full_width, &self.switches) else {
+            return;
+        };
+        let Some(writers) = self.writers.upgrade() else {
+            return;
+        };
+        let Some(mut c) = self.conns[i].take() else {
+            return;
+        };
+        self.free.push(i);
+        c.detach.cancel();
+        c.detach = CancellationToken::new();
+        c.level = to;
+        if let Some(w) = c._watching.as_mut() {
+            w.moved(to);
+        }
+        deliver(&writers, self.stream.clone(), Joined::Moved(Moved(c)));
     }
 
     fn event(&mut self, event: Event) {
@@ -664,6 +878,14 @@ impl Writer {
                         self.send_detections(i);
                         if self.conns[i].as_ref().is_some_and(|c| !c.waiting) {
                             self.send_event(i);
+                        }
+                        // A part boundary: an auto viewer may move now.
+                        if self.conns[i]
+                            .as_ref()
+                            .is_some_and(|c| !c.waiting && (c.adapt.is_some() || c.repick))
+                        {
+                            let widths = self.stream.rendition_widths();
+                            self.maybe_move(i, Instant::now(), &widths);
                         }
                     }
                     Wrote::Partial => {
