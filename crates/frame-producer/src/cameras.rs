@@ -12,6 +12,7 @@
 //! fps = 15                            # optional; default --fps ("native" allowed)
 //! quality = 80                        # optional; default --quality
 //! rtsp_transport = "udp"              # optional; default --rtsp-transport
+//! renditions = [640, 320]             # optional; default --renditions ([] or [0]: none)
 //! ```
 
 use std::ops::Range;
@@ -22,7 +23,7 @@ use toml::Spanned;
 
 use crate::config::Config;
 use crate::source::SourceSpec;
-use crate::units::{Fps, OrNative, Size};
+use crate::units::{Fps, OrNative, Size, Widths};
 
 /// One camera, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,8 @@ pub struct Camera {
     pub fps: Option<f64>,
     pub quality: u8,
     pub rtsp_transport: String,
+    /// Widths of its renditions, largest first.
+    pub renditions: Widths,
 }
 
 impl Camera {
@@ -81,7 +84,7 @@ pub enum CamerasError {
     Empty(PathBuf),
 }
 
-const FIELDS: &str = "name, source, size, fps, quality, rtsp_transport";
+const FIELDS: &str = "name, source, size, fps, quality, rtsp_transport, renditions";
 
 /// The raw values of one camera, before validation.
 #[derive(Default)]
@@ -92,6 +95,13 @@ struct Raw<'a> {
     fps: Option<FpsIn<'a>>,
     quality: Option<i64>,
     rtsp_transport: Option<&'a str>,
+    renditions: Option<RenditionsIn<'a>>,
+}
+
+/// Rendition widths as a file's array or a flag's `640:320`.
+enum RenditionsIn<'a> {
+    List(Vec<i64>),
+    Text(&'a str),
 }
 
 #[derive(Clone, Copy)]
@@ -162,6 +172,12 @@ fn validate(raw: &Raw<'_>, defaults: &Config) -> Result<Camera, Invalid> {
             ));
         }
     };
+    let renditions = match &raw.renditions {
+        None => Ok(defaults.renditions.clone()),
+        Some(RenditionsIn::List(l)) => Widths::from_list(l),
+        Some(RenditionsIn::Text(t)) => t.parse(),
+    }
+    .map_err(|e| invalid("renditions", e))?;
     Ok(Camera {
         name: name.to_string(),
         source,
@@ -169,6 +185,7 @@ fn validate(raw: &Raw<'_>, defaults: &Config) -> Result<Camera, Invalid> {
         fps,
         quality,
         rtsp_transport,
+        renditions,
     })
 }
 
@@ -215,6 +232,7 @@ pub fn from_config(config: &Config) -> Result<CameraList, CamerasError> {
             fps: config.fps(),
             quality: config.quality,
             rtsp_transport: config.rtsp_transport.clone(),
+            renditions: config.renditions.clone(),
         }],
         listed: false,
     })
@@ -249,6 +267,7 @@ struct FileCamera {
     fps: Option<Spanned<toml::Value>>,
     quality: Option<Spanned<i64>>,
     rtsp_transport: Option<Spanned<String>>,
+    renditions: Option<Spanned<Vec<i64>>>,
 }
 
 /// Line number (1-based) of byte offset `at`.
@@ -314,6 +333,10 @@ fn parse_file(
             fps,
             quality: c.quality.as_ref().map(|v| *v.get_ref()),
             rtsp_transport: c.rtsp_transport.as_ref().map(|v| v.get_ref().as_str()),
+            renditions: c
+                .renditions
+                .as_ref()
+                .map(|v| RenditionsIn::List(v.get_ref().clone())),
         };
         let span_of = |field: &str| -> Range<usize> {
             let s = match field {
@@ -323,6 +346,7 @@ fn parse_file(
                 "fps" => c.fps.as_ref().map(|v| v.span()),
                 "quality" => c.quality.as_ref().map(|v| v.span()),
                 "rtsp_transport" => c.rtsp_transport.as_ref().map(|v| v.span()),
+                "renditions" => c.renditions.as_ref().map(|v| v.span()),
                 _ => None,
             };
             s.unwrap_or_else(|| table.span())
@@ -347,7 +371,7 @@ fn parse_file(
     Ok(out)
 }
 
-/// `name=lobby,source=rtsp://…,size=1280x720,fps=15,quality=70,rtsp_transport=udp`
+/// `name=lobby,source=rtsp://…,size=1280x720,fps=15,quality=70,rtsp_transport=udp,renditions=640:320`
 /// (values cannot hold commas: use the file for such a source).
 fn parse_flag(text: &str, defaults: &Config) -> Result<Camera, CamerasError> {
     let flag_error = |problem: String| CamerasError::Flag {
@@ -371,6 +395,7 @@ fn parse_flag(text: &str, defaults: &Config) -> Result<Camera, CamerasError> {
                 })?);
             }
             "rtsp_transport" => raw.rtsp_transport = Some(value),
+            "renditions" => raw.renditions = Some(RenditionsIn::Text(value)),
             other => {
                 return Err(flag_error(format!(
                     "unknown field {other:?} (fields: {FIELDS})"

@@ -8,8 +8,10 @@
 //! subscriber wants this camera's full rate (`f/<name>/`). When none does,
 //! the source keeps being read (the camera connection stays up, and a first
 //! viewer waits at most for the camera's next frame, or keyframe) but the
-//! frame is not scaled or encoded. Either way, about once a second a frame
-//! also becomes the camera's preview (`preview.rs`).
+//! frame is not scaled or encoded. Renditions (`renditions.rs`) are asked
+//! about and made the same way, each on its own. Either way, about once a
+//! second a frame also becomes the camera's preview (`preview.rs`), and the
+//! camera says which renditions it has (`i/<name>/`).
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,8 @@ use crate::metrics::CameraMetrics;
 use crate::pacing::{Pacer, RateCap};
 use crate::preview::{PreviewSettings, Previews};
 use crate::publish::{PublishError, StreamPublisher};
+use crate::renditions::Renditions;
+use crate::scale::fit;
 use crate::source::{Demand, Source, SourceError};
 use crate::units::{DEFAULT_FPS, Size};
 
@@ -34,6 +38,8 @@ pub struct Settings {
     pub quality: u8,
     pub max_frame_bytes: usize,
     pub preview: PreviewSettings,
+    /// Rendition widths, largest first (none: empty).
+    pub renditions: Vec<u32>,
 }
 
 impl Settings {
@@ -45,6 +51,7 @@ impl Settings {
             quality: c.quality,
             max_frame_bytes,
             preview,
+            renditions: c.renditions.0.clone(),
         }
     }
 }
@@ -103,8 +110,20 @@ pub fn run(
     publisher.set_max_frame_bytes(settings.max_frame_bytes);
     let encoders = FrameEncoder::new(settings.quality, settings.max_size)
         .map_err(crate::encode::EncodeError::from)
-        .and_then(|e| Ok((e, Previews::new(settings.preview, settings.quality)?)));
-    let (mut encoder, mut previews) = match encoders {
+        .and_then(|e| {
+            let renditions = Renditions::new(
+                publisher.stream(),
+                settings.renditions.clone(),
+                settings.quality,
+                metrics.rendition_frames.clone(),
+            )?;
+            Ok((
+                e,
+                Previews::new(settings.preview, settings.quality)?,
+                renditions,
+            ))
+        });
+    let (mut encoder, mut previews, mut renditions) = match encoders {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the JPEG encoder");
@@ -131,7 +150,7 @@ pub fn run(
         // frames between keyframes). An on-demand source answers at once,
         // so that decision stands for its frame; a live source's frame may
         // take a while to come, so the question is asked again when it does.
-        let before = Needs::now(&publisher, &previews);
+        let before = Needs::now(&publisher, &previews, &renditions);
         source.set_demand(before.demand());
         let early = (!live).then_some(before);
         let captured = match source.next_frame(interval.max(Duration::from_millis(100))) {
@@ -176,7 +195,17 @@ pub fn run(
         }
 
         let ts = captured.capture_ts_ns;
-        let needs = early.unwrap_or_else(|| Needs::now(&publisher, &previews));
+        let (pw, ph) = captured.picture.size();
+        let full_size = settings
+            .max_size
+            .and_then(|m| fit(pw, ph, m))
+            .unwrap_or((pw, ph));
+        renditions.set_full_size(full_size.0, full_size.1);
+        let needs = match early {
+            // Sizes known only now (the first picture): ask again.
+            Some(n) if n.renditions_known || renditions.targets().is_empty() => n,
+            _ => Needs::now(&publisher, &previews, &renditions),
+        };
         metrics
             .frame_subscribers
             .set(needs.frame_subscribers as i64);
@@ -194,10 +223,30 @@ pub fn run(
                 &mut publish_log,
             );
         }
+        let small = make_renditions(
+            &mut renditions,
+            &needs.renditions,
+            &mut publisher,
+            &captured.picture,
+            ts,
+            &metrics,
+            &mut publish_log,
+        );
+        publisher.next_frame();
         let now = Instant::now();
         if needs.preview {
-            // The full-rate JPEG itself when it is already preview-sized.
-            let made = match full.filter(|f| f.width <= settings.preview.width) {
+            if let Ok(list) = frame_wire::Renditions::new(renditions.sizes())
+                && let Err(e) = publisher.publish_info(full_size.0, full_size.1, &list, ts)
+                && preview_log.check(now).is_some()
+            {
+                tracing::warn!(stream = %publisher.stream(), error = %e, "announcing the renditions failed");
+            }
+            // The full-rate JPEG itself when it is already preview-sized,
+            // or a rendition of the preview's width made for this frame.
+            let made = match full
+                .filter(|f| f.width <= settings.preview.width)
+                .or(small.filter(|r| r.width == settings.preview.width))
+            {
                 Some(f) => {
                     previews.made(now);
                     Ok(f)
@@ -237,24 +286,70 @@ pub fn run(
 struct Needs {
     /// Subscribers that want the camera's full rate now.
     frame_subscribers: usize,
+    /// The renditions someone subscribes to (indexes into the targets).
+    renditions: Vec<usize>,
+    /// Whether the renditions' sizes were known when this was asked.
+    renditions_known: bool,
     /// A preview is due.
     preview: bool,
 }
 
 impl Needs {
-    fn now(publisher: &StreamPublisher, previews: &Previews) -> Needs {
+    fn now(publisher: &StreamPublisher, previews: &Previews, renditions: &Renditions) -> Needs {
+        let targets = renditions.targets();
         Needs {
             frame_subscribers: publisher.frame_subscribers(),
+            renditions: (0..targets.len())
+                .filter(|&i| publisher.subscribers_to(&targets[i].topic) > 0)
+                .collect(),
+            renditions_known: !targets.is_empty(),
             preview: previews.due(Instant::now()),
         }
     }
 
     fn demand(&self) -> Demand {
+        let frames = self.frame_subscribers > 0 || !self.renditions.is_empty();
         Demand {
-            full_rate: self.frame_subscribers > 0,
-            picture: self.frame_subscribers > 0 || self.preview,
+            full_rate: frames,
+            picture: frames || self.preview,
         }
     }
+}
+
+/// Makes and publishes the renditions `wanted` of `picture`; failures are
+/// counted and logged at most every few seconds. Returns the smallest one
+/// made, which may serve as the preview.
+fn make_renditions(
+    renditions: &mut Renditions,
+    wanted: &[usize],
+    publisher: &mut StreamPublisher,
+    picture: &crate::source::Picture<'_>,
+    ts: u64,
+    metrics: &CameraMetrics,
+    publish_log: &mut LogEvery,
+) -> Option<Encoded> {
+    let mut smallest: Option<Encoded> = None;
+    let made = renditions.make(picture, wanted, |_, r| {
+        match publisher.publish_rendition(r.jpeg.clone(), r.width, r.height, ts) {
+            Ok(_) => metrics.mark_alive(),
+            Err(e) => {
+                metrics.bad_frames.inc();
+                if publish_log.check(Instant::now()).is_some() {
+                    tracing::warn!(error = %e, width = r.width, "publishing a rendition failed");
+                }
+            }
+        }
+        if smallest.as_ref().is_none_or(|s| r.width < s.width) {
+            smallest = Some(r);
+        }
+    });
+    if let Err(e) = made {
+        metrics.bad_frames.inc();
+        if publish_log.check(Instant::now()).is_some() {
+            tracing::warn!(error = %e, "making a rendition failed");
+        }
+    }
+    smallest
 }
 
 /// Encodes (or passes through) one full-rate frame and publishes it;

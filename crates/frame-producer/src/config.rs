@@ -41,6 +41,14 @@ pub struct Config {
     /// empty): their own rate, video files in real time.
     #[arg(long, env = "PRODUCER_FPS", default_value = "native")]
     pub fps: OrNative<Fps>,
+    /// Widths of each camera's renditions, smaller copies of its frames
+    /// published on `r/<name>/<width>/` only while someone subscribes
+    /// (`/stream/NAME?width=W`, the page's tiles): comma-separated even
+    /// widths, 16 to 8192, at most 8; those at or above the camera's own
+    /// width are left out. `0`, `none` or empty: none. A camera in the
+    /// --cameras file may set its own (`renditions = [640, 320]`).
+    #[arg(long, env = "PRODUCER_RENDITIONS", default_value = "640,320")]
+    pub renditions: crate::units::Widths,
     /// JPEG quality, 1-100.
     #[arg(long, env = "PRODUCER_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,

@@ -4,7 +4,8 @@
 //! Where things happen: `cameras.rs` says which cameras (one from the flags,
 //! or many from a file), `source/` captures, `capture.rs` paces (a thread
 //! per camera), `encode.rs` (with `scale.rs`) makes the JPEG when a
-//! subscriber wants it, `preview.rs` the small one a second that gateways
+//! subscriber wants it, `renditions.rs` the smaller copies made only while
+//! subscribed, `preview.rs` the small one a second that gateways
 //! always keep, `publish.rs` puts every camera's frames and previews on the
 //! one PUB socket, `metrics.rs` answers health checks.
 
@@ -16,6 +17,7 @@ mod metrics;
 mod pacing;
 mod preview;
 mod publish;
+mod renditions;
 mod scale;
 mod source;
 mod units;

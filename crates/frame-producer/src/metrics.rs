@@ -22,6 +22,8 @@ pub struct ProducerMetrics {
     published: IntCounterVec,
     captured: IntCounterVec,
     encoded: IntCounterVec,
+    /// Frames encoded per rendition (`stream`, `rendition` = its width).
+    pub rendition_frames: IntCounterVec,
     previews: IntCounterVec,
     topic_subscribers: IntGaugeVec,
     skipped: IntCounterVec,
@@ -43,6 +45,8 @@ pub struct CameraMetrics {
     /// Frames made into a full-rate JPEG (encoded, scaled or passed
     /// through) because a subscriber wanted them.
     pub encoded: IntCounter,
+    /// Frames encoded per rendition, labelled by width.
+    pub rendition_frames: IntCounterVec,
     pub previews: IntCounter,
     /// Subscribers that want this camera's full rate, as last seen.
     pub frame_subscribers: IntGauge,
@@ -93,6 +97,14 @@ impl ProducerMetrics {
             &["stream"],
         )?;
         registry.register(Box::new(topic_subscribers.clone()))?;
+        let rendition_frames = IntCounterVec::new(
+            Opts::new(
+                "rendition_frames_total",
+                "Frames encoded for a rendition (r/<stream>/<width>/) because a subscriber wanted it",
+            ),
+            &["stream", "rendition"],
+        )?;
+        registry.register(Box::new(rendition_frames.clone()))?;
         let bus = frame_bus::BusMetrics::register(&registry)?;
         Ok(ProducerMetrics {
             bus,
@@ -105,6 +117,7 @@ impl ProducerMetrics {
                 "frames_encoded_total",
                 "Frames made into a full-rate JPEG (encoded, scaled or passed through) because a subscriber wanted them",
             )?,
+            rendition_frames,
             previews: per_stream(
                 "previews_published_total",
                 "Previews published (p/<stream>/)",
@@ -131,6 +144,7 @@ impl ProducerMetrics {
             published: self.published.with_label_values(&[stream]),
             captured: self.captured.with_label_values(&[stream]),
             encoded: self.encoded.with_label_values(&[stream]),
+            rendition_frames: self.rendition_frames.clone(),
             previews: self.previews.with_label_values(&[stream]),
             frame_subscribers: self.topic_subscribers.with_label_values(&[stream]),
             skipped_late: skipped("late"),

@@ -1,10 +1,12 @@
 //! The PUB side of the wire: one socket carrying every camera of the
 //! process, in wire version 3 (`docs/wire-format.md`): each camera's
-//! full-rate frames on `f/<name>/` and its previews on `p/<name>/`, as
+//! full-rate frames on `f/<name>/`, its renditions on `r/<name>/<width>/`,
+//! which renditions it has on `i/<name>/` and its previews on `p/<name>/`, as
 //! `[topic][header][jpeg]`, or `[topic][header][jpeg][mac]` when a bus key is
 //! set. Each camera publishes through its own [`StreamPublisher`] (its topics
 //! and its `seq`s), all under the process's one `producer_id`, and asks it
-//! whether anyone wants its full rate before spending work on a frame.
+//! whether anyone wants its full rate (or a rendition) before spending work
+//! on a frame.
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ pub struct StreamPublisher {
     frame_topic: Bytes,
     producer_id: u64,
     seq: u64,
+    /// Something of frame `seq` went out (see [`StreamPublisher::next_frame`]).
+    sent_frame: bool,
     preview_seq: u64,
     limits: Limits,
 }
@@ -69,6 +73,7 @@ impl Publisher {
             frame_topic: frame_wire::topic(Kind::Frame, stream),
             producer_id: self.producer_id,
             seq: 0,
+            sent_frame: false,
             preview_seq: 0,
             limits: Limits::default(),
         }
@@ -100,10 +105,17 @@ impl StreamPublisher {
         self.bus.subscribers_to(&self.frame_topic)
     }
 
+    /// How many subscribers want the rendition on `topic` now
+    /// (`r/<name>/<width>/`); none: it need not be made.
+    pub fn subscribers_to(&self, topic: &[u8]) -> usize {
+        self.bus.subscribers_to(topic)
+    }
+
     /// Publishes one full-rate JPEG on `f/<name>/`, signed when a key is
-    /// set; returns its `seq` (+1 per frame published). Never blocks: each
+    /// set; returns its `seq`. Never blocks: each
     /// subscriber has its own bounded queue (and nothing is kept when there
-    /// is none), so capture threads call it directly.
+    /// is none), so capture threads call it directly. The frame's `seq` is
+    /// shared with its renditions; [`StreamPublisher::next_frame`] moves on.
     pub fn publish(
         &mut self,
         jpeg: Bytes,
@@ -113,8 +125,51 @@ impl StreamPublisher {
     ) -> Result<u64, PublishError> {
         let seq = self.seq;
         self.send(Kind::Frame, seq, jpeg, width, height, capture_ts_ns)?;
-        self.seq += 1;
+        self.sent_frame = true;
         Ok(seq)
+    }
+
+    /// Publishes one rendition of the current frame on
+    /// `r/<name>/<width>/`, under the frame's `seq`.
+    pub fn publish_rendition(
+        &mut self,
+        jpeg: Bytes,
+        width: u32,
+        height: u32,
+        capture_ts_ns: u64,
+    ) -> Result<u64, PublishError> {
+        let seq = self.seq;
+        self.send(Kind::Rendition, seq, jpeg, width, height, capture_ts_ns)?;
+        self.sent_frame = true;
+        Ok(seq)
+    }
+
+    /// The frame is done: the next one published, full or rendition, gets
+    /// the next `seq` (+1 per frame anything was published of).
+    pub fn next_frame(&mut self) {
+        if std::mem::take(&mut self.sent_frame) {
+            self.seq += 1;
+        }
+    }
+
+    /// Announces on `i/<name>/` which renditions the camera has now, the
+    /// full picture being `width x height`.
+    pub fn publish_info(
+        &mut self,
+        width: u32,
+        height: u32,
+        renditions: &frame_wire::Renditions,
+        capture_ts_ns: u64,
+    ) -> Result<(), PublishError> {
+        let payload = Bytes::from(renditions.encode());
+        self.send(
+            Kind::Info,
+            self.preview_seq,
+            payload,
+            width,
+            height,
+            capture_ts_ns,
+        )
     }
 
     /// Publishes one preview JPEG on `p/<name>/`. Previews count their own

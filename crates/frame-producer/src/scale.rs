@@ -45,6 +45,8 @@ pub struct Scaler {
     src: Vec<u8>,
     /// Scaled output: Y, U, V planes, or RGB in `planes[0]`.
     planes: [Vec<u8>; 3],
+    /// The size of the RGB pixels [`Scaler::decode_jpeg`] left in `src`.
+    decoded: (u32, u32),
 }
 
 impl Default for Scaler {
@@ -63,6 +65,7 @@ impl Scaler {
             decompressor: None,
             src: Vec::new(),
             planes: [Vec::new(), Vec::new(), Vec::new()],
+            decoded: (0, 0),
         }
     }
 
@@ -132,12 +135,25 @@ impl Scaler {
         width: u32,
         height: u32,
     ) -> Result<&[u8], ScaleError> {
+        self.decode_jpeg(jpeg, width, height)?;
+        self.scale_decoded(width, height)
+    }
+
+    /// Decodes a JPEG once, with the smallest DCT scaling that still yields
+    /// at least `width x height`, and keeps the pixels for
+    /// [`Scaler::scale_decoded`] (renditions: one decode, several sizes).
+    /// Returns the decoded size.
+    pub fn decode_jpeg(
+        &mut self,
+        jpeg: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(u32, u32), ScaleError> {
         let dec = match &mut self.decompressor {
             Some(d) => d,
             slot => slot.insert(turbojpeg::Decompressor::new()?),
         };
         let header = dec.read_header(jpeg)?;
-        // The smallest DCT scaling that still yields at least the target size.
         let factor = turbojpeg::Decompressor::supported_scaling_factors()
             .into_iter()
             .filter(|f| {
@@ -160,13 +176,20 @@ impl Scaler {
                 format: turbojpeg::PixelFormat::RGB,
             },
         )?;
+        self.decoded = (sw as u32, sh as u32);
+        Ok(self.decoded)
+    }
+
+    /// Scales what [`Scaler::decode_jpeg`] decoded last to `width x height`
+    /// packed RGB.
+    pub fn scale_decoded(&mut self, width: u32, height: u32) -> Result<&[u8], ScaleError> {
         let out = &mut self.planes[0];
         out.resize(width as usize * height as usize * 3, 0);
         resize_u8(
             &mut self.resizer,
             &self.options,
             &self.src,
-            (sw as u32, sh as u32),
+            self.decoded,
             out,
             (width, height),
             PixelType::U8x3,

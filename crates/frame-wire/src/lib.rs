@@ -16,7 +16,8 @@
 //!   4th part, a MAC over the other three (see [`auth`]).
 //! - Version 3 ([`message`]) puts the kind of message in the topic
 //!   (`f/cam1/` frames, `p/cam1/` previews, `d/cam1/` detections), so that a
-//!   subscription names exactly one stream and one kind.
+//!   subscription names exactly one stream and one kind; renditions
+//!   (`r/cam1/320/`, [`renditions`]) name a width too.
 //!
 //! Decoding validates everything and returns a [`WireError`]; it never panics on
 //! any input and never allocates more than the configured limits allow.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod detections;
 pub mod event;
 pub mod message;
+pub mod renditions;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -33,9 +35,10 @@ use crate::auth::{Key, KeyRing, MacError};
 pub use crate::detections::{Detection, Detections};
 pub use crate::event::{Event, EventMessage, Phase, encode_event};
 pub use crate::message::{
-    KIND_VERSION, Kind, Message, decode_message, encode_detections, encode_message, subscription,
-    topic,
+    KIND_VERSION, Kind, Message, decode_message, encode_detections, encode_message,
+    rendition_topic, rendition_width, subscription, topic,
 };
+pub use crate::renditions::{MAX_RENDITIONS, Renditions};
 
 /// The header version of an unsigned message `[topic][header][jpeg]`.
 pub const VERSION: u8 = 1;
@@ -131,6 +134,8 @@ pub enum WireError {
     MalformedDetections(String),
     #[error("malformed event: {0}")]
     MalformedEvent(String),
+    #[error("malformed renditions list: {0}")]
+    MalformedRenditions(String),
     #[error("{0:?}: signed with a key limited to detections (scope=d), not for this message")]
     Scope(String),
 }
@@ -158,6 +163,7 @@ impl WireError {
             WireError::UnknownKind(_) => "unknown_kind",
             WireError::MalformedDetections(_) => "bad_detections",
             WireError::MalformedEvent(_) => "bad_event",
+            WireError::MalformedRenditions(_) => "bad_renditions",
             WireError::Scope(_) => "scope",
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! A topic is `<tag>/<stream>/`: `f/cam1/` carries cam1's full-rate frames,
 //! `p/cam1/` its preview (a small JPEG about once a second), `d/cam1/` what a
-//! detector found in it. ZeroMQ filters subscriptions by prefix at the
+//! detector found in it, `r/cam1/320/` its 320-wide rendition (a smaller copy
+//! of each full-rate frame, sent only while someone subscribes to it) and
+//! `i/cam1/` which renditions it has (about once a second, with the preview). ZeroMQ filters subscriptions by prefix at the
 //! publisher, so the closing `/` makes a subscription to `f/cam1/` exact
 //! (it no longer matches `cam10`), and `p/` subscribes to every preview.
 //! Stream names cannot contain `/`, and version 1/2 topics (the bare name)
@@ -21,9 +23,10 @@ use bytes::Bytes;
 use crate::auth::{ANNOTATED_SUFFIX, Key, KeyRing, MacError, Scope};
 use crate::detections::Detections;
 use crate::event::EventMessage;
+use crate::renditions::Renditions;
 use crate::{
-    Frame, FrameHeader, Limits, WireError, decode_header, decode_with, encode_header, validate,
-    validate_frame_fields, validate_stream_name,
+    Frame, FrameHeader, Limits, MAX_DIMENSION, WireError, decode_header, decode_with,
+    encode_header, validate, validate_frame_fields, validate_stream_name,
 };
 
 /// The header version of every kind-tagged (`<tag>/<stream>/`) message,
@@ -42,10 +45,24 @@ pub enum Kind {
     Detections,
     /// An event's start, update or end: `e/<stream>/`, payload [`EventMessage`].
     Event,
+    /// A smaller copy of a full-rate frame: `r/<stream>/<width>/`, payload a
+    /// JPEG `width` pixels wide; its `seq` is the full frame's.
+    Rendition,
+    /// Which renditions a stream has: `i/<stream>/`, payload
+    /// [`Renditions`] (ASCII `640x360 320x180`, possibly empty); the header's
+    /// size is the full picture's.
+    Info,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Frame, Kind::Preview, Kind::Detections, Kind::Event];
+    pub const ALL: [Kind; 6] = [
+        Kind::Frame,
+        Kind::Preview,
+        Kind::Detections,
+        Kind::Event,
+        Kind::Rendition,
+        Kind::Info,
+    ];
 
     pub fn tag(self) -> u8 {
         match self {
@@ -53,6 +70,8 @@ impl Kind {
             Kind::Preview => b'p',
             Kind::Detections => b'd',
             Kind::Event => b'e',
+            Kind::Rendition => b'r',
+            Kind::Info => b'i',
         }
     }
 
@@ -67,6 +86,8 @@ impl Kind {
             Kind::Preview => "preview",
             Kind::Detections => "detections",
             Kind::Event => "event",
+            Kind::Rendition => "rendition",
+            Kind::Info => "info",
         }
     }
 }
@@ -78,6 +99,12 @@ pub fn topic(kind: Kind, stream: &str) -> Bytes {
     t.extend_from_slice(stream.as_bytes());
     t.push(b'/');
     Bytes::from(t)
+}
+
+/// The topic of `stream`'s rendition `width` pixels wide: `r/cam1/320/`.
+/// Exact as a subscription too (the closing `/`).
+pub fn rendition_topic(stream: &str, width: u32) -> Bytes {
+    Bytes::from(format!("r/{stream}/{width}/").into_bytes())
 }
 
 /// What to subscribe to for `kind` messages of one stream (`Some`: exactly
@@ -103,8 +130,34 @@ pub fn parse_topic(topic: &[u8]) -> Result<(u8, &str), WireError> {
         return Err(bad());
     }
     let name = std::str::from_utf8(&topic[2..topic.len() - 1]).map_err(|_| bad())?;
+    if topic[0] == Kind::Rendition.tag() {
+        // `r/<stream>/<width>/`: the name is what comes before the width.
+        let (name, _) = split_rendition(name).ok_or_else(bad)?;
+        return Ok((topic[0], name));
+    }
     validate_stream_name(name)?;
     Ok((topic[0], name))
+}
+
+/// `cam1/320` into `("cam1", 320)`: a valid name and a width of 1 to
+/// [`MAX_DIMENSION`] in plain decimal (no sign, no leading zero).
+fn split_rendition(inner: &str) -> Option<(&str, u32)> {
+    let (name, width) = inner.rsplit_once('/')?;
+    validate_stream_name(name).ok()?;
+    if width.is_empty() || width.len() > 5 || width.starts_with('0') {
+        return None;
+    }
+    if !width.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let w: u32 = width.parse().ok()?;
+    (1..=MAX_DIMENSION).contains(&w).then_some((name, w))
+}
+
+/// The width a rendition topic `r/<stream>/<width>/` names.
+pub fn rendition_width(topic: &[u8]) -> Option<u32> {
+    let inner = topic.strip_prefix(b"r/")?.strip_suffix(b"/")?;
+    split_rendition(std::str::from_utf8(inner).ok()?).map(|(_, w)| w)
 }
 
 /// One decoded message of any version.
@@ -125,6 +178,15 @@ pub enum Message {
         header: FrameHeader,
         event: Box<EventMessage>,
     },
+    /// A rendition of a full-rate frame (`r/<stream>/<width>/`); the
+    /// header's width is the topic's.
+    Rendition(Frame),
+    /// The renditions a stream has (`i/<stream>/`); the header's size is
+    /// the full picture's.
+    Info {
+        header: FrameHeader,
+        renditions: Renditions,
+    },
 }
 
 impl Message {
@@ -134,13 +196,17 @@ impl Message {
             Message::Preview(_) => Kind::Preview,
             Message::Detections { .. } => Kind::Detections,
             Message::Event { .. } => Kind::Event,
+            Message::Rendition(_) => Kind::Rendition,
+            Message::Info { .. } => Kind::Info,
         }
     }
 
     pub fn header(&self) -> &FrameHeader {
         match self {
-            Message::Frame(f) | Message::Preview(f) => &f.header,
-            Message::Detections { header, .. } | Message::Event { header, .. } => header,
+            Message::Frame(f) | Message::Preview(f) | Message::Rendition(f) => &f.header,
+            Message::Detections { header, .. }
+            | Message::Event { header, .. }
+            | Message::Info { header, .. } => header,
         }
     }
 }
@@ -157,7 +223,11 @@ pub fn encode_message(
     key: Option<&Key>,
 ) -> Result<Vec<Bytes>, WireError> {
     match kind {
-        Kind::Frame | Kind::Preview => validate(header, &payload, limits)?,
+        Kind::Frame | Kind::Preview | Kind::Rendition => validate(header, &payload, limits)?,
+        Kind::Info => {
+            validate_frame_fields(header)?;
+            Renditions::decode(&payload)?;
+        }
         Kind::Detections => {
             validate_frame_fields(header)?;
             Detections::decode(&payload)?;
@@ -170,7 +240,10 @@ pub fn encode_message(
     let mut header = header.clone();
     header.version = KIND_VERSION;
     let head = Bytes::from(encode_header(&header)?);
-    let topic = topic(kind, &header.stream);
+    let topic = match kind {
+        Kind::Rendition => rendition_topic(&header.stream, header.width),
+        _ => topic(kind, &header.stream),
+    };
     let mut parts = Vec::with_capacity(4);
     let mac = key.map(|k| k.sign_frame(&topic, &head, &payload));
     parts.extend([topic, head, payload]);
@@ -196,7 +269,9 @@ pub fn scope_allows(scope: Scope, kind: Kind, name: &str) -> bool {
         Scope::All => true,
         Scope::Detections => match kind {
             Kind::Detections => true,
-            Kind::Frame | Kind::Preview => name.ends_with(ANNOTATED_SUFFIX),
+            Kind::Frame | Kind::Preview | Kind::Rendition | Kind::Info => {
+                name.ends_with(ANNOTATED_SUFFIX)
+            }
             Kind::Event => false,
         },
     }
@@ -246,17 +321,30 @@ pub fn decode_message(
             stream: header.stream,
         });
     }
+    if kind == Kind::Rendition && rendition_width(topic) != Some(header.width) {
+        return Err(WireError::TopicMismatch {
+            topic: String::from_utf8_lossy(&topic[..topic.len().min(80)]).into_owned(),
+            stream: format!("{}/{}", header.stream, header.width),
+        });
+    }
     Ok(match kind {
-        Kind::Frame | Kind::Preview => {
+        Kind::Frame | Kind::Preview | Kind::Rendition => {
             validate(&header, payload, limits)?;
             let frame = Frame {
                 header,
                 jpeg: payload.clone(),
             };
-            if kind == Kind::Frame {
-                Message::Frame(frame)
-            } else {
-                Message::Preview(frame)
+            match kind {
+                Kind::Frame => Message::Frame(frame),
+                Kind::Preview => Message::Preview(frame),
+                _ => Message::Rendition(frame),
+            }
+        }
+        Kind::Info => {
+            validate_frame_fields(&header)?;
+            Message::Info {
+                renditions: Renditions::decode(payload)?,
+                header,
             }
         }
         Kind::Detections => {

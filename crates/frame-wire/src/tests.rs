@@ -407,7 +407,7 @@ mod kinds {
                 Message::Frame(f) | Message::Preview(f) => {
                     assert_eq!(f.jpeg.as_ptr(), p[2].as_ptr(), "not copied")
                 }
-                Message::Detections { .. } | Message::Event { .. } => panic!("a picture"),
+                _ => panic!("a picture"),
             }
 
             let keys = ring(KEY);
@@ -447,6 +447,97 @@ mod kinds {
                 Err(WireError::BadMac)
             );
         }
+    }
+
+    #[test]
+    fn renditions_travel_on_their_width_topic() {
+        let l = Limits::default();
+        let mut h = header();
+        h.width = 320;
+        h.height = 180;
+        assert_eq!(&rendition_topic("cam0", 320)[..], b"r/cam0/320/");
+        // Exact: 320's subscription matches neither 3200 nor cam00.
+        let sub = rendition_topic("cam0", 320);
+        assert!(!rendition_topic("cam0", 3200).starts_with(&sub));
+        assert!(!rendition_topic("cam00", 320).starts_with(&sub));
+        assert!(!topic(Kind::Frame, "cam0").starts_with(&sub));
+        let p = encode_message(Kind::Rendition, &h, jpeg(), &l, None).expect("encodes");
+        assert_eq!(&p[0][..], b"r/cam0/320/");
+        match decode_message(&p, &l, None).expect("decodes") {
+            Message::Rendition(f) => {
+                assert_eq!((f.header.width, f.header.seq), (320, 42));
+                assert_eq!(f.jpeg.as_ptr(), p[2].as_ptr(), "not copied");
+            }
+            other => panic!("a rendition expected, got {other:?}"),
+        }
+        let keys = ring(KEY);
+        let s =
+            encode_message(Kind::Rendition, &h, jpeg(), &l, Some(keys.signing())).expect("signs");
+        assert!(matches!(
+            decode_message(&s, &l, Some(&keys)),
+            Ok(Message::Rendition(_))
+        ));
+        // Signed for one width, it cannot be replayed as another.
+        let mut moved = s.clone();
+        moved[0] = rendition_topic("cam0", 640);
+        assert_eq!(
+            decode_message(&moved, &l, Some(&keys)),
+            Err(WireError::BadMac)
+        );
+        // Unsigned, a topic naming another width than the header is refused.
+        let mut other = p.clone();
+        other[0] = rendition_topic("cam0", 640);
+        assert!(matches!(
+            decode_message(&other, &l, None),
+            Err(WireError::TopicMismatch { .. })
+        ));
+        for bad in [
+            &b"r/cam0/"[..],
+            b"r/cam0//",
+            b"r/cam0/0320/",
+            b"r/cam0/+320/",
+            b"r/cam0/99999/",
+            b"r/cam0/32a/",
+            b"r//320/",
+            b"r/ca m/320/",
+            b"r/a/b/320/",
+        ] {
+            other[0] = Bytes::from_static(bad);
+            let e = decode_message(&other, &l, None).expect_err("refused");
+            assert!(
+                matches!(e, WireError::BadTopic(_) | WireError::InvalidStreamName(_)),
+                "{bad:?}: {e:?}"
+            );
+        }
+        assert_eq!(rendition_width(b"r/cam0/320/"), Some(320));
+        assert_eq!(rendition_width(b"f/cam0/"), None);
+    }
+
+    #[test]
+    fn the_renditions_list_round_trips_and_is_checked() {
+        let l = Limits::default();
+        let list = Renditions::new(vec![(320, 180), (640, 360)]).expect("valid");
+        let payload = Bytes::from(list.encode());
+        let p = encode_message(Kind::Info, &header(), payload, &l, None).expect("encodes");
+        assert_eq!(&p[0][..], b"i/cam0/");
+        match decode_message(&p, &l, None).expect("decodes") {
+            Message::Info {
+                header: h,
+                renditions,
+            } => {
+                assert_eq!((h.width, h.height), (header().width, header().height));
+                assert_eq!(renditions, list);
+            }
+            other => panic!("info expected, got {other:?}"),
+        }
+        let mut bad = p.clone();
+        bad[2] = Bytes::from_static(b"640x360 320x180");
+        let e = decode_message(&bad, &l, None).expect_err("refused");
+        assert_eq!(e.kind(), "bad_renditions");
+        assert!(
+            encode_message(Kind::Info, &header(), bad[2].clone(), &l, None).is_err(),
+            "a publisher cannot send what a receiver refuses"
+        );
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub enum Picture<'a> {
     Yuv420(Yuv420<'a>),
 }
 
+impl Picture<'_> {
+    /// Its width and height in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            Picture::Jpeg { width, height, .. } => (*width, *height),
+            Picture::Rgb(c) => (c.width(), c.height()),
+            Picture::Yuv420(y) => (y.width, y.height),
+        }
+    }
+}
+
 /// What the capture loop needs of the next frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Demand {
