@@ -28,7 +28,6 @@ mod metrics;
 mod part;
 mod placeholder;
 mod receive;
-mod rendition;
 mod serve;
 mod streams;
 mod zones;

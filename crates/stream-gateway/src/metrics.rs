@@ -52,13 +52,6 @@ pub struct StreamMetrics {
     pub events: crate::events::EventMetrics,
 }
 
-impl StreamMetrics {
-    /// TEMP stub of D's API, dropped at the merge of rend.
-    pub fn bytes_out_at(&self, _r: Option<u32>) -> IntCounter {
-        self.bytes_out.clone()
-    }
-}
-
 impl GatewayMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new_custom(Some("gateway".into()), None)?;

@@ -207,23 +207,6 @@ impl Stream {
         self.slot.subscribe()
     }
 
-    /// TEMP stubs of D's API (RENDITIONS.md), dropped at the merge of rend.
-    pub fn subscribe_at(&self, _r: Option<u32>) -> watch::Receiver<Slot> {
-        self.slot.subscribe()
-    }
-    pub fn rendition_widths(&self) -> Vec<u32> {
-        Vec::new()
-    }
-    pub fn viewer_joined_at(&self, _r: Option<u32>) {
-        self.viewer_joined()
-    }
-    pub fn viewer_left_at(&self, _r: Option<u32>) {
-        self.viewer_left()
-    }
-    pub fn full_width(&self) -> u32 {
-        self.lock().width
-    }
-
     /// The newest part, live or placeholder.
     pub fn latest(&self) -> Slot {
         self.slot.borrow().clone()

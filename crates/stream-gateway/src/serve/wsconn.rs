@@ -21,8 +21,6 @@ pub struct WsShared {
 pub struct WsState {
     pub pending: Option<(Bytes, usize)>,
     pub watching: HashSet<String>,
-    /// TEMP stub of D's field: the width asked per stream (absent = full).
-    pub widths: std::collections::HashMap<String, crate::rendition::Width>,
     pub min_interval: Option<Duration>,
     /// Also send the watched streams' detections (`detections.rs`).
     pub detections: bool,
@@ -44,7 +42,6 @@ impl WsShared {
             state: Mutex::new(WsState {
                 pending: None,
                 watching: HashSet::new(),
-                widths: std::collections::HashMap::new(),
                 min_interval: None,
                 detections: false,
                 events: true,
