@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::rendition::{Width, choose};
-
 /// A rendition a viewer can be on: `None` = the full picture, `Some(w)` =
 /// the rendition `w` pixels wide.
 pub type Level = Option<u32>;
@@ -110,15 +108,6 @@ pub fn ladder(widths: &[u32], max: Option<u32>) -> Vec<Level> {
         levels.truncate(top + 1);
     }
     levels
-}
-
-/// The rendition a viewer starts on: the full picture, the smallest
-/// rendition at least `W` wide, or for `auto` the top of its ladder.
-pub fn start_level(want: Width, widths: &[u32], full_width: u32) -> Level {
-    match want {
-        Width::Full | Width::Auto { max: None } => None,
-        Width::AtLeast(w) | Width::Auto { max: Some(w) } => choose(widths, full_width, w),
-    }
 }
 
 /// One `auto` viewer's state under the rule.
@@ -298,20 +287,6 @@ mod tests {
             [Some(320), Some(640), None]
         );
         assert_eq!(ladder(&[], None), [None]);
-    }
-
-    #[test]
-    fn viewers_start_on_what_they_asked_for_auto_at_its_cap() {
-        let w = [320, 640];
-        assert_eq!(start_level(Width::Full, &w, 1280), None);
-        assert_eq!(start_level(Width::AtLeast(300), &w, 1280), Some(320));
-        assert_eq!(start_level(Width::AtLeast(500), &w, 1280), Some(640));
-        assert_eq!(start_level(Width::AtLeast(700), &w, 1280), None);
-        assert_eq!(start_level(Width::Auto { max: None }, &w, 1280), None);
-        assert_eq!(
-            start_level(Width::Auto { max: Some(320) }, &w, 1280),
-            Some(320)
-        );
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub struct Config {
     /// here left (a reload or a quick switch back costs nothing).
     #[arg(long, env = "GATEWAY_SUBSCRIBE_LINGER", default_value = "10", value_parser = parse_secs)]
     pub subscribe_linger: Duration,
+    /// Most seconds `/snapshot` of a stream nobody watches waits for its
+    /// next full-size frame (subscribing meanwhile) before it answers with
+    /// the preview instead (`X-Snapshot: preview`); about a frame interval
+    /// plus a camera's keyframe interval.
+    #[arg(long, env = "GATEWAY_SNAPSHOT_WAIT", default_value = "1.5", value_parser = parse_secs)]
+    pub snapshot_wait: Duration,
     /// Re-send the latest frame after this many idle seconds (browsers hold back
     /// the last frame of a multipart stream until the next one starts).
     #[arg(long, env = "GATEWAY_IDLE_RESEND", default_value = "1", value_parser = parse_secs)]

@@ -1,5 +1,7 @@
 //! Which streams this gateway's viewers watch, so that the receive tasks
-//! subscribe at full rate to exactly those (subscribe on demand).
+//! subscribe at full rate to exactly those (subscribe on demand), and at
+//! which picture: the full one or a rendition (`rendition.rs`), each
+//! subscribed on its own (`f/<name>/`, `r/<name>/<width>/`).
 //!
 //! Every viewer of a stream, whatever it reads (an MJPEG response, a
 //! WebSocket's watch list), holds a `Watching` guard (`serve/seats.rs`)
@@ -22,14 +24,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{GatewayMetrics, StreamMetrics};
 use crate::receive::subscriptions::Mode;
+use crate::rendition::Choice;
 
-/// The names of the streams wanted at full rate now.
-pub type Wanted = Arc<BTreeSet<String>>;
+/// A stream's full picture (`None`) or one of its renditions (`Some(width)`).
+pub type Feed = (String, Choice);
+
+/// The feeds wanted at full rate now.
+pub type Wanted = Arc<BTreeSet<Feed>>;
 
 pub struct Interest {
     mode: Mode,
     linger: Duration,
-    streams: Mutex<HashMap<String, Entry>>,
+    streams: Mutex<HashMap<Feed, Entry>>,
     wanted: watch::Sender<Wanted>,
     /// Wakes [`run`] when a stream's last viewer leaves.
     idle: Notify,
@@ -66,39 +72,40 @@ impl Interest {
         }
     }
 
-    /// A viewer of `stream` arrived: wanted from now on.
-    pub fn joined(&self, stream: &str) {
+    /// A viewer of `stream` at `choice` arrived: wanted from now on.
+    pub fn joined(&self, stream: &str, choice: Choice) {
         if self.mode == Mode::All {
             return;
         }
+        let key = (stream.to_string(), choice);
         let mut streams = self.lock();
-        match streams.get_mut(stream) {
+        match streams.get_mut(&key) {
             Some(e) => {
                 e.viewers += 1;
                 e.idle_since = None;
             }
             None => {
                 streams.insert(
-                    stream.to_string(),
+                    key,
                     Entry {
                         viewers: 1,
                         idle_since: None,
                     },
                 );
-                tracing::debug!(stream, "first viewer: subscribing at full rate");
+                tracing::debug!(stream, ?choice, "first viewer: subscribing at full rate");
                 self.publish(&streams);
             }
         }
     }
 
-    /// A viewer of `stream` left; with none left the stream stays wanted
-    /// for the linger.
-    pub fn left(&self, stream: &str) {
+    /// A viewer of `stream` at `choice` left; with none left it stays
+    /// wanted for the linger.
+    pub fn left(&self, stream: &str, choice: Choice) {
         if self.mode == Mode::All {
             return;
         }
         let mut streams = self.lock();
-        let Some(e) = streams.get_mut(stream) else {
+        let Some(e) = streams.get_mut(&(stream.to_string(), choice)) else {
             return;
         };
         e.viewers = e.viewers.saturating_sub(1);
@@ -119,7 +126,7 @@ impl Interest {
                 .idle_since
                 .is_none_or(|t| now.duration_since(t) < self.linger);
             if !keep {
-                tracing::debug!(stream = %name, "no viewers for the linger: unsubscribing");
+                tracing::debug!(stream = %name.0, choice = ?name.1, "no viewers for the linger: unsubscribing");
             }
             keep
         });
@@ -133,20 +140,52 @@ impl Interest {
             .map(|t| t + self.linger)
     }
 
-    fn publish(&self, streams: &HashMap<String, Entry>) {
-        let set: BTreeSet<String> = streams.keys().cloned().collect();
+    fn publish(&self, streams: &HashMap<Feed, Entry>) {
+        let set: BTreeSet<Feed> = streams.keys().cloned().collect();
         let old = self.wanted.send_replace(Arc::new(set.clone()));
-        for name in old.difference(&set) {
+        let full = |set: &BTreeSet<Feed>| -> BTreeSet<String> {
+            set.iter()
+                .filter(|(_, c)| c.is_none())
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let (old, new) = (full(&old), full(&set));
+        for name in old.difference(&new) {
             self.metrics.set_subscribed(name, false);
         }
-        for name in set.difference(&old) {
+        for name in new.difference(&old) {
             self.metrics.set_subscribed(name, true);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Feed, Entry>> {
         // Counts only: nothing a panic elsewhere could leave half-done.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Wants one feed while it lives, as a viewer does: a snapshot waiting for
+/// a full-size frame holds one.
+pub struct Wanting {
+    interest: Arc<Interest>,
+    stream: String,
+    choice: Choice,
+}
+
+impl Wanting {
+    pub fn new(interest: Arc<Interest>, stream: &str, choice: Choice) -> Self {
+        interest.joined(stream, choice);
+        Wanting {
+            interest,
+            stream: stream.to_string(),
+            choice,
+        }
+    }
+}
+
+impl Drop for Wanting {
+    fn drop(&mut self) {
+        self.interest.left(&self.stream, self.choice);
     }
 }
 
@@ -174,7 +213,14 @@ mod tests {
     use super::*;
 
     fn names(i: &Interest) -> Vec<String> {
-        i.watch().borrow().iter().cloned().collect()
+        i.watch()
+            .borrow()
+            .iter()
+            .map(|(n, c)| match c {
+                None => n.clone(),
+                Some(w) => format!("{n}@{w}"),
+            })
+            .collect()
     }
 
     #[test]
@@ -182,20 +228,26 @@ mod tests {
         let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
         let i = Interest::new(Mode::OnDemand, Duration::from_secs(10), metrics);
         let t0 = Instant::now();
-        i.joined("cam1");
-        i.joined("cam1");
-        i.joined("cam2");
+        i.joined("cam1", None);
+        i.joined("cam1", None);
+        i.joined("cam2", None);
         assert_eq!(names(&i), ["cam1", "cam2"]);
-        i.left("cam1");
+        // A rendition is wanted on its own.
+        i.joined("cam1", Some(320));
+        assert_eq!(names(&i), ["cam1", "cam1@320", "cam2"]);
+        i.left("cam1", Some(320));
+        assert_eq!(i.expire(Instant::now() + Duration::from_secs(11)), None);
+        assert_eq!(names(&i), ["cam1", "cam2"]);
+        i.left("cam1", None);
         assert_eq!(i.expire(t0 + Duration::from_secs(60)), None, "one left");
-        i.left("cam1");
-        i.left("unknown");
+        i.left("cam1", None);
+        i.left("unknown", None);
         let due = i.expire(Instant::now()).expect("cam1 lingers");
         assert!(due > Instant::now() + Duration::from_secs(9));
         assert_eq!(names(&i), ["cam1", "cam2"]);
         // Back within the linger: nothing changes.
-        i.joined("cam1");
-        i.left("cam1");
+        i.joined("cam1", None);
+        i.left("cam1", None);
         assert_eq!(names(&i), ["cam1", "cam2"]);
         assert_eq!(i.expire(Instant::now() + Duration::from_secs(11)), None);
         assert_eq!(names(&i), ["cam2"]);
@@ -212,12 +264,12 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(i.clone(), stop.clone()));
         let mut rx = i.watch();
-        i.joined("cam1");
+        i.joined("cam1", None);
         rx.changed().await.expect("open");
         let line = |v: u8| format!("gateway_stream_subscribed{{stream=\"cam1\"}} {v}");
         assert!(metrics.render().contains(&line(1)));
         let left = Instant::now();
-        i.left("cam1");
+        i.left("cam1", None);
         tokio::time::timeout(Duration::from_secs(5), rx.changed())
             .await
             .expect("unsubscribed in time")

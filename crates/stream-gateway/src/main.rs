@@ -28,6 +28,7 @@ mod metrics;
 mod part;
 mod placeholder;
 mod receive;
+mod rendition;
 mod serve;
 mod streams;
 mod zones;

@@ -13,6 +13,8 @@ pub struct GatewayMetrics {
     frames_in: IntCounterVec,
     parts_out: IntCounterVec,
     bytes_out: IntCounterVec,
+    rendition_viewers: IntGaugeVec,
+    rendition_frames_in: IntCounterVec,
     skipped: IntCounterVec,
     fanout_missed: IntCounterVec,
     latency: HistogramVec,
@@ -24,6 +26,7 @@ pub struct GatewayMetrics {
     detection_messages: IntCounterVec,
     detections: IntCounterVec,
     pub detections_ignored: IntCounter,
+    pub renditions_ignored: IntCounter,
     event_messages: IntCounterVec,
     pub events_ignored: IntCounter,
     pub rejected_clients: IntCounter,
@@ -37,13 +40,24 @@ pub struct GatewayMetrics {
 }
 
 /// Handles for one stream.
+/// One rendition's series, labelled `stream`, `rendition` (its width).
+#[derive(Clone)]
+pub struct RenditionMetrics {
+    pub bytes_out: IntCounter,
+    pub viewers: IntGauge,
+    pub frames_in: IntCounter,
+}
+
 #[derive(Clone)]
 pub struct StreamMetrics {
     pub viewers: IntGauge,
     pub online: IntGauge,
     pub frames_in: IntCounter,
     pub parts_out: IntCounter,
+    /// Bytes handed to viewers of the full picture (`rendition="full"`).
     pub bytes_out: IntCounter,
+    /// Viewers of the full picture (`gateway_rendition_viewers`).
+    pub full_viewers: IntGauge,
     pub skipped: IntCounter,
     pub fanout_missed: IntCounter,
     pub latency: Histogram,
@@ -81,8 +95,25 @@ impl GatewayMetrics {
                 s
             )?),
             bytes_out: reg!(IntCounterVec::new(
-                Opts::new("bytes_out_total", "Bytes handed to viewers"),
-                s
+                Opts::new(
+                    "bytes_out_total",
+                    "Bytes handed to viewers, by stream and rendition (full, or its width)"
+                ),
+                &["stream", "rendition"]
+            )?),
+            rendition_viewers: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "rendition_viewers",
+                    "Viewers of each stream's full picture and renditions (full, or its width)"
+                ),
+                &["stream", "rendition"]
+            )?),
+            rendition_frames_in: reg!(IntCounterVec::new(
+                Opts::new(
+                    "rendition_frames_in_total",
+                    "Rendition frames received from producers, by stream and width"
+                ),
+                &["stream", "rendition"]
             )?),
             skipped: reg!(IntCounterVec::new(
                 Opts::new(
@@ -139,6 +170,10 @@ impl GatewayMetrics {
                     "Boxes received in detections messages, by label (at most 32 labels a stream, then other)"
                 ),
                 &["stream", "label"]
+            )?),
+            renditions_ignored: reg!(IntCounter::new(
+                "rendition_frames_ignored_total",
+                "Rendition frames of a stream or width this gateway has not been told of"
             )?),
             detections_ignored: reg!(IntCounter::new(
                 "detection_messages_ignored_total",
@@ -214,7 +249,8 @@ impl GatewayMetrics {
             online: self.online.with_label_values(&[name]),
             frames_in: self.frames_in.with_label_values(&[name]),
             parts_out: self.parts_out.with_label_values(&[name]),
-            bytes_out: self.bytes_out.with_label_values(&[name]),
+            bytes_out: self.bytes_out.with_label_values(&[name, "full"]),
+            full_viewers: self.rendition_viewers.with_label_values(&[name, "full"]),
             skipped: self.skipped.with_label_values(&[name]),
             fanout_missed: self.fanout_missed.with_label_values(&[name]),
             latency: self.latency.with_label_values(&[name]),
@@ -231,6 +267,30 @@ impl GatewayMetrics {
         }
     }
 
+    /// The counters of `stream`'s rendition `width` pixels wide.
+    pub fn for_rendition(&self, stream: &str, width: u32) -> RenditionMetrics {
+        let label = width.to_string();
+        RenditionMetrics {
+            bytes_out: self.bytes_out.with_label_values(&[stream, &label]),
+            viewers: self.rendition_viewers.with_label_values(&[stream, &label]),
+            frames_in: self
+                .rendition_frames_in
+                .with_label_values(&[stream, &label]),
+        }
+    }
+
+    /// Drops the series of a rendition a stream no longer has.
+    pub fn forget_rendition(&self, stream: &str, width: u32) {
+        let label = width.to_string();
+        let _ = self.bytes_out.remove_label_values(&[stream, &label]);
+        let _ = self
+            .rendition_viewers
+            .remove_label_values(&[stream, &label]);
+        let _ = self
+            .rendition_frames_in
+            .remove_label_values(&[stream, &label]);
+    }
+
     /// A message for a new stream was dropped, for `reason`.
     pub fn stream_refused(&self, reason: &str) {
         self.streams_refused.with_label_values(&[reason]).inc();
@@ -242,7 +302,6 @@ impl GatewayMetrics {
         for vec in [
             &self.frames_in,
             &self.parts_out,
-            &self.bytes_out,
             &self.skipped,
             &self.fanout_missed,
             &self.detection_messages,
@@ -253,12 +312,9 @@ impl GatewayMetrics {
             let _ = vec.remove_label_values(&[name]);
         }
         let _ = self.latency.remove_label_values(&[name]);
-        for kind in [
-            frame_wire::Kind::Frame,
-            frame_wire::Kind::Preview,
-            frame_wire::Kind::Detections,
-            frame_wire::Kind::Event,
-        ] {
+        let _ = self.bytes_out.remove_label_values(&[name, "full"]);
+        let _ = self.rendition_viewers.remove_label_values(&[name, "full"]);
+        for kind in frame_wire::Kind::ALL {
             let _ = self
                 .received_bytes
                 .remove_label_values(&[name, kind.name()]);

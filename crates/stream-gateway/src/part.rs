@@ -48,6 +48,20 @@ impl Part {
         }
     }
 
+    /// The same picture under another `seq` (another slot's numbering),
+    /// sharing its bytes; its WebSocket message is built anew when asked.
+    pub fn with_seq(&self, seq: u64) -> Part {
+        Part {
+            bytes: self.bytes.clone(),
+            jpeg: self.jpeg.clone(),
+            ws: OnceLock::new(),
+            stream: self.stream.clone(),
+            seq,
+            capture_ts_ns: self.capture_ts_ns,
+            live: self.live,
+        }
+    }
+
     /// The frame as one WebSocket binary message, built by the first
     /// viewer that needs it and shared by all the others.
     pub fn ws(&self) -> &Bytes {

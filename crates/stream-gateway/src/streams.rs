@@ -12,12 +12,19 @@
 //! until they stop. So a stream's first viewer sees its preview at once,
 //! then live video.
 //!
+//! A stream may also have renditions (`rendition.rs`), smaller copies of
+//! its frames that its producer announces (`i/<name>/`) and sends while
+//! they are subscribed: each has a slot of its own, filled like the full
+//! one (its frames, else the previews; the keeper's re-sends and
+//! placeholder too), so a viewer of a rendition is served exactly as a
+//! viewer of the full picture is.
+//!
 //! What publishers can make the gateway hold is bounded: at most
 //! `--max-streams` streams (a message for a new one beyond that is dropped
 //! and counted), and a stream gone for `--forget-after` with no viewer is
 //! forgotten, its slot and series freed (its writers end with it).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,9 +34,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::detections::Latest;
 use crate::events::Recent;
-use crate::interest::Interest;
-use crate::metrics::{GatewayMetrics, StreamMetrics};
+use crate::interest::{Interest, Wanting};
+use crate::metrics::{GatewayMetrics, RenditionMetrics, StreamMetrics};
 use crate::part::Part;
+use crate::rendition::{Choice, Width};
 
 pub type Slot = Option<Arc<Part>>;
 
@@ -83,6 +91,58 @@ pub struct Stream {
     viewers: AtomicUsize,
     /// Cancelled when the stream is forgotten: its fan-out writers end.
     forgotten: CancellationToken,
+    /// Its renditions as its producer last announced them, ascending.
+    renditions: RwLock<Vec<Arc<Rendition>>>,
+    gateway_metrics: Arc<GatewayMetrics>,
+}
+
+/// One rendition of a stream: its own latest-frame slot.
+pub struct Rendition {
+    pub width: u32,
+    height: AtomicU32,
+    slot: watch::Sender<Slot>,
+    feed: Mutex<Feed>,
+    pub metrics: RenditionMetrics,
+}
+
+/// When a rendition's slot was last filled, and by what.
+struct Feed {
+    next_seq: u64,
+    /// Its last own frame (not a preview).
+    last_frame: Option<Instant>,
+    last_publish: Instant,
+}
+
+impl Rendition {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Feed> {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height.load(Ordering::Relaxed)
+    }
+
+    /// True while its own frames arrive (within `gap`).
+    fn receiving(&self, now: Instant, gap: Duration) -> bool {
+        self.lock()
+            .last_frame
+            .is_some_and(|t| now.saturating_duration_since(t) < gap)
+    }
+
+    /// Puts `part` (re-numbered in this slot's sequence) in the slot.
+    fn fill(&self, part: &Part, own_frame: bool) {
+        let seq = {
+            let mut f = self.lock();
+            let now = Instant::now();
+            if own_frame {
+                f.last_frame = Some(now);
+            }
+            f.last_publish = now;
+            f.next_seq += 1;
+            f.next_seq - 1
+        };
+        self.slot.send_replace(Some(Arc::new(part.with_seq(seq))));
+    }
 }
 
 /// What the keeper and `/api/streams` need to know about a stream.
@@ -150,6 +210,7 @@ impl Stream {
         metrics: StreamMetrics,
         interest: Arc<Interest>,
         recent_events: usize,
+        gateway_metrics: Arc<GatewayMetrics>,
     ) -> Self {
         let now = Instant::now();
         Stream {
@@ -175,20 +236,205 @@ impl Stream {
             interest,
             viewers: AtomicUsize::new(0),
             forgotten: CancellationToken::new(),
+            renditions: RwLock::new(Vec::new()),
+            gateway_metrics,
         }
     }
 
-    /// A viewer of this stream arrived (`Watching`): it is received at full
-    /// rate while it has viewers.
-    pub fn viewer_joined(&self) {
+    /// A viewer of this stream's `choice` arrived (`Watching`): that is
+    /// received at full rate while it has viewers.
+    pub fn viewer_joined(&self, choice: Choice) {
         self.viewers.fetch_add(1, Ordering::Relaxed);
-        self.interest.joined(&self.name);
+        self.viewers_gauge(choice).inc();
+        self.interest.joined(&self.name, choice);
     }
 
-    /// A viewer of this stream left.
-    pub fn viewer_left(&self) {
+    /// A viewer of this stream's `choice` left.
+    pub fn viewer_left(&self, choice: Choice) {
         self.viewers.fetch_sub(1, Ordering::Relaxed);
-        self.interest.left(&self.name);
+        self.viewers_gauge(choice).dec();
+        self.interest.left(&self.name, choice);
+    }
+
+    fn viewers_gauge(&self, choice: Choice) -> prometheus::IntGauge {
+        match choice.and_then(|w| self.rendition(w)) {
+            Some(r) => r.metrics.viewers.clone(),
+            None => self.metrics.full_viewers.clone(),
+        }
+    }
+
+    /// Wants `choice` received at full rate while the guard lives, without
+    /// counting a viewer (a snapshot waiting for a full-size frame).
+    pub fn want(&self, choice: Choice) -> Wanting {
+        Wanting::new(self.interest.clone(), &self.name, choice)
+    }
+
+    /// The rendition `width` pixels wide, if the stream has it.
+    pub fn rendition(&self, width: u32) -> Option<Arc<Rendition>> {
+        self.read_renditions()
+            .iter()
+            .find(|r| r.width == width)
+            .cloned()
+    }
+
+    /// `(width, height)` of each rendition, ascending.
+    pub fn renditions(&self) -> Vec<(u32, u32)> {
+        self.read_renditions()
+            .iter()
+            .map(|r| (r.width, r.height()))
+            .collect()
+    }
+
+    /// What `width` asks of this stream now: a rendition it has, or the
+    /// full picture (`None`).
+    pub fn choose(&self, width: Width) -> Choice {
+        let widths: Vec<u32> = self.read_renditions().iter().map(|r| r.width).collect();
+        width.initial(&widths, self.lock().width)
+    }
+
+    fn read_renditions(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Rendition>>> {
+        self.renditions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The producer says the stream has the renditions `sizes` (checked on
+    /// the wire: at most `frame_wire::MAX_RENDITIONS`, ascending): new ones
+    /// get a slot, gone ones are dropped (their writers end).
+    pub fn set_renditions(&self, sizes: &[(u32, u32)]) {
+        let same = {
+            let held = self.read_renditions();
+            held.len() == sizes.len()
+                && held
+                    .iter()
+                    .zip(sizes)
+                    .all(|(r, &(w, h))| r.width == w && r.height() == h)
+        };
+        if same {
+            return;
+        }
+        let mut held = self.renditions.write().unwrap_or_else(|e| e.into_inner());
+        // A preview (not a full-size frame) is the first picture of a new one.
+        let preview = self
+            .latest()
+            .filter(|p| p.live && !self.lock().receiving_full_rate(Instant::now()));
+        let next: Vec<Arc<Rendition>> = sizes
+            .iter()
+            .map(|&(w, h)| match held.iter().find(|r| r.width == w) {
+                Some(r) => {
+                    r.height.store(h, Ordering::Relaxed);
+                    r.clone()
+                }
+                None => {
+                    let r = Arc::new(Rendition {
+                        width: w,
+                        height: AtomicU32::new(h),
+                        slot: watch::Sender::new(None),
+                        feed: Mutex::new(Feed {
+                            next_seq: 0,
+                            last_frame: None,
+                            last_publish: Instant::now(),
+                        }),
+                        metrics: self.gateway_metrics.for_rendition(&self.name, w),
+                    });
+                    // Its first viewer sees the current picture at once.
+                    if let Some(p) = &preview {
+                        r.fill(p, false);
+                    }
+                    r
+                }
+            })
+            .collect();
+        for gone in held
+            .iter()
+            .filter(|r| !sizes.iter().any(|s| s.0 == r.width))
+        {
+            self.gateway_metrics
+                .forget_rendition(&self.name, gone.width);
+        }
+        tracing::info!(stream = %self.name, renditions = ?sizes, "renditions");
+        *held = next;
+    }
+
+    /// A rendition's frame: into its slot. False when the stream has no
+    /// such rendition (not announced yet).
+    pub fn publish_rendition(&self, frame: &frame_wire::Frame) -> bool {
+        let Some(r) = self.rendition(frame.header.width) else {
+            return false;
+        };
+        let part = Part::build(&self.name, &frame.jpeg, 0, frame.header.capture_ts_ns, true);
+        r.fill(&part, true);
+        r.metrics.frames_in.inc();
+        true
+    }
+
+    /// The slot of `choice`: a rendition's, or the full picture's when it
+    /// is `None` or a rendition the stream does not have.
+    pub fn subscribe_at(&self, choice: Choice) -> watch::Receiver<Slot> {
+        match choice.and_then(|w| self.rendition(w)) {
+            Some(r) => r.slot.subscribe(),
+            None => self.subscribe(),
+        }
+    }
+
+    /// The newest part of `choice` (see [`Stream::subscribe_at`]).
+    pub fn latest_at(&self, choice: Choice) -> Slot {
+        match choice.and_then(|w| self.rendition(w)) {
+            Some(r) => r.slot.borrow().clone(),
+            None => self.latest(),
+        }
+    }
+
+    /// The bytes-out counter of `choice`, for the writers.
+    pub fn bytes_out_at(&self, choice: Choice) -> prometheus::IntCounter {
+        match choice.and_then(|w| self.rendition(w)) {
+            Some(r) => r.metrics.bytes_out.clone(),
+            None => self.metrics.bytes_out.clone(),
+        }
+    }
+
+    /// The newest picture of `choice` from a frame (not a preview): at once
+    /// while such frames arrive, else waiting up to `wait` for the next one,
+    /// subscribed meanwhile. The flag is false when it was not to be had in
+    /// time and the slot's picture (a preview) is returned instead.
+    pub async fn fresh_at(&self, choice: Choice, wait: Duration) -> (Slot, bool) {
+        let rendition = choice.and_then(|w| self.rendition(w));
+        let has_frame = |since: Option<Instant>| match &rendition {
+            Some(r) => {
+                let f = r.lock();
+                f.last_frame.is_some() && f.last_frame >= since
+            }
+            None => {
+                let st = self.lock();
+                st.full_rate() && st.last_full >= since
+            }
+        };
+        let latest = || match &rendition {
+            Some(r) => r.slot.borrow().clone(),
+            None => self.latest(),
+        };
+        let receiving = match &rendition {
+            Some(r) => r.receiving(Instant::now(), FULL_RATE_GAP),
+            None => self.lock().receiving_full_rate(Instant::now()),
+        };
+        if receiving && has_frame(None) {
+            return (latest(), true);
+        }
+        let start = Instant::now();
+        let mut rx = match &rendition {
+            Some(r) => r.slot.subscribe(),
+            None => self.subscribe(),
+        };
+        let _want = self.want(rendition.as_ref().map(|r| r.width));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if has_frame(Some(start)) {
+                return (latest(), true);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out, or the slot is gone (forgotten).
+                _ => return (latest(), false),
+            }
+        }
     }
 
     /// Cancelled once the stream is forgotten (`Streams::forget_gone`):
@@ -292,6 +538,11 @@ impl Stream {
             preview.header.capture_ts_ns,
             true,
         );
+        for r in self.read_renditions().iter() {
+            if !r.receiving(now, FULL_RATE_GAP) {
+                r.fill(&part, false);
+            }
+        }
         self.slot.send_replace(Some(Arc::new(part)));
         self.metrics.online.set(1);
         true
@@ -331,6 +582,9 @@ impl Stream {
             st.next_seq - 1
         };
         let part = Part::build(&self.name, jpeg, seq, stream_common::unix_now_ns(), false);
+        for r in self.read_renditions().iter() {
+            r.fill(&part, false);
+        }
         self.slot.send_replace(Some(Arc::new(part)));
     }
 
@@ -342,6 +596,14 @@ impl Stream {
             st.last_publish = Instant::now();
             drop(st);
             self.slot.send_modify(|_| {});
+        }
+        for r in self.read_renditions().iter() {
+            let mut f = r.lock();
+            if f.last_publish.elapsed() >= idle {
+                f.last_publish = Instant::now();
+                drop(f);
+                r.slot.send_modify(|_| {});
+            }
         }
     }
 }
@@ -443,6 +705,7 @@ impl Streams {
             metrics,
             self.interest.clone(),
             self.limits.recent_events,
+            self.metrics.clone(),
         ));
         let key = |s: &Stream| (s.producer_index, s.name.clone());
         let at = list.partition_point(|other| key(other) < key(&s));
@@ -481,6 +744,9 @@ impl Streams {
         drop(list);
         for s in &gone {
             s.forgotten.cancel();
+            for (w, _) in s.renditions() {
+                self.metrics.forget_rendition(&s.name, w);
+            }
             self.metrics.forget_stream(&s.name, &s.detections.labels());
             self.metrics.streams_forgotten.inc();
             tracing::info!(stream = %s.name, gone_for_s = after.as_secs_f64(), "stream forgotten: gone, and no viewer");
@@ -619,14 +885,14 @@ mod tests {
         });
         let (a, b) = (s.get_or_create("a", 0), s.get_or_create("b", 0));
         a.publish_preview(&picture(0, 4, 1), "p");
-        a.viewer_joined();
+        a.viewer_joined(None);
         let now = Instant::now();
         assert_eq!(s.forget_gone(now + Duration::from_secs(30)), 0, "not yet");
         assert_eq!(s.forget_gone(now + Duration::from_secs(61)), 1);
         assert!(b.forgotten().is_cancelled(), "its writers stop");
         assert!(s.get("b").is_none() && s.get("a").is_some(), "a is watched");
         assert!(s.admit("c", 0).is_some(), "its place is free again");
-        a.viewer_left();
+        a.viewer_left(None);
         assert_eq!(s.forget_gone(now + Duration::from_secs(61)), 2, "a and c");
         assert_eq!(metrics.streams_forgotten.get(), 3);
         assert!(s.all().is_empty());

@@ -53,7 +53,10 @@ fn fps(frames: usize, d: Duration) -> f64 {
 /// `path` of the gateway, read from inside the namespace: over the limit.
 async fn throttled_viewer(link: &Throttled, gw: &Gateway, path: &str) -> MjpegReader {
     let addr = link.host_addr(gw.addr.port());
-    let socket = link.connect(addr).await.expect("connect from the namespace");
+    let socket = link
+        .connect(addr)
+        .await
+        .expect("connect from the namespace");
     let conn = Connection::request_on(socket, addr, "GET", path, &[], b"")
         .await
         .expect("request over the limited link");
@@ -81,26 +84,42 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
     let gw = Gateway::start_reachable(&[&producer.endpoint], &[], &[]);
     gw.wait_stream("cam0", Duration::from_secs(20)).await;
     let addr = gw.addr;
-    wait_for("cam0's renditions listed", Duration::from_secs(20), || async move {
-        let r = test_support::http::get(addr, "/api/streams").await.ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-        let s = v["streams"].as_array()?.iter().find(|s| s["name"] == "cam0")?;
-        (s["renditions"].as_array()?.len() == 2).then_some(())
-    })
+    wait_for(
+        "cam0's renditions listed",
+        Duration::from_secs(20),
+        || async move {
+            let r = test_support::http::get(addr, "/api/streams").await.ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            let s = v["streams"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "cam0")?;
+            (s["renditions"].as_array()?.len() == 2).then_some(())
+        },
+    )
     .await;
 
     // The viewer on loopback, unthrottled, from start to end.
     let start = Instant::now();
-    let open = MjpegReader::open(gw.addr, "/stream/cam0").await.expect("open");
+    let open = MjpegReader::open(gw.addr, "/stream/cam0")
+        .await
+        .expect("open");
     let (free_log, free_task) = record(open);
 
     // 1. The full picture over the limit: a slide show. The first seconds
     // fill the socket buffers; what follows is what the link carries.
     let (full_log, full_task) = record(throttled_viewer(&link, &gw, "/stream/cam0").await);
-    wait_for("the full picture over the limit", Duration::from_secs(20), || {
-        let log = full_log.clone();
-        async move { (!between(&log, start, Instant::now() + Duration::from_secs(1)).is_empty()).then_some(()) }
-    })
+    wait_for(
+        "the full picture over the limit",
+        Duration::from_secs(20),
+        || {
+            let log = full_log.clone();
+            async move {
+                (!between(&log, start, Instant::now() + Duration::from_secs(1)).is_empty())
+                    .then_some(())
+            }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let window = Duration::from_secs(6);
@@ -111,8 +130,14 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
     let full_fps = fps(full.len(), window);
     full_task.abort();
     eprintln!("full picture over 2 Mbit/s: {full_fps:.1} fps");
-    assert!(full.iter().all(|w| *w == FULL_WIDTH), "full picture widths {full:?}");
-    assert!(full_fps < 5.0, "the full picture gave {full_fps:.1} fps over 2 Mbit/s");
+    assert!(
+        full.iter().all(|w| *w == FULL_WIDTH),
+        "full picture widths {full:?}"
+    );
+    assert!(
+        full_fps < 5.0,
+        "the full picture gave {full_fps:.1} fps over 2 Mbit/s"
+    );
 
     // 2. `auto` over the same limit: down to a rendition it can take.
     let downs = gw
@@ -133,8 +158,7 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
                 let got = between(&log, from, now);
                 let w = *got.first()?;
                 let rate = fps(got.len(), settle);
-                (w < FULL_WIDTH && got.iter().all(|x| *x == w) && rate >= 10.0)
-                    .then_some((w, rate))
+                (w < FULL_WIDTH && got.iter().all(|x| *x == w) && rate >= 10.0).then_some((w, rate))
             }
         },
     )
@@ -163,13 +187,20 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
             let log = auto_log.clone();
             async move {
                 let got = between(&log, lifted, Instant::now());
-                got.iter().rev().take(3).all(|w| *w == FULL_WIDTH).then_some(())?;
+                got.iter()
+                    .rev()
+                    .take(3)
+                    .all(|w| *w == FULL_WIDTH)
+                    .then_some(())?;
                 (got.len() >= 3).then_some(())
             }
         },
     )
     .await;
-    eprintln!("limit lifted: full picture again after {:?}", lifted.elapsed());
+    eprintln!(
+        "limit lifted: full picture again after {:?}",
+        lifted.elapsed()
+    );
     assert!(
         gw.metric(
             "gateway_rendition_switches_total",
@@ -187,5 +218,8 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
     let free_fps = fps(free.len(), span);
     eprintln!("unthrottled viewer: {free_fps:.1} fps over {span:?}");
     assert!(free.iter().all(|w| *w == FULL_WIDTH), "unthrottled widths");
-    assert!(free_fps >= 12.0, "the unthrottled viewer got {free_fps:.1} fps");
+    assert!(
+        free_fps >= 12.0,
+        "the unthrottled viewer got {free_fps:.1} fps"
+    );
 }

@@ -6,8 +6,9 @@
 //!
 //! What the client subscribes to follows the streams watched here
 //! (`subscriptions.rs`, `interest.rs`): every stream's preview, and
-//! full-rate frames of the watched ones, changed on the open socket as
-//! viewers come and go. Detections and events go beside their stream's
+//! full-rate frames (or renditions, `r/<name>/<width>/`) of the watched
+//! ones, changed on the open socket as viewers come and go; which
+//! renditions a stream has comes with its previews (`i/<name>/`). Detections and events go beside their stream's
 //! frame slot (`detections.rs`, `events.rs`), for streams held here only. While only previews (about one a second) arrive,
 //! the watchdog waits [`PREVIEW_SILENCE`] rather than `--resubscribe-after`;
 //! from an endpoint that has sent nothing but events (an event stage, quiet
@@ -144,6 +145,22 @@ pub async fn run(
                 if let Some(stream) = streams.admit(&frame.header.stream, producer_index) {
                     metrics.received(&stream.name, kind, bytes);
                     stream.publish_live(&frame, &endpoint);
+                }
+            }
+            Message::Rendition(frame) => {
+                last_full = Some(received.at);
+                match streams.get(&frame.header.stream) {
+                    Some(stream) if stream.publish_rendition(&frame) => {
+                        metrics.received(&stream.name, kind, bytes);
+                    }
+                    // Not announced (yet): nothing to put it in.
+                    _ => metrics.renditions_ignored.inc(),
+                }
+            }
+            Message::Info { header, renditions } => {
+                if let Some(stream) = streams.admit(&header.stream, producer_index) {
+                    metrics.received(&stream.name, kind, bytes);
+                    stream.set_renditions(renditions.sizes());
                 }
             }
             Message::Preview(preview) => {

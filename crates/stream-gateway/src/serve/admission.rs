@@ -18,6 +18,7 @@ use stream_common::route::Route;
 use tokio::sync::Semaphore;
 
 use crate::metrics::GatewayMetrics;
+use crate::rendition::Width;
 use crate::serve::head::Head;
 use crate::serve::response::{at_capacity, no_stream, text};
 use crate::serve::seats::{EventsViewer, Seat, Viewer, Watching, WsViewer};
@@ -137,6 +138,10 @@ impl Admission {
                 "fps must be a number between 0.1 and 240",
             ));
         };
+        let width = match Width::from_query(q) {
+            Ok(w) => w,
+            Err(e) => return Decision::Reply(text(StatusCode::BAD_REQUEST, &e)),
+        };
         let stream = match name {
             None => self.streams.default_stream(),
             Some(name) => self.streams.get(name),
@@ -150,9 +155,9 @@ impl Admission {
         match self.seat() {
             Some(seat) => Decision::Stream(Viewer {
                 seat,
-                watching: Watching::new(stream),
+                watching: Watching::new(stream.clone(), stream.choose(width)),
+                width,
                 fps_cap,
-                width: crate::rendition::Width::Full,
             }),
             None => Decision::Reply(at_capacity()),
         }

@@ -1,7 +1,10 @@
 //! The finite routes' replies: the page, snapshots, the JSON API (streams,
 //! a stream's detections and recent events), health,
-//! readiness and metrics, answered from the latest-frame slots (nothing
-//! here waits for a producer). The request was parsed into its
+//! readiness and metrics, answered from the latest-frame slots. Only a
+//! snapshot of a stream nobody watches waits, and only briefly
+//! (`--snapshot-wait`, asynchronously): for its next full-size frame
+//! rather than answer with the small preview (`X-Snapshot: preview` says
+//! when it had to). The request was parsed into its
 //! [`Route`] once, by admission, which has also checked credentials;
 //! the connection hands it to warp's service with the request, and the one
 //! filter here answers from the route alone, never from the URL again.
@@ -13,6 +16,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use stream_common::query::parse_query;
 use stream_common::route::Route;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
@@ -20,6 +24,7 @@ use warp::{Filter, Rejection};
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::part::timestamp_text;
+use crate::rendition::Width;
 use crate::serve::response::{no_cache, no_stream, text};
 use crate::streams::{Stream, Streams};
 use crate::zones::Zones;
@@ -36,6 +41,7 @@ pub struct App {
     csp: Option<HeaderValue>,
     stale_after: Duration,
     detections_stale_after: Duration,
+    snapshot_wait: Duration,
     zones: Arc<Zones>,
 }
 
@@ -53,6 +59,7 @@ impl App {
             csp: HeaderValue::from_str(&csp_for(PAGE, &config.frame_ancestors.join(" "))).ok(),
             stale_after: config.stale_after,
             detections_stale_after: config.detections_stale_after,
+            snapshot_wait: config.snapshot_wait,
             zones,
         }
     }
@@ -66,17 +73,27 @@ impl App {
     + 'static {
         let app = self.clone();
         warp::ext::get::<Route>()
-            .map(move |route: Route| app.answer(route))
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .then(move |route: Route, query: String| {
+                let app = app.clone();
+                async move { app.answer(route, &query).await }
+            })
             .recover(handle_rejection)
             .unify()
     }
 
-    /// The reply to a finite route.
-    fn answer(&self, route: Route) -> Response {
+    /// The reply to a finite route (`query`: the request's, for snapshots).
+    async fn answer(&self, route: Route, query: &str) -> Response {
         match route {
             Route::Page => html(PAGE, self.csp.as_ref()),
-            Route::Snapshot(None) => self.snapshot(self.streams.default_stream(), None),
-            Route::Snapshot(Some(name)) => self.snapshot(self.streams.get(&name), Some(&name)),
+            Route::Snapshot(None) => {
+                self.snapshot(self.streams.default_stream(), None, query)
+                    .await
+            }
+            Route::Snapshot(Some(name)) => {
+                self.snapshot(self.streams.get(&name), Some(&name), query)
+                    .await
+            }
             Route::Streams => self.api_streams(),
             Route::Detections(name) => self.detections(&name),
             Route::RecentEvents(name) => self.recent_events(&name),
@@ -102,13 +119,43 @@ impl App {
         }
     }
 
-    fn snapshot(&self, stream: Option<Arc<Stream>>, name: Option<&str>) -> Response {
-        let Some(part) = stream.and_then(|s| s.latest()) else {
+    /// The current picture, full size (or of the rendition `?width=`
+    /// asks for): at once while its frames arrive, else the next one, for
+    /// at most `--snapshot-wait`; then the preview, saying so.
+    async fn snapshot(
+        &self,
+        stream: Option<Arc<Stream>>,
+        name: Option<&str>,
+        query: &str,
+    ) -> Response {
+        let width = match parse_query(query).and_then(|q| Width::from_query(&q)) {
+            Ok(Width::Auto { max: Some(w) }) => Width::AtLeast(w),
+            Ok(Width::Auto { max: None }) => Width::Full,
+            Ok(w) => w,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &e).map(Into::into),
+        };
+        let Some(stream) = stream else {
+            return no_stream(name).map(Into::into);
+        };
+        let choice = stream.choose(width);
+        let (part, fresh) = if stream.state().is_fresh(self.stale_after) {
+            stream.fresh_at(choice, self.snapshot_wait).await
+        } else {
+            // Offline: its placeholder, at once.
+            (stream.latest_at(choice), false)
+        };
+        let Some(part) = part else {
             return no_stream(name).map(Into::into);
         };
         let mut r = Response::new(part.jpeg.clone().into());
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+        if part.live {
+            h.insert(
+                "x-snapshot",
+                HeaderValue::from_static(if fresh { "frame" } else { "preview" }),
+            );
+        }
         if let Ok(v) = HeaderValue::from_str(&timestamp_text(part.capture_ts_ns)) {
             h.insert("x-timestamp", v);
         }
@@ -133,6 +180,13 @@ impl App {
             producer: String,
             stream_url: String,
             snapshot_url: String,
+            /// Smaller copies, ascending (`?width=`); not the full picture.
+            renditions: Vec<Size>,
+        }
+        #[derive(Serialize)]
+        struct Size {
+            width: u32,
+            height: u32,
         }
         #[derive(Serialize)]
         struct Api {
@@ -165,6 +219,11 @@ impl App {
                     producer: st.producer,
                     stream_url: format!("/stream/{}", s.name),
                     snapshot_url: format!("/snapshot/{}", s.name),
+                    renditions: s
+                        .renditions()
+                        .into_iter()
+                        .map(|(width, height)| Size { width, height })
+                        .collect(),
                 }
             })
             .collect();

@@ -14,7 +14,7 @@ use prometheus::IntGauge;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::metrics::GatewayMetrics;
-use crate::rendition::Width;
+use crate::rendition::{Choice, Width};
 use crate::streams::Stream;
 
 /// A viewer's place among `--max-clients`, held while the viewer lives:
@@ -46,36 +46,37 @@ impl Drop for Seat {
     }
 }
 
-/// Counts a viewer of one stream (`gateway_viewers{stream}`) while it lives,
-/// and has the rendition it gets (`level`: `None` = the full picture)
-/// received at full rate meanwhile (`interest.rs`); an `auto` viewer's
-/// writer moves it to another rendition with [`Watching::moved`].
+/// Counts a viewer of one stream (`gateway_viewers{stream}`) and of the
+/// picture it is served (`gateway_rendition_viewers{stream,rendition}`)
+/// while it lives, and has that picture received at full rate meanwhile
+/// (`interest.rs`).
 pub struct Watching {
     pub stream: Arc<Stream>,
-    pub level: Option<u32>,
+    /// The full picture (`None`) or the rendition it is served.
+    choice: Choice,
 }
 
 impl Watching {
-    /// A viewer of the full picture.
-    pub fn new(stream: Arc<Stream>) -> Self {
-        Self::at(stream, None)
-    }
-
-    /// A viewer of rendition `level`.
-    pub fn at(stream: Arc<Stream>, level: Option<u32>) -> Self {
+    pub fn new(stream: Arc<Stream>, choice: Choice) -> Self {
         stream.metrics.viewers.inc();
-        stream.viewer_joined_at(level);
-        tracing::debug!(stream = %stream.name, ?level, "viewer connected");
-        Watching { stream, level }
+        stream.viewer_joined(choice);
+        tracing::debug!(stream = %stream.name, ?choice, "viewer connected");
+        Watching { stream, choice }
     }
 
-    /// Now a viewer of rendition `level` instead: that one is received
-    /// before the old one may stop.
-    pub fn moved(&mut self, level: Option<u32>) {
-        if level != self.level {
-            self.stream.viewer_joined_at(level);
-            self.stream.viewer_left_at(self.level);
-            self.level = level;
+    /// The picture it is served: its writer's.
+    pub fn choice(&self) -> Choice {
+        self.choice
+    }
+
+    /// Counts it at `to` from now on (and has `to` received) rather than
+    /// at its picture so far: for moving a viewer to another rendition's
+    /// writer.
+    pub fn switch(&mut self, to: Choice) {
+        if to != self.choice {
+            self.stream.viewer_joined(to);
+            self.stream.viewer_left(self.choice);
+            self.choice = to;
         }
     }
 }
@@ -83,7 +84,7 @@ impl Watching {
 impl Drop for Watching {
     fn drop(&mut self) {
         self.stream.metrics.viewers.dec();
-        self.stream.viewer_left_at(self.level);
+        self.stream.viewer_left(self.choice);
     }
 }
 
@@ -91,9 +92,10 @@ impl Drop for Watching {
 pub struct Viewer {
     pub seat: Seat,
     pub watching: Watching,
-    pub fps_cap: Option<f64>,
-    /// The picture it asked for (`?width=`, `auto`).
+    /// What it asked for (`?width=`): adaptation starts from here.
+    #[allow(dead_code)]
     pub width: Width,
+    pub fps_cap: Option<f64>,
 }
 
 /// An admitted WebSocket viewer: its seat and the key to answer.

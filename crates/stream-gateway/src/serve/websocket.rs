@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use tokio_util::sync::CancellationToken;
 
+use crate::rendition::Width;
 use crate::serve::response::{self, Common};
 use crate::serve::seats::{Seat, Watching};
 use crate::serve::wire::Wire;
@@ -69,6 +70,31 @@ struct Watch {
     /// The watched streams' events: on unless `false`.
     #[serde(default = "yes")]
     events: bool,
+    /// The width wanted of each watched stream (absent: the full picture):
+    /// the smallest rendition at least that wide (`rendition.rs`).
+    #[serde(default)]
+    width: HashMap<String, u32>,
+    /// Adapt each watched stream to the link, at or below its width.
+    #[serde(default)]
+    auto: bool,
+}
+
+impl Watch {
+    /// The width asked of each watched stream.
+    fn widths(&self) -> HashMap<String, Width> {
+        self.watch
+            .iter()
+            .map(|name| {
+                let asked = self.width.get(name).copied().filter(|&w| w > 0);
+                let width = match (asked, self.auto) {
+                    (None, false) => Width::Full,
+                    (Some(w), false) => Width::AtLeast(w),
+                    (max, true) => Width::Auto { max },
+                };
+                (name.clone(), width)
+            })
+            .collect()
+    }
 }
 
 fn yes() -> bool {
@@ -161,7 +187,7 @@ pub async fn run_client(
     // that do not exist yet (at most MAX_WAITING, looked for once a second).
     // Work happens only when the list changes or something is waited for,
     // never per ping.
-    let mut joined: HashSet<String> = HashSet::new();
+    let mut joined: HashMap<String, Width> = HashMap::new();
     let names = streams.metrics().ws_watched_names.clone();
     let mut held = 0usize;
     let mut waiting: Vec<String> = Vec::new();
@@ -195,6 +221,7 @@ pub async fn run_client(
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect();
+        let mut moved = Vec::new();
         if changed {
             let mut st = shared.lock();
             let asked = std::mem::take(&mut st.watching);
@@ -207,26 +234,57 @@ pub async fn run_client(
                 }
             }
             kept.extend(unknown);
-            joined.retain(|name| kept.contains(name));
+            joined.retain(|name, _| kept.contains(name));
+            st.serving.retain(|name, _| kept.contains(name));
+            // A stream asked for at another width moves to that picture's
+            // writer when it is another picture (the old writer lets go).
+            for (name, width) in joined.iter_mut() {
+                let want = st.widths.get(name).copied().unwrap_or_default();
+                if *width == want {
+                    continue;
+                }
+                *width = want;
+                let Some(stream) = known.get(name) else {
+                    continue;
+                };
+                let choice = stream.choose(want);
+                if st.serving.get(name) != Some(&choice) {
+                    st.serving.insert(name.clone(), choice);
+                    moved.push((stream.clone(), choice));
+                }
+            }
             waiting = kept
                 .iter()
-                .filter(|n| !joined.contains(*n))
+                .filter(|n| !joined.contains_key(*n))
                 .cloned()
                 .collect();
             names.add(kept.len() as i64 - held as i64);
             held = kept.len();
             st.watching = kept;
         }
+        for (stream, choice) in moved {
+            writers.deliver(
+                stream.clone(),
+                Joined::Ws {
+                    shared: shared.clone(),
+                    watching: Watching::new(stream, choice),
+                },
+            );
+        }
         waiting.retain(|name| {
             let Some(stream) = known.get(name) else {
                 return true;
             };
-            if joined.insert(name.clone()) {
+            if !joined.contains_key(name) {
+                let width = shared.lock().widths.get(name).copied().unwrap_or_default();
+                let choice = stream.choose(width);
+                joined.insert(name.clone(), width);
+                shared.lock().serving.insert(name.clone(), choice);
                 writers.deliver(
                     stream.clone(),
                     Joined::Ws {
                         shared: shared.clone(),
-                        watching: Watching::new(stream.clone()),
+                        watching: Watching::new(stream.clone(), choice),
                     },
                 );
             }
@@ -275,6 +333,7 @@ fn handle_frames(
             ClientFrame::Text(text) => match serde_json::from_slice::<Watch>(&text) {
                 Ok(w) => {
                     let mut st = shared.lock();
+                    st.widths = w.widths();
                     st.watching = w.watch.into_iter().collect();
                     st.min_interval = w
                         .fps

@@ -39,8 +39,10 @@
 //! to the writer of the next rendition down or up (`Joined::Moved`), only
 //! once all of its current part is written, so it never sees a torn part
 //! and nothing is encoded for it alone: it just gets another shared part.
-//! A page's tile that asks for another width (resized, enlarged) moves the
-//! same way.
+//! A page's tile that asks for another width (resized, enlarged) is handed
+//! to the other picture's writer by its client task (`websocket.rs`), which
+//! sets the picture it serves each stream at (`WsState::serving`): the old
+//! writer lets go at its next frame.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -121,24 +123,15 @@ impl Writers {
     }
 }
 
-fn deliver(inner: &Arc<Inner>, stream: Arc<Stream>, mut joined: Joined) {
-    let level = match &mut joined {
+fn deliver(inner: &Arc<Inner>, stream: Arc<Stream>, joined: Joined) {
+    // The picture its `Watching` counts it at.
+    let level = match &joined {
         Joined::Own {
             viewer: OwnSocket::Mjpeg(v),
             ..
-        } => {
-            let level =
-                adapt::start_level(v.width, &stream.rendition_widths(), stream.full_width());
-            v.watching.moved(level);
-            level
-        }
+        } => v.watching.choice(),
         Joined::Own { .. } => None,
-        Joined::Ws { shared, watching } => {
-            let want = asked(&shared.lock().widths, &stream.name);
-            let level = adapt::start_level(want, &stream.rendition_widths(), stream.full_width());
-            watching.moved(level);
-            level
-        }
+        Joined::Ws { watching, .. } => watching.choice(),
         Joined::Moved(m) => m.0.level,
     };
     let key = (stream.name.clone(), level);
@@ -186,9 +179,6 @@ struct Conn {
     level: Level,
     /// What it asked for.
     want: Width,
-    /// Set when a page asked for another width for this stream: its
-    /// rendition is chosen again at the next part boundary.
-    repick: bool,
     /// The `auto` rule's state, for a viewer that asked for `auto`.
     adapt: Option<Adapt>,
     /// Cancelled when it moves to another writer, which ends the old
@@ -213,7 +203,6 @@ impl Conn {
             _seat: None,
             level: None,
             want: Width::Full,
-            repick: false,
             adapt: None,
             detach: CancellationToken::new(),
         }
@@ -226,21 +215,9 @@ impl Conn {
             .then(|| Adapt::new(adapt::Rule::default(), Instant::now()));
     }
 
-    /// The rendition it should move to now, at a part boundary, if any:
-    /// the one a page newly asked for, or the `auto` rule's move (counted
-    /// in `switches`). `widths`: the stream's renditions now.
-    fn next_level(
-        &mut self,
-        now: Instant,
-        widths: &[u32],
-        full_width: u32,
-        switches: &Switches,
-    ) -> Option<Level> {
-        if self.repick {
-            self.repick = false;
-            let level = adapt::start_level(self.want, widths, full_width);
-            return (level != self.level).then_some(level);
-        }
+    /// The rendition the `auto` rule moves it to now, at a part boundary,
+    /// if any (counted in `switches`). `widths`: the stream's renditions now.
+    fn next_level(&mut self, now: Instant, widths: &[u32], switches: &Switches) -> Option<Level> {
         let Width::Auto { max } = self.want else {
             return None;
         };
@@ -317,19 +294,13 @@ impl Conn {
             // Never asked: listeners are passed over for frames.
             Out::Sse { .. } => None,
             Out::Ws(shared) => {
-                let (want, min_interval, detections) = {
-                    let st = shared.lock();
-                    if !st.watching.contains(stream) {
-                        return None;
-                    }
-                    (asked(&st.widths, stream), st.min_interval, st.detections)
-                };
-                if want != self.want {
-                    self.asking(want);
-                    self.repick = true;
+                let st = shared.lock();
+                // Not watched any more, or served at another picture now.
+                if !st.serves(stream, self.level) {
+                    return None;
                 }
-                self.min_interval = min_interval;
-                Some(if detections && self.det_sent < dets.version {
+                self.min_interval = st.min_interval;
+                Some(if st.detections && self.det_sent < dets.version {
                     Want::WsWithDetections
                 } else {
                     Want::Ws
@@ -364,7 +335,7 @@ impl Conn {
             Out::Sse { .. } => Some(e.sse.clone()),
             Out::Ws(shared) => {
                 let st = shared.lock();
-                (st.events && st.watching.contains(stream)).then(|| e.ws.clone())
+                (st.events && st.serves(stream, self.level)).then(|| e.ws.clone())
             }
         }
     }
@@ -439,7 +410,7 @@ impl Tally {
         let m = &stream.metrics;
         Tally {
             parts_out: m.parts_out.local(),
-            bytes_out: m.bytes_out_at(level).local(),
+            bytes_out: stream.bytes_out_at(level).local(),
             skipped: m.skipped.local(),
             latency: m.latency.local(),
         }
@@ -818,21 +789,25 @@ impl Writer {
                     a.filled(now);
                 }
             }
-            if !c.waiting && (c.adapt.is_some() || c.repick) {
-                let widths = widths.get_or_insert_with(|| self.stream.rendition_widths());
+            if !c.waiting && c.adapt.is_some() {
+                let widths = widths.get_or_insert_with(|| self.widths());
                 self.maybe_move(i, now, widths);
             }
         }
     }
 
+    /// The stream's renditions' widths now, ascending.
+    fn widths(&self) -> Vec<u32> {
+        self.stream.renditions().iter().map(|(w, _)| *w).collect()
+    }
+
     /// Hands viewer `i`, all of its current part written, to the writer of
     /// the rendition it should move to, if any.
     fn maybe_move(&mut self, i: usize, now: Instant, widths: &[u32]) {
-        let full_width = self.stream.full_width();
         let Some(c) = self.conns[i].as_mut() else {
             return;
         };
-        let Some(to) = c.next_level(now, widths, full_width, &self.switches) else {
+        let Some(to) = c.next_level(now, widths, &self.switches) else {
             return;
         };
         let Some(writers) = self.writers.upgrade() else {
@@ -846,7 +821,11 @@ impl Writer {
         c.detach = CancellationToken::new();
         c.level = to;
         if let Some(w) = c._watching.as_mut() {
-            w.moved(to);
+            w.switch(to);
+        }
+        if let Out::Ws(shared) = &c.out {
+            // Its writers of this stream check the picture it is served at.
+            shared.lock().serving.insert(self.stream.name.clone(), to);
         }
         deliver(&writers, self.stream.clone(), Joined::Moved(Moved(c)));
     }
@@ -882,9 +861,9 @@ impl Writer {
                         // A part boundary: an auto viewer may move now.
                         if self.conns[i]
                             .as_ref()
-                            .is_some_and(|c| !c.waiting && (c.adapt.is_some() || c.repick))
+                            .is_some_and(|c| !c.waiting && c.adapt.is_some())
                         {
-                            let widths = self.stream.rendition_widths();
+                            let widths = self.widths();
                             self.maybe_move(i, Instant::now(), &widths);
                         }
                     }
