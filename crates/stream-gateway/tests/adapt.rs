@@ -1,7 +1,7 @@
 //! `auto` over a link with a real bandwidth limit (test_support::netns: a
 //! network namespace behind a veth with a 2 Mbit/s token bucket): a real
 //! producer of a 1280x720 camera at 15 fps with renditions 640 and 320, a
-//! real gateway, a viewer in the namespace and one on loopback. The full
+//! real gateway (pictures of about 57 KB, `media::camera_frames`), a viewer in the namespace and one on loopback. The full
 //! picture over the limited link is a slide show; with `width=auto` the
 //! viewer settles on a rendition it can take at (nearly) the camera rate,
 //! and climbs back to the full picture once the limit is lifted; the
@@ -69,9 +69,10 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
         eprintln!("skipped: no network namespace (needs root, ip and tc)");
         return;
     };
+    let frames = test_support::media::camera_frames("adapt-frames", "1280x720", 30);
     let producer = Producer::start(&[
         "--source",
-        "test-pattern",
+        frames.to_str().expect("utf-8 path"),
         "--stream",
         "cam0",
         "--size",

@@ -63,6 +63,28 @@ pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str
     path.to_path_buf()
 }
 
+/// A directory of `frames` JPEGs of ffmpeg's moving test picture
+/// (`testsrc2`) at `size` with a little film grain, as a camera's pictures
+/// are: at 1280x720 about 57 KB each, where the producer's own test
+/// pattern (flat colours) compresses to half that. For a producer's
+/// `--source DIR`; made once per name and process.
+pub fn camera_frames(name: &str, size: &str, frames: u32) -> PathBuf {
+    let dir = temp_dir(name);
+    let source = format!("testsrc2=size={size}:rate=15,noise=alls=4:allf=t");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", &source, "-frames:v", &frames.to_string(), "-q:v", "4"])
+        .arg(dir.join("%03d.jpg"))
+        .output()
+        .expect("the ffmpeg tool (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 /// The mean absolute difference of two JPEGs' pixels (RGB, 0..255) over the
 /// area both cover from the top-left corner: about 0 for the same picture,
 /// tens for different ones; which picture a snapshot is.
