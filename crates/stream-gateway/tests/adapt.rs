@@ -1,11 +1,12 @@
 //! `auto` over a link with a real bandwidth limit (test_support::netns: a
 //! network namespace behind a veth with a 2 Mbit/s token bucket): a real
-//! producer of a 1280x720 camera at 15 fps with renditions 640 and 320, a
-//! real gateway (pictures of about 57 KB, `media::camera_frames`), a viewer in the namespace and one on loopback. The full
-//! picture over the limited link is a slide show; with `width=auto` the
-//! viewer settles on a rendition it can take at (nearly) the camera rate,
-//! and climbs back to the full picture once the limit is lifted; the
-//! viewer on loopback gets the full picture at the full rate throughout.
+//! producer of a 1280x720 camera at 15 fps (pictures of about 60 KB,
+//! `media::camera_frames`) with renditions 640 and 320, a real gateway, a
+//! viewer in the namespace and one on loopback. The full picture over the
+//! limited link is a slide show; with `width=auto` the viewer settles on a
+//! rendition it can take at (nearly) the camera rate, and climbs back to
+//! the full picture once the limit is lifted; the viewer on loopback gets
+//! the full picture at the full rate throughout.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
