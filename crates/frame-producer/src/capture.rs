@@ -115,7 +115,10 @@ pub fn run(
                 publisher.stream(),
                 settings.renditions.clone(),
                 settings.quality,
-                metrics.rendition_frames.clone(),
+                (
+                    metrics.rendition_frames.clone(),
+                    metrics.rendition_subscribers.clone(),
+                ),
             )?;
             Ok((
                 e,
@@ -300,7 +303,11 @@ impl Needs {
         Needs {
             frame_subscribers: publisher.frame_subscribers(),
             renditions: (0..targets.len())
-                .filter(|&i| publisher.subscribers_to(&targets[i].topic) > 0)
+                .filter(|&i| {
+                    let n = publisher.subscribers_to(&targets[i].topic);
+                    targets[i].subscribers.set(n as i64);
+                    n > 0
+                })
                 .collect(),
             renditions_known: !targets.is_empty(),
             preview: previews.due(Instant::now()),

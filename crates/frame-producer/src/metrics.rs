@@ -24,6 +24,7 @@ pub struct ProducerMetrics {
     encoded: IntCounterVec,
     /// Frames encoded per rendition (`stream`, `rendition` = its width).
     pub rendition_frames: IntCounterVec,
+    pub rendition_subscribers: IntGaugeVec,
     previews: IntCounterVec,
     topic_subscribers: IntGaugeVec,
     skipped: IntCounterVec,
@@ -47,6 +48,8 @@ pub struct CameraMetrics {
     pub encoded: IntCounter,
     /// Frames encoded per rendition, labelled by width.
     pub rendition_frames: IntCounterVec,
+    /// Subscribers per rendition, labelled by width, as last seen.
+    pub rendition_subscribers: IntGaugeVec,
     pub previews: IntCounter,
     /// Subscribers that want this camera's full rate, as last seen.
     pub frame_subscribers: IntGauge,
@@ -105,6 +108,14 @@ impl ProducerMetrics {
             &["stream", "rendition"],
         )?;
         registry.register(Box::new(rendition_frames.clone()))?;
+        let rendition_subscribers = IntGaugeVec::new(
+            Opts::new(
+                "rendition_subscribers",
+                "Subscribers that want a camera's rendition (r/<stream>/<width>/), as its capture loop last saw",
+            ),
+            &["stream", "rendition"],
+        )?;
+        registry.register(Box::new(rendition_subscribers.clone()))?;
         let bus = frame_bus::BusMetrics::register(&registry)?;
         Ok(ProducerMetrics {
             bus,
@@ -118,6 +129,7 @@ impl ProducerMetrics {
                 "Frames made into a full-rate JPEG (encoded, scaled or passed through) because a subscriber wanted them",
             )?,
             rendition_frames,
+            rendition_subscribers,
             previews: per_stream(
                 "previews_published_total",
                 "Previews published (p/<stream>/)",
@@ -145,6 +157,7 @@ impl ProducerMetrics {
             captured: self.captured.with_label_values(&[stream]),
             encoded: self.encoded.with_label_values(&[stream]),
             rendition_frames: self.rendition_frames.clone(),
+            rendition_subscribers: self.rendition_subscribers.clone(),
             previews: self.previews.with_label_values(&[stream]),
             frame_subscribers: self.topic_subscribers.with_label_values(&[stream]),
             skipped_late: skipped("late"),

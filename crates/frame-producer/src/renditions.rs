@@ -31,6 +31,8 @@ pub struct Target {
     pub topic: Bytes,
     /// Frames encoded for it (`producer_rendition_frames_total`).
     pub encoded: IntCounter,
+    /// Its subscribers as last seen (`producer_rendition_subscribers`).
+    pub subscribers: prometheus::IntGauge,
 }
 
 /// One camera's renditions and what makes them.
@@ -44,6 +46,7 @@ pub struct Renditions {
     jpeg: JpegEncoder,
     stream: String,
     counter: prometheus::IntCounterVec,
+    gauge: prometheus::IntGaugeVec,
 }
 
 impl Renditions {
@@ -51,7 +54,7 @@ impl Renditions {
         stream: &str,
         widths: Vec<u32>,
         quality: u8,
-        counter: prometheus::IntCounterVec,
+        (counter, gauge): (prometheus::IntCounterVec, prometheus::IntGaugeVec),
     ) -> Result<Self, EncodeError> {
         Ok(Renditions {
             widths,
@@ -61,6 +64,7 @@ impl Renditions {
             jpeg: JpegEncoder::new(quality)?,
             stream: stream.to_string(),
             counter,
+            gauge,
         })
     }
 
@@ -76,6 +80,10 @@ impl Renditions {
             return;
         }
         self.full = Some((width, height));
+        for old in &self.targets {
+            let label = old.width.to_string();
+            let _ = self.gauge.remove_label_values(&[&self.stream, &label]);
+        }
         let mut sizes: Vec<(u32, u32)> = self
             .widths
             .iter()
@@ -102,6 +110,7 @@ impl Renditions {
                     height: h,
                     topic: frame_wire::rendition_topic(&self.stream, w),
                     encoded: self.counter.with_label_values(&[&self.stream, &label]),
+                    subscribers: self.gauge.with_label_values(&[&self.stream, &label]),
                 }
             })
             .collect();
@@ -160,12 +169,12 @@ mod tests {
     use stream_common::jpeg::{Yuv420, decode_rgb, dimensions};
 
     fn renditions(widths: &[u32]) -> Renditions {
-        let counter = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("r", "r"),
-            &["stream", "rendition"],
-        )
-        .expect("counter");
-        Renditions::new("cam0", widths.to_vec(), 80, counter).expect("renditions")
+        let labels = &["stream", "rendition"];
+        let counter = prometheus::IntCounterVec::new(prometheus::Opts::new("r", "r"), labels)
+            .expect("counter");
+        let gauge =
+            prometheus::IntGaugeVec::new(prometheus::Opts::new("g", "g"), labels).expect("gauge");
+        Renditions::new("cam0", widths.to_vec(), 80, (counter, gauge)).expect("renditions")
     }
 
     #[test]

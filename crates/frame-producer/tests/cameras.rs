@@ -124,6 +124,11 @@ async fn mjpeg_video_is_passed_through_without_reencoding() {
 
 #[cfg(feature = "ffmpeg")]
 fn start_camera(port: u16) -> test_support::process::Proc {
+    start_camera_sized(port, "640x360")
+}
+
+#[cfg(feature = "ffmpeg")]
+fn start_camera_sized(port: u16, size: &str) -> test_support::process::Proc {
     let script = test_support::process::workspace_root().join("scripts/rtsp_camera.py");
     let port = port.to_string();
     test_support::process::Proc::start_program(
@@ -134,7 +139,7 @@ fn start_camera(port: u16) -> test_support::process::Proc {
             "--port",
             &port,
             "--size",
-            "640x360",
+            size,
             "--fps",
             "15",
         ],
@@ -226,6 +231,37 @@ async fn an_rtsp_camera_reaches_viewers_through_the_gateway() {
         .expect("api")
         .text();
     assert!(api.contains("\"door\"") && api.contains("320"), "{api}");
+}
+
+/// `/snapshot` of an RTSP camera nobody watches: the gateway holds only its
+/// preview, subscribes, and answers with the next full-size decoded frame.
+#[cfg(feature = "ffmpeg")]
+#[tokio::test]
+async fn a_snapshot_of_an_unwatched_rtsp_camera_is_full_size() {
+    let port = free_port();
+    let _camera = start_camera_sized(port, "1280x720");
+    let url = format!("rtsp://127.0.0.1:{port}/cam");
+    let stack =
+        test_support::stack::Stack::start(&["--source", &url, "--stream", "door"], &[]).await;
+    assert_eq!(
+        stack
+            .metric("gateway_stream_subscribed", &["stream=\"door\""])
+            .await,
+        0.0,
+        "nobody watches"
+    );
+    let r = test_support::http::get(stack.http, "/snapshot/door")
+        .await
+        .expect("snapshot");
+    assert_eq!(r.head.status, 200);
+    assert_eq!(
+        r.head.header("x-snapshot"),
+        Some("frame"),
+        "{}",
+        stack.gateway.log()
+    );
+    let (_, w, h) = stream_common::jpeg::decode_rgb(&r.body).expect("decodable");
+    assert_eq!((w, h), (1280, 720));
 }
 
 #[cfg(feature = "v4l2")]

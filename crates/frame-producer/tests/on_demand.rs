@@ -214,6 +214,8 @@ async fn subscribing_to_everything_wants_every_camera() {
         match all.next_message(left).await.expect("message") {
             Message::Frame(f) => *frames.entry(f.header.stream).or_default() += 1,
             Message::Preview(f) => *previews.entry(f.header.stream).or_default() += 1,
+            // Everything includes every camera's renditions and their list.
+            Message::Rendition(_) | Message::Info { .. } => {}
             Message::Detections { .. } | Message::Event { .. } => {
                 panic!("the producer sends no detections or events")
             }

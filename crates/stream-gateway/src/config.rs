@@ -70,8 +70,8 @@ pub struct Config {
     /// Most seconds `/snapshot` of a stream nobody watches waits for its
     /// next full-size frame (subscribing meanwhile) before it answers with
     /// the preview instead (`X-Snapshot: preview`); about a frame interval
-    /// plus a camera's keyframe interval.
-    #[arg(long, env = "GATEWAY_SNAPSHOT_WAIT", default_value = "1.5", value_parser = parse_secs)]
+    /// plus a camera's keyframe interval. 0: never wait.
+    #[arg(long, env = "GATEWAY_SNAPSHOT_WAIT", default_value = "1.5", value_parser = parse_secs_or_zero)]
     pub snapshot_wait: Duration,
     /// Re-send the latest frame after this many idle seconds (browsers hold back
     /// the last frame of a multipart stream until the next one starts).

@@ -162,6 +162,9 @@ pub struct State {
     /// Smoothed interval between live frames, seconds.
     pub interval_ewma: f64,
     next_seq: u64,
+    /// The full picture's size as the producer announces it with its
+    /// renditions (`i/<name>/`), before any full-rate frame tells it.
+    announced: Option<(u32, u32)>,
 }
 
 impl State {
@@ -229,6 +232,7 @@ impl Stream {
                 offline_since: SystemTime::now(),
                 interval_ewma: 0.0,
                 next_seq: 0,
+                announced: None,
             }),
             detections: Latest::new(name, metrics.detections.clone()),
             events: Recent::new(name, recent_events, metrics.events.clone()),
@@ -296,10 +300,18 @@ impl Stream {
         self.renditions.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The producer says the stream has the renditions `sizes` (checked on
-    /// the wire: at most `frame_wire::MAX_RENDITIONS`, ascending): new ones
-    /// get a slot, gone ones are dropped (their writers end).
-    pub fn set_renditions(&self, sizes: &[(u32, u32)]) {
+    /// The producer says the stream's full picture is `full` and it has
+    /// the renditions `sizes` (checked on the wire: at most
+    /// `frame_wire::MAX_RENDITIONS`, ascending): new ones get a slot, gone
+    /// ones are dropped (their writers end).
+    pub fn set_renditions(&self, full: (u32, u32), sizes: &[(u32, u32)]) {
+        {
+            let mut st = self.lock();
+            st.announced = Some(full);
+            if !st.receiving_full_rate(Instant::now()) {
+                (st.width, st.height) = full;
+            }
+        }
         let same = {
             let held = self.read_renditions();
             held.len() == sizes.len()
@@ -522,8 +534,9 @@ impl Stream {
             self.back_online(&mut st);
             if st.last_full.is_none() {
                 // The stream's size, until a full-rate frame tells it.
-                st.width = preview.header.width;
-                st.height = preview.header.height;
+                (st.width, st.height) = st
+                    .announced
+                    .unwrap_or((preview.header.width, preview.header.height));
             }
             st.interval_ewma = 0.0;
             st.last_live = now;
@@ -806,6 +819,46 @@ mod tests {
             Some(1),
             "one sequence for both"
         );
+    }
+
+    #[test]
+    fn each_rendition_has_its_own_slot_fed_by_its_frames_else_previews() {
+        let metrics = Arc::new(GatewayMetrics::new().expect("metrics"));
+        let cam = streams(&metrics, None).get_or_create("cam0", 0);
+        cam.publish_preview(&picture(0, 4, 1), "p");
+        assert_eq!(cam.choose(Width::AtLeast(2)), None, "no renditions yet");
+        cam.set_renditions((8, 2), &[(2, 1), (4, 1)]);
+        assert_eq!(cam.state().width, 8, "the announced size");
+        assert_eq!(cam.renditions(), [(2, 1), (4, 1)]);
+        assert_eq!(cam.choose(Width::AtLeast(3)), Some(4));
+        assert_eq!(cam.choose(Width::AtLeast(5)), None);
+        assert_eq!(cam.choose(Width::Full), None);
+        // A new rendition shows the preview at once.
+        let byte = |c: Choice| cam.latest_at(c).map(|p| p.jpeg[2]);
+        assert_eq!(byte(Some(2)), Some(1));
+        // Its own frames fill it, and only it.
+        assert!(cam.publish_rendition(&picture(1, 2, 7)));
+        assert!(!cam.publish_rendition(&picture(1, 3, 7)), "not announced");
+        assert_eq!(
+            (byte(Some(2)), byte(Some(4)), byte(None)),
+            (Some(7), Some(1), Some(1))
+        );
+        // A preview fills the others, not the one receiving frames.
+        cam.publish_preview(&picture(2, 4, 9), "p");
+        assert_eq!(
+            (byte(Some(2)), byte(Some(4)), byte(None)),
+            (Some(7), Some(9), Some(9))
+        );
+        assert_eq!(
+            cam.latest_at(Some(4)).map(|p| p.seq),
+            Some(1),
+            "its own sequence"
+        );
+        // Gone from the list: gone, its series too.
+        cam.set_renditions((8, 2), &[(4, 1)]);
+        assert!(cam.rendition(2).is_none());
+        assert_eq!(byte(Some(2)), byte(None), "the full picture serves it");
+        assert!(!metrics.render().contains(r#"rendition="2""#));
     }
 
     #[test]

@@ -89,6 +89,12 @@ impl Subscriber {
         self.next_of(Kind::Preview, timeout).await
     }
 
+    /// The next rendition frame (`r/…`) within `timeout`, passing over
+    /// other kinds.
+    pub async fn next_rendition(&mut self, timeout: Duration) -> anyhow::Result<Frame> {
+        self.next_of(Kind::Rendition, timeout).await
+    }
+
     async fn next_of(&mut self, kind: Kind, timeout: Duration) -> anyhow::Result<Frame> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -96,6 +102,7 @@ impl Subscriber {
             match self.next_message(left).await? {
                 Message::Frame(f) if kind == Kind::Frame => return Ok(f),
                 Message::Preview(f) if kind == Kind::Preview => return Ok(f),
+                Message::Rendition(f) if kind == Kind::Rendition => return Ok(f),
                 _ => {}
             }
         }

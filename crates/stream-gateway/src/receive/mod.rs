@@ -160,7 +160,7 @@ pub async fn run(
             Message::Info { header, renditions } => {
                 if let Some(stream) = streams.admit(&header.stream, producer_index) {
                     metrics.received(&stream.name, kind, bytes);
-                    stream.set_renditions(renditions.sizes());
+                    stream.set_renditions((header.width, header.height), renditions.sizes());
                 }
             }
             Message::Preview(preview) => {

@@ -193,6 +193,8 @@ async fn refuse(socket: Wire, peer: SocketAddr, e: HeadError, shared: &Shared) {
 async fn finite(shared: &Shared, head: Head, route: Route) -> http::Response<Bytes> {
     let mut req = Request::new(Empty::<Bytes>::new());
     req.extensions_mut().insert(route);
+    req.extensions_mut()
+        .insert(crate::serve::routes::RawQuery(head.query.clone()));
     *req.method_mut() = head.method;
     *req.headers_mut() = head.headers;
     *req.version_mut() = if head.minor_version == 0 {

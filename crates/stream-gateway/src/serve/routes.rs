@@ -31,6 +31,11 @@ use crate::zones::Zones;
 
 const PAGE: &str = include_str!("page.html");
 
+/// The request's query string, which the connection hands over with its
+/// [`Route`] (a snapshot's `?width=`).
+#[derive(Clone, Debug)]
+pub struct RawQuery(pub String);
+
 /// Everything the routes need, cheap to clone into each filter.
 #[derive(Clone)]
 pub struct App {
@@ -73,10 +78,10 @@ impl App {
     + 'static {
         let app = self.clone();
         warp::ext::get::<Route>()
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .then(move |route: Route, query: String| {
+            .and(warp::ext::get::<RawQuery>())
+            .then(move |route: Route, query: RawQuery| {
                 let app = app.clone();
-                async move { app.answer(route, &query).await }
+                async move { app.answer(route, &query.0).await }
             })
             .recover(handle_rejection)
             .unify()

@@ -71,7 +71,8 @@ impl Watching {
 
     /// Counts it at `to` from now on (and has `to` received) rather than
     /// at its picture so far: for moving a viewer to another rendition's
-    /// writer.
+    /// writer (adaptation, `?width=auto`).
+    #[allow(dead_code)]
     pub fn switch(&mut self, to: Choice) {
         if to != self.choice {
             self.stream.viewer_joined(to);
