@@ -109,7 +109,7 @@ pub struct Client {
     proved: Option<Arc<KeyRing>>,
     silence: Silence,
     /// Last `seq` per (producer run, stream, kind), with a key.
-    last_seq: std::collections::HashMap<(u64, String, u8), u64>,
+    last_seq: std::collections::HashMap<(u64, String, u8, u32), u64>,
     floor: Duration,
     next_key_check: tokio::time::Instant,
     connect_log: LogEvery,
@@ -333,7 +333,13 @@ impl Client {
                 skew_s: skew / 1_000_000_000,
             });
         }
-        let key = (h.producer_id, h.stream.clone(), message.kind() as u8);
+        // Each rendition (a width) numbers its frames apart: they share
+        // the seq of the frame they copy.
+        let width = match message {
+            Message::Rendition(f) => f.header.width,
+            _ => 0,
+        };
+        let key = (h.producer_id, h.stream.clone(), message.kind() as u8, width);
         if let Some(&last) = self.last_seq.get(&key)
             && h.seq <= last
         {
@@ -351,10 +357,14 @@ impl Client {
         Ok(())
     }
 
-    /// Frames and previews only of names this producer run owns, or may
+    /// Pictures (frames, previews, renditions and their list) only of names
+    /// this producer run owns, or may
     /// take over (`owners.rs`, shared by every client of the process).
     fn owned(&self, message: &Message, at: Instant) -> Result<(), Refusal> {
-        if !matches!(message, Message::Frame(_) | Message::Preview(_)) {
+        if !matches!(
+            message,
+            Message::Frame(_) | Message::Preview(_) | Message::Rendition(_) | Message::Info { .. }
+        ) {
             return Ok(());
         }
         let h = message.header();

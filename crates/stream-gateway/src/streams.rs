@@ -430,6 +430,9 @@ impl Stream {
         if receiving && has_frame(None) {
             return (latest(), true);
         }
+        if wait.is_zero() {
+            return (latest(), has_frame(None) && receiving);
+        }
         let start = Instant::now();
         let mut rx = match &rendition {
             Some(r) => r.slot.subscribe(),

@@ -202,7 +202,8 @@ async fn a_plain_zeromq_publisher_sends_each_gateway_only_what_its_viewers_watch
 }
 
 async fn subscribe_on_demand(setup: &Setup) {
-    let linger = ["--subscribe-linger", "0.5"];
+    // Snapshots that do not wait (and so do not subscribe) for a full frame.
+    let linger = ["--subscribe-linger", "0.5", "--snapshot-wait", "0"];
     let (_a, a) = gateway(&setup.endpoint, &linger);
     let (_b, b) = gateway(&setup.endpoint, &linger);
     let cams: Vec<String> = (0..CAMERAS).map(|i| format!("cam{i}")).collect();
@@ -225,6 +226,7 @@ async fn subscribe_on_demand(setup: &Setup) {
         assert_eq!(snap.head.status, 200);
         let size = stream_common::jpeg::dimensions(&snap.body);
         assert_eq!(size, Some(preview), "the preview");
+        assert_eq!(snap.head.header("x-snapshot"), Some("preview"));
     }
     let text = metrics(a).await;
     assert_eq!(

@@ -188,6 +188,9 @@ pub async fn run_client(
     // Work happens only when the list changes or something is waited for,
     // never per ping.
     let mut joined: HashMap<String, Width> = HashMap::new();
+    // Joined at a width before the stream announced its renditions (so at
+    // the full picture): looked at again once a second until it has.
+    let mut early: HashSet<String> = HashSet::new();
     let names = streams.metrics().ws_watched_names.clone();
     let mut held = 0usize;
     let mut waiting: Vec<String> = Vec::new();
@@ -213,7 +216,7 @@ pub async fn run_client(
                 false
             }
         };
-        if !changed && (!ticked || waiting.is_empty()) {
+        if !changed && (!ticked || (waiting.is_empty() && early.is_empty())) {
             continue;
         }
         let known: HashMap<String, Arc<Stream>> = streams
@@ -235,6 +238,7 @@ pub async fn run_client(
             }
             kept.extend(unknown);
             joined.retain(|name, _| kept.contains(name));
+            early.retain(|name| kept.contains(name));
             st.serving.retain(|name, _| kept.contains(name));
             // A stream asked for at another width moves to that picture's
             // writer when it is another picture (the old writer lets go).
@@ -262,6 +266,24 @@ pub async fn run_client(
             held = kept.len();
             st.watching = kept;
         }
+        if ticked && !early.is_empty() {
+            let mut st = shared.lock();
+            early.retain(|name| {
+                let Some(stream) = known.get(name) else {
+                    return false;
+                };
+                if stream.renditions().is_empty() {
+                    return true;
+                }
+                let want = st.widths.get(name).copied().unwrap_or_default();
+                let choice = stream.choose(want);
+                if st.serving.get(name) != Some(&choice) {
+                    st.serving.insert(name.clone(), choice);
+                    moved.push((stream.clone(), choice));
+                }
+                false
+            });
+        }
         for (stream, choice) in moved {
             writers.deliver(
                 stream.clone(),
@@ -278,6 +300,9 @@ pub async fn run_client(
             if !joined.contains_key(name) {
                 let width = shared.lock().widths.get(name).copied().unwrap_or_default();
                 let choice = stream.choose(width);
+                if matches!(width, Width::AtLeast(_)) && stream.renditions().is_empty() {
+                    early.insert(name.clone());
+                }
                 joined.insert(name.clone(), width);
                 shared.lock().serving.insert(name.clone(), choice);
                 writers.deliver(
