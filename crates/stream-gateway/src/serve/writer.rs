@@ -90,7 +90,7 @@ pub enum Joined {
 
 /// A viewer on its way from one rendition's writer to another's, its
 /// current part all written.
-pub struct Moved(Conn);
+pub struct Moved(Box<Conn>);
 
 /// The writer of each stream and rendition on one thread, started on its
 /// first viewer.
@@ -561,7 +561,7 @@ impl Writer {
         let conn = match j {
             Joined::Moved(Moved(c)) => Conn {
                 id: self.next_id,
-                ..c
+                ..*c
             },
             Joined::Own {
                 socket,
@@ -827,7 +827,11 @@ impl Writer {
             // Its writers of this stream check the picture it is served at.
             shared.lock().serving.insert(self.stream.name.clone(), to);
         }
-        deliver(&writers, self.stream.clone(), Joined::Moved(Moved(c)));
+        deliver(
+            &writers,
+            self.stream.clone(),
+            Joined::Moved(Moved(Box::new(c))),
+        );
     }
 
     fn event(&mut self, event: Event) {
