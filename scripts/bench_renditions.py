@@ -245,12 +245,12 @@ def main():
 def write(path, pg, th, sp, a):
     full = pg[0][1] if pg else 0
     lines = ["## Renditions: the page, a throttled viewer, the gateway's cost per frame", "",
-             f"{report.stamp()} (`scripts/bench.sh --renditions`, binaries from {os.path.relpath(BIN, ROOT)}); cameras 1280x720 at {FPS} fps, camera-like "
+             f"{report.stamp()} (`scripts/bench.sh --renditions`, binaries from {os.path.relpath(BIN, ROOT)}, load average {os.getloadavg()[0]:.1f} at the end); cameras 1280x720 at {FPS} fps, camera-like "
              "pictures of about 60 KB, renditions 640 and 320.", "",
              "The 16-camera page (16 viewers, one per camera, at the width a 1280-pixel page's tile asks; "
              "one producer of the 16 cameras; bytes are the gateway's bytes out):", "",
              *report.table(["page", "MB/s received", "vs full", "producer CPU %", "fps p50", "fps min"],
-                           [[r[0], r[1], f"{full / r[1]:.1f}× less" if r[1] else "", r[2], r[3], r[4]]
+                           [[r[0], r[1], f"{full / r[1]:.1f}× less" if r[1] and r[1] != full else "", r[2], r[3], r[4]]
                             for r in pg], ["", ".2f", "", ".0f", ".2f", ".2f"]), ""]
     if th:
         lines += ["A viewer behind a 2 Mbit/s token bucket (network namespace, veth, `tc tbf`); fps over its "
@@ -261,9 +261,9 @@ def write(path, pg, th, sp, a):
     single = [r[3] for r in sp[:3]]
     mean = sum(single) / len(single) if len(single) == 3 else None
     lines += [f"The gateway (one serving thread on core 0) with {a.viewers} viewers of one camera, mjpeg-load on "
-              "core 1. A frame costs its write, which grows with its bytes; spread over the three pictures, a "
-              "frame costs what the same frames cost on their own pictures (the mean of the first three rows: "
-              f"{mean:.2f} µs), nothing more: no per-viewer work but the write." if mean else "", "",
+              "core 1. A frame costs its write, which grows with its bytes: if nothing is done per viewer but the "
+              "write, viewers spread over the three pictures cost about the mean of the first three rows "
+              f"({mean:.2f} µs a frame); the last row is what they cost." if mean else "", "",
               *report.table(["viewers on", "viewers", "gateway CPU %", "µs / delivered frame", "fps p50",
                              "fps min"], sp, ["", "", ".1f", ".2f", ".2f", ".2f"])]
     report.write_section(path, BEGIN, END, lines)

@@ -48,19 +48,28 @@ pub fn noisy_jpeg(width: u32, height: u32, quality: u8) -> bytes::Bytes {
 /// `size` and `fps` to `path`, encoded with `codec` (e.g. `["-c:v", "libx264"]`).
 pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str]) -> PathBuf {
     let source = format!("testsrc2=size={size}:rate={fps}");
-    let out = Command::new("ffmpeg")
+    let mut args = vec!["-i", &source, "-t"];
+    let seconds = seconds.to_string();
+    args.push(&seconds);
+    args.extend_from_slice(codec);
+    lavfi(&args, path);
+    path.to_path_buf()
+}
+
+/// Runs ffmpeg on a lavfi source with `args`, writing `out`; panics with
+/// its error when it fails.
+fn lavfi(args: &[&str], out: &Path) {
+    let run = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args(["-i", &source, "-t", &seconds.to_string()])
-        .args(codec)
-        .arg(path)
+        .args(args)
+        .arg(out)
         .output()
         .expect("the ffmpeg tool (scripts/setup.sh installs it)");
     assert!(
-        out.status.success(),
+        run.status.success(),
         "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&run.stderr)
     );
-    path.to_path_buf()
 }
 
 /// A directory of `frames` JPEGs of ffmpeg's moving test picture
@@ -72,16 +81,10 @@ pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str
 pub fn camera_frames(name: &str, size: &str, frames: u32) -> PathBuf {
     let dir = temp_dir(name);
     let source = format!("testsrc2=size={size}:rate=15,gblur=sigma=1.5,noise=alls=6:allf=t");
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args(["-i", &source, "-frames:v", &frames.to_string(), "-q:v", "4"])
-        .arg(dir.join("%03d.jpg"))
-        .output()
-        .expect("the ffmpeg tool (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let frames = frames.to_string();
+    lavfi(
+        &["-i", &source, "-frames:v", &frames, "-q:v", "4"],
+        &dir.join("%03d.jpg"),
     );
     dir
 }
