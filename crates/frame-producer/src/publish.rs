@@ -123,10 +123,7 @@ impl StreamPublisher {
         height: u32,
         capture_ts_ns: u64,
     ) -> Result<u64, PublishError> {
-        let seq = self.seq;
-        self.send(Kind::Frame, seq, jpeg, width, height, capture_ts_ns)?;
-        self.sent_frame = true;
-        Ok(seq)
+        self.publish_of_frame(Kind::Frame, jpeg, (width, height), capture_ts_ns)
     }
 
     /// Publishes one rendition of the current frame on
@@ -138,8 +135,19 @@ impl StreamPublisher {
         height: u32,
         capture_ts_ns: u64,
     ) -> Result<u64, PublishError> {
+        self.publish_of_frame(Kind::Rendition, jpeg, (width, height), capture_ts_ns)
+    }
+
+    /// A picture of the current frame (full or rendition), under its `seq`.
+    fn publish_of_frame(
+        &mut self,
+        kind: Kind,
+        jpeg: Bytes,
+        (width, height): (u32, u32),
+        capture_ts_ns: u64,
+    ) -> Result<u64, PublishError> {
         let seq = self.seq;
-        self.send(Kind::Rendition, seq, jpeg, width, height, capture_ts_ns)?;
+        self.send(kind, seq, jpeg, width, height, capture_ts_ns)?;
         self.sent_frame = true;
         Ok(seq)
     }
