@@ -70,19 +70,9 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
         eprintln!("skipped: no network namespace (needs root, ip and tc)");
         return;
     };
-    let frames = test_support::media::camera_frames("adapt-frames", "1280x720", 30);
-    let producer = Producer::start(&[
-        "--source",
-        frames.to_str().expect("utf-8 path"),
-        "--stream",
-        "cam0",
-        "--size",
-        "1280x720",
-        "--fps",
-        "15",
-        "--renditions",
-        "640,320",
-    ]);
+    let mut flags = test_support::media::camera_flags("adapt-frames");
+    flags.extend(["--stream".to_string(), "cam0".to_string()]);
+    let producer = Producer::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let gw = Gateway::start_reachable(&[&producer.endpoint], &[], &[]);
     gw.wait_stream("cam0", Duration::from_secs(20)).await;
     let addr = gw.addr;

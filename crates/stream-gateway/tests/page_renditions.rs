@@ -42,20 +42,10 @@ fn frames(v: &Value) -> HashMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_of_16_tiles_gets_renditions_and_the_enlarged_camera_alone_the_full_picture() {
-    let dir = test_support::media::camera_frames("page-renditions", "1280x720", 30);
-    let source = dir.to_str().expect("utf-8 path").to_string();
+    let flags = test_support::media::camera_flags("page-renditions");
     let wall = Wall::start(
         CAMERAS,
-        &[
-            "--source",
-            &source,
-            "--size",
-            "1280x720",
-            "--fps",
-            "15",
-            "--renditions",
-            "640,320",
-        ],
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
         &[],
     )
     .await;

@@ -56,6 +56,24 @@ pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str
     path.to_path_buf()
 }
 
+/// A producer's flags for a 1280x720 camera at 15 fps of
+/// [`camera_frames`] (made under `name`) with renditions 640 and 320.
+pub fn camera_flags(name: &str) -> Vec<String> {
+    let dir = camera_frames(name, "1280x720", 30);
+    [
+        "--source",
+        &dir.to_string_lossy(),
+        "--size",
+        "1280x720",
+        "--fps",
+        "15",
+        "--renditions",
+        "640,320",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Runs ffmpeg on a lavfi source with `args`, writing `out`; panics with
 /// its error when it fails.
 fn lavfi(args: &[&str], out: &Path) {
