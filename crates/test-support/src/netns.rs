@@ -47,13 +47,15 @@ impl Throttled {
         // which also pick the /30 subnet (10.231.0.0/16 holds 16384).
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = (std::process::id().wrapping_mul(8).wrapping_add(n)) % 16384;
-        let tag = format!("{}{n}", std::process::id() % 100_000);
+        // Interface names hold 15 bytes: "thh" + pid (7 digits at most) + "x" + n.
+        let tag = format!("{}x{n}", std::process::id());
         let t = Throttled {
             ns: format!("tsthr{tag}"),
             host_if: format!("thh{tag}"),
             host_ip: Ipv4Addr::new(10, 231, (id >> 6) as u8, ((id & 63) * 4 + 1) as u8),
             ns_ip: Ipv4Addr::new(10, 231, (id >> 6) as u8, ((id & 63) * 4 + 2) as u8),
         };
+        clean_stale();
         let ns_if = format!("thn{tag}");
         let host_cidr = format!("{}/30", t.host_ip);
         let ns_cidr = format!("{}/30", t.ns_ip);
@@ -145,6 +147,30 @@ impl Throttled {
         })
         .await??;
         Ok(tokio::net::TcpStream::from_std(std_stream)?)
+    }
+}
+
+/// Deletes the namespaces (and so their veths' ends) of test processes
+/// that ended without dropping theirs (killed at a timeout): their names
+/// carry the pid.
+fn clean_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(tag) = name.strip_prefix("tsthr") else {
+            continue;
+        };
+        // The tag is the pid that made it, "x", a counter.
+        let alive = tag
+            .split_once('x')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .is_none_or(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            run("ip", &["link", "del", &format!("thh{tag}")]);
+            run("ip", &["netns", "del", &name]);
+        }
     }
 }
 
