@@ -16,6 +16,7 @@ use test_support::http::{Connection, MjpegReader};
 use test_support::netns::Throttled;
 use test_support::producer::Producer;
 use test_support::wait_for;
+use tokio_tungstenite::tungstenite::Message;
 
 const FULL_WIDTH: u32 = 1280;
 
@@ -37,6 +38,31 @@ fn record(mut r: MjpegReader) -> (Log, tokio::task::JoinHandle<()>) {
     (log, task)
 }
 
+/// Reads a page's WebSocket until the test ends, logging each frame's
+/// picture (`[1][flags][name_len][name][capture_ts][seq][jpeg]`).
+fn record_ws<S>(mut ws: tokio_tungstenite::WebSocketStream<S>) -> Log
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let log: Log = Arc::default();
+    let into = log.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = ws.next().await {
+            let Message::Binary(b) = m else { continue };
+            let Some(&n) = b.get(2) else { continue };
+            let Some(jpeg) = b.get(3 + usize::from(n) + 16..) else {
+                continue;
+            };
+            let w = stream_common::jpeg::dimensions(jpeg).map_or(0, |(w, _)| w);
+            into.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((Instant::now(), w));
+        }
+    });
+    log
+}
+
 /// Frames logged in `[from, to)`, and the widths they had.
 fn between(log: &Log, from: Instant, to: Instant) -> Vec<u32> {
     log.lock()
@@ -49,6 +75,76 @@ fn between(log: &Log, from: Instant, to: Instant) -> Vec<u32> {
 
 fn fps(frames: usize, d: Duration) -> f64 {
     frames as f64 / d.as_secs_f64()
+}
+
+/// A producer of a 1280x720 camera `cam0` with renditions and a gateway
+/// reachable from the namespace, once the gateway lists the renditions.
+async fn camera_and_gateway(frames: &str) -> (Producer, Gateway) {
+    let mut flags = test_support::media::camera_flags(frames);
+    flags.extend(["--stream".to_string(), "cam0".to_string()]);
+    let producer = Producer::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let gw = Gateway::start_reachable(&[&producer.endpoint], &[], &[]);
+    gw.wait_stream("cam0", Duration::from_secs(20)).await;
+    let addr = gw.addr;
+    wait_for(
+        "cam0's renditions listed",
+        Duration::from_secs(20),
+        || async move {
+            let r = test_support::http::get(addr, "/api/streams").await.ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            let s = v["streams"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "cam0")?;
+            (s["renditions"].as_array()?.len() == 2).then_some(())
+        },
+    )
+    .await;
+    (producer, gw)
+}
+
+/// Waits until the last 4 s of `log` are all one width below the full
+/// picture at 10 fps or more: that width and rate.
+async fn settles(log: &Log, within: Duration) -> (u32, f64) {
+    let settle = Duration::from_secs(4);
+    wait_for(
+        "the auto viewer settled on a rendition at 10 fps or more",
+        within,
+        || {
+            let log = log.clone();
+            async move {
+                let now = Instant::now();
+                let from = now.checked_sub(settle)?;
+                let got = between(&log, from, now);
+                let w = *got.first()?;
+                let rate = fps(got.len(), settle);
+                (w < FULL_WIDTH && got.iter().all(|x| *x == w) && rate >= 10.0).then_some((w, rate))
+            }
+        },
+    )
+    .await
+}
+
+/// Waits (at most 10 s) until `log`'s last frames since `lifted` are the
+/// full picture.
+async fn back_to_full(log: &Log, lifted: Instant) {
+    wait_for(
+        "the auto viewer back on the full picture",
+        Duration::from_secs(10),
+        || {
+            let log = log.clone();
+            async move {
+                let got = between(&log, lifted, Instant::now());
+                got.iter()
+                    .rev()
+                    .take(3)
+                    .all(|w| *w == FULL_WIDTH)
+                    .then_some(())?;
+                (got.len() >= 3).then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 /// `path` of the gateway, read from inside the namespace: over the limit.
@@ -70,26 +166,7 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
         eprintln!("skipped: no network namespace (needs root, ip and tc)");
         return;
     };
-    let mut flags = test_support::media::camera_flags("adapt-frames");
-    flags.extend(["--stream".to_string(), "cam0".to_string()]);
-    let producer = Producer::start(&flags.iter().map(String::as_str).collect::<Vec<_>>());
-    let gw = Gateway::start_reachable(&[&producer.endpoint], &[], &[]);
-    gw.wait_stream("cam0", Duration::from_secs(20)).await;
-    let addr = gw.addr;
-    wait_for(
-        "cam0's renditions listed",
-        Duration::from_secs(20),
-        || async move {
-            let r = test_support::http::get(addr, "/api/streams").await.ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            let s = v["streams"]
-                .as_array()?
-                .iter()
-                .find(|s| s["name"] == "cam0")?;
-            (s["renditions"].as_array()?.len() == 2).then_some(())
-        },
-    )
-    .await;
+    let (_producer, gw) = camera_and_gateway("adapt-frames").await;
 
     // The viewer on loopback, unthrottled, from start to end.
     let start = Instant::now();
@@ -138,23 +215,7 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
     let (auto_log, _auto_task) =
         record(throttled_viewer(&link, &gw, "/stream/cam0?width=auto").await);
     let moved = Instant::now();
-    let settle = Duration::from_secs(4);
-    let (width, settled_fps) = wait_for(
-        "the auto viewer settled on a rendition at 10 fps or more",
-        Duration::from_secs(40),
-        || {
-            let log = auto_log.clone();
-            async move {
-                let now = Instant::now();
-                let from = now.checked_sub(settle)?;
-                let got = between(&log, from, now);
-                let w = *got.first()?;
-                let rate = fps(got.len(), settle);
-                (w < FULL_WIDTH && got.iter().all(|x| *x == w) && rate >= 10.0).then_some((w, rate))
-            }
-        },
-    )
-    .await;
+    let (width, settled_fps) = settles(&auto_log, Duration::from_secs(40)).await;
     eprintln!(
         "auto over 2 Mbit/s: settled on {width} px at {settled_fps:.1} fps, {:?} after joining",
         moved.elapsed()
@@ -172,23 +233,7 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
     // 3. The limit lifted: back to the full picture within 10 s.
     assert!(link.set_rate(None), "lift the limit");
     let lifted = Instant::now();
-    wait_for(
-        "the auto viewer back on the full picture",
-        Duration::from_secs(10),
-        || {
-            let log = auto_log.clone();
-            async move {
-                let got = between(&log, lifted, Instant::now());
-                got.iter()
-                    .rev()
-                    .take(3)
-                    .all(|w| *w == FULL_WIDTH)
-                    .then_some(())?;
-                (got.len() >= 3).then_some(())
-            }
-        },
-    )
-    .await;
+    back_to_full(&auto_log, lifted).await;
     eprintln!(
         "limit lifted: full picture again after {:?}",
         lifted.elapsed()
@@ -213,5 +258,46 @@ async fn an_auto_viewer_on_a_2_mbit_link_takes_a_rendition_and_climbs_back_when_
     assert!(
         free_fps >= 12.0,
         "the unthrottled viewer got {free_fps:.1} fps"
+    );
+}
+
+/// The page's way: a WebSocket watching cam0 with `"auto": true` over the
+/// same kind of link moves down to a rendition it can take, and back up
+/// once the limit is lifted (its writer moves it; the socket stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_watching_with_auto_over_2_mbit_moves_down_and_back() {
+    let Some(link) = Throttled::new(2000) else {
+        eprintln!("skipped: no network namespace (needs root, ip and tc)");
+        return;
+    };
+    let (_producer, gw) = camera_and_gateway("adapt-ws-frames").await;
+    let addr = link.host_addr(gw.addr.port());
+    let socket = link
+        .connect(addr)
+        .await
+        .expect("connect from the namespace");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), socket)
+        .await
+        .expect("WebSocket over the limited link");
+    {
+        use futures_util::SinkExt;
+        ws.send(Message::text(r#"{"watch":["cam0"],"auto":true}"#))
+            .await
+            .expect("watch");
+    }
+    let log = record_ws(ws);
+    let (width, rate) = settles(&log, Duration::from_secs(40)).await;
+    eprintln!("page with auto over 2 Mbit/s: {width} px at {rate:.1} fps");
+    assert!(link.set_rate(None), "lift the limit");
+    let lifted = Instant::now();
+    back_to_full(&log, lifted).await;
+    eprintln!(
+        "limit lifted: the page's full picture after {:?}",
+        lifted.elapsed()
+    );
+    assert_eq!(
+        gw.metric("gateway_viewers_total", &[]).await,
+        1.0,
+        "one connection throughout"
     );
 }
