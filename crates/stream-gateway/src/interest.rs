@@ -24,10 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{GatewayMetrics, StreamMetrics};
 use crate::receive::subscriptions::Mode;
-use crate::rendition::Choice;
-
-/// A stream's full picture (`None`) or one of its renditions (`Some(width)`).
-pub type Feed = (String, Choice);
+use crate::rendition::{Choice, Feed};
 
 /// The feeds wanted at full rate now.
 pub type Wanted = Arc<BTreeSet<Feed>>;

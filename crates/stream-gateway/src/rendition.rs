@@ -25,6 +25,10 @@ pub enum Width {
 /// A rendition's width, or `None` for the full picture.
 pub type Choice = Option<u32>;
 
+/// A stream's full picture or one of its renditions, as subscribed on
+/// demand (`interest.rs`, `receive/subscriptions.rs`).
+pub type Feed = (String, Choice);
+
 /// Largest width a request may name (bigger ones mean "the full picture").
 const MAX_WIDTH: u32 = 1 << 20;
 

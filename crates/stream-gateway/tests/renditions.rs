@@ -250,3 +250,43 @@ async fn ask(ws: &mut Ws, json: &str, want: (u32, u32)) {
     let got = ws_sizes(ws, 6).await;
     assert!(got.iter().all(|&s| s == want), "{json}: {got:?}");
 }
+
+/// With a bus key every rendition is signed and checked like a frame; two
+/// widths of one frame share its `seq` without either counting as a replay.
+#[tokio::test]
+async fn signed_renditions_of_every_width_are_shown() {
+    const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let dir = test_support::media::temp_dir("renditions-signed");
+    let key = test_support::keys::write_key_file(&dir, "bus.key", KEY);
+    let key_s = key.to_string_lossy().into_owned();
+    let p = Producer::start(&[
+        "--stream",
+        "cam0",
+        "--size",
+        "1280x720",
+        "--fps",
+        "10",
+        "--bus-key-file",
+        &key_s,
+    ]);
+    let g = Gateway::start(&[&p.endpoint], &[], &[("GATEWAY_BUS_KEY_FILE", &key_s)]);
+    listed(g.addr).await;
+    let mut small = MjpegReader::open(g.addr, "/stream/cam0?width=320")
+        .await
+        .expect("stream");
+    let got = sizes(g.addr, "/stream/cam0?width=640", 6).await;
+    assert!(got.iter().all(|&s| s == (640, 360)), "{got:?}");
+    for _ in 0..6 {
+        let f = small
+            .next_frame_within(Duration::from_secs(10))
+            .await
+            .expect("frame");
+        assert!(matches!(size(&f.jpeg), (320, 180)));
+    }
+    assert_eq!(
+        g.metric("gateway_invalid_messages_total", &[]).await,
+        0.0,
+        "nothing refused (replay, bad_mac)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

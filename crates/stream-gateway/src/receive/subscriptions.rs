@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use frame_wire::{Kind, rendition_topic, subscription};
 
-use crate::interest::Feed;
+use crate::rendition::Feed;
 
 /// `--subscribe`: which frames a gateway asks its producers for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
