@@ -26,6 +26,10 @@
 #                                       mosquitto and a webhook: person-on-camera to MQTT ON /
 #                                       webhook p50/p99, event stage CPU (about 1.5 minutes):
 #                                       a section of bench/report.md (scripts/bench_events.py)
+#   scripts/bench.sh --renditions       16 cameras 1280x720: the page's bytes/s and producer CPU with
+#                                       renditions vs. full pictures, a viewer behind 2 Mbit/s (tc tbf,
+#                                       needs root) with width=auto, gateway CPU per frame spread over
+#                                       three renditions vs. one (about 2 minutes): a section of bench/report.md
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -57,6 +61,7 @@ case "${1:-}" in
     exec python3 scripts/bench_balanced.py "$@" ;;
   --multicore) shift; exec python3 scripts/bench_multicore.py "$@" ;;
   --wall) shift; exec python3 scripts/bench_wall.py "$@" ;;
+  --renditions) shift; exec python3 scripts/bench_renditions.py "$@" ;;
   --ab) shift; exec python3 scripts/bench_ab.py "$@" ;;
   --overlay) shift; exec python3 scripts/bench_overlay.py "$@" ;;
   --subscribe) shift; exec python3 scripts/bench_subscribe.py "$@" ;;

@@ -18,6 +18,7 @@
 //! `interest.rs` counts each stream's viewers, so that `receive/` asks the
 //! producers for full-rate frames only of the streams watched here.
 
+mod adapt;
 mod config;
 mod detections;
 mod events;

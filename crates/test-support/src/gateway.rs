@@ -18,10 +18,22 @@ impl Gateway {
     /// Starts a gateway reading every endpoint in `producers` (`--producer`
     /// each), listening on a free port, with `extra` flags and `env`.
     pub fn start(producers: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        Self::start_on("127.0.0.1", producers, extra, env)
+    }
+
+    /// Like [`start`](Self::start), listening on every address (`0.0.0.0`),
+    /// so a client in a test's network namespace (`netns.rs`) reaches it
+    /// too; `addr` is still its loopback address.
+    pub fn start_reachable(producers: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Self::start_on("0.0.0.0", producers, extra, env)
+    }
+
+    fn start_on(ip: &str, producers: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}")
             .parse()
             .expect("loopback address");
-        let listen = addr.to_string();
+        let listen = format!("{ip}:{port}");
         let mut args = vec!["--listen", listen.as_str()];
         for p in producers {
             args.extend_from_slice(&["--producer", p]);

@@ -14,6 +14,7 @@ pub mod marionette;
 pub mod media;
 pub mod metrics;
 pub mod mosquitto;
+pub mod netns;
 pub mod process;
 pub mod producer;
 pub mod publisher;

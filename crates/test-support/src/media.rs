@@ -48,19 +48,63 @@ pub fn noisy_jpeg(width: u32, height: u32, quality: u8) -> bytes::Bytes {
 /// `size` and `fps` to `path`, encoded with `codec` (e.g. `["-c:v", "libx264"]`).
 pub fn test_video(path: &Path, size: &str, fps: u32, seconds: u32, codec: &[&str]) -> PathBuf {
     let source = format!("testsrc2=size={size}:rate={fps}");
-    let out = Command::new("ffmpeg")
+    let mut args = vec!["-i", &source, "-t"];
+    let seconds = seconds.to_string();
+    args.push(&seconds);
+    args.extend_from_slice(codec);
+    lavfi(&args, path);
+    path.to_path_buf()
+}
+
+/// A producer's flags for a 1280x720 camera at 15 fps of
+/// [`camera_frames`] (made under `name`) with renditions 640 and 320.
+pub fn camera_flags(name: &str) -> Vec<String> {
+    let dir = camera_frames(name, "1280x720", 30);
+    [
+        "--source",
+        &dir.to_string_lossy(),
+        "--size",
+        "1280x720",
+        "--fps",
+        "15",
+        "--renditions",
+        "640,320",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Runs ffmpeg on a lavfi source with `args`, writing `out`; panics with
+/// its error when it fails.
+fn lavfi(args: &[&str], out: &Path) {
+    let run = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args(["-i", &source, "-t", &seconds.to_string()])
-        .args(codec)
-        .arg(path)
+        .args(args)
+        .arg(out)
         .output()
         .expect("the ffmpeg tool (scripts/setup.sh installs it)");
     assert!(
-        out.status.success(),
+        run.status.success(),
         "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&run.stderr)
     );
-    path.to_path_buf()
+}
+
+/// A directory of `frames` JPEGs of ffmpeg's moving test picture
+/// (`testsrc2`) at `size`, softened and grainy as a camera's pictures are
+/// (optics, sensor noise): at 1280x720 about 60 KB each, where the
+/// producer's own test pattern (flat colours) compresses to a third of
+/// that; scaled down, the grain averages out as it does for a camera. For
+/// a producer's `--source DIR`; made once per name and process.
+pub fn camera_frames(name: &str, size: &str, frames: u32) -> PathBuf {
+    let dir = temp_dir(name);
+    let source = format!("testsrc2=size={size}:rate=15,gblur=sigma=1.5,noise=alls=6:allf=t");
+    let frames = frames.to_string();
+    lavfi(
+        &["-i", &source, "-frames:v", &frames, "-q:v", "4"],
+        &dir.join("%03d.jpg"),
+    );
+    dir
 }
 
 /// The mean absolute difference of two JPEGs' pixels (RGB, 0..255) over the

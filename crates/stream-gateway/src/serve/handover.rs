@@ -15,6 +15,7 @@ use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapt::Switches;
 use crate::metrics::GatewayMetrics;
 use crate::serve::seats::{EventsViewer, Load, OwnSocket, Viewer, WsViewer};
 use crate::serve::websocket;
@@ -37,6 +38,7 @@ struct ShardHandle {
 pub struct ShardInbox {
     rx: mpsc::UnboundedReceiver<Joining>,
     streams: Arc<Streams>,
+    switches: Switches,
 }
 
 /// A viewer on its way to a shard, its socket out of any reactor.
@@ -61,6 +63,7 @@ impl Fanout {
         streams: Arc<Streams>,
         metrics: &GatewayMetrics,
     ) -> (Arc<Fanout>, Vec<ShardInbox>) {
+        let switches = Switches::new(&metrics.registry);
         let (handles, inboxes) = (0..shards.max(1))
             .map(|i| {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -72,6 +75,7 @@ impl Fanout {
                 let inbox = ShardInbox {
                     rx,
                     streams: streams.clone(),
+                    switches: switches.clone(),
                 };
                 (handle, inbox)
             })
@@ -137,7 +141,7 @@ impl Fanout {
 /// Runs one shard until `stop`: takes viewers in and gives each to its
 /// stream's writer on this thread.
 pub async fn run_shard(mut inbox: ShardInbox, stop: CancellationToken) {
-    let writers = Arc::new(Writers::new(stop.clone()));
+    let writers = Arc::new(Writers::new(stop.clone(), inbox.switches.clone()));
     loop {
         let joining = tokio::select! {
             _ = stop.cancelled() => return,

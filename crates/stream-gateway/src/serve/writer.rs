@@ -29,16 +29,20 @@
 //! listener gets the changes after it joined, not the ones before
 //! (`/api/streams/{name}/events` has those).
 //!
-//! A stream's renditions (`rendition.rs`) are served the same way: each
-//! picture of a stream, full or a rendition, has its own writer on each
-//! thread, following that picture's slot; a viewer is in the writer of the
-//! picture it is served (its `Watching` says which). A WebSocket's writers
-//! check the picture its client task serves each stream at
-//! (`WsState::serving`), so setting that and delivering the viewer to the
-//! other picture's writer moves it: the old writer drops it at its next frame.
-//!
 //! Per-part counters are kept per writer and added to the shared metrics
 //! once per frame, not once per viewer.
+//!
+//! A stream's renditions (docs/renditions.md) each have their own writer
+//! per thread, reading that rendition's slot: a writer is one (stream,
+//! rendition). A viewer that asked for `auto` is fed to the rule in
+//! `adapt.rs` as frames pass, and when the rule says so its writer hands it
+//! to the writer of the next rendition down or up (`Joined::Moved`), only
+//! once all of its current part is written, so it never sees a torn part
+//! and nothing is encoded for it alone: it just gets another shared part.
+//! A page's tile that asks for another width (resized, enlarged) is handed
+//! to the other picture's writer by its client task (`websocket.rs`), which
+//! sets the picture it serves each stream at (`WsState::serving`): the old
+//! writer lets go at its next frame.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -54,10 +58,11 @@ use stream_common::ratelimit::LogEvery;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapt::{self, Adapt, Level, Switches};
 use crate::detections::Prepared;
 use crate::events::Prepared as EventChange;
 use crate::part::Part;
-use crate::rendition::Choice;
+use crate::rendition::Width;
 use crate::serve::seats::{Load, OwnSocket, Seat, Watching};
 use crate::serve::wire::{Wire, Wrote};
 use crate::serve::wsconn::WsShared;
@@ -78,56 +83,77 @@ pub enum Joined {
         shared: Arc<WsShared>,
         watching: Watching,
     },
+    /// An `auto` viewer (or a page's tile that asked for another width)
+    /// moving from another rendition's writer on this thread.
+    Moved(Moved),
 }
 
-impl Joined {
-    /// The picture of its stream it is to be served.
-    fn choice(&self) -> Choice {
-        match self {
-            Joined::Own {
-                viewer: OwnSocket::Mjpeg(v),
-                ..
-            } => v.watching.choice(),
-            Joined::Own { .. } => None,
-            Joined::Ws { watching, .. } => watching.choice(),
-        }
-    }
-}
+/// A viewer on its way from one rendition's writer to another's, its
+/// current part all written.
+pub struct Moved(Box<Conn>);
 
-/// The writer of each stream's picture on one thread, started on its first
-/// viewer.
+/// The writer of each stream and rendition on one thread, started on its
+/// first viewer.
 pub struct Writers {
-    map: std::sync::Mutex<HashMap<(String, Choice), mpsc::UnboundedSender<Joined>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    map: std::sync::Mutex<HashMap<(String, Level), mpsc::UnboundedSender<Joined>>>,
     stop: CancellationToken,
+    switches: Switches,
 }
 
 impl Writers {
-    pub fn new(stop: CancellationToken) -> Self {
+    pub fn new(stop: CancellationToken, switches: Switches) -> Self {
         Writers {
-            map: std::sync::Mutex::new(HashMap::new()),
-            stop,
+            inner: Arc::new(Inner {
+                map: std::sync::Mutex::new(HashMap::new()),
+                stop,
+                switches,
+            }),
         }
     }
 
-    /// Gives `joined` to this thread's writer of `stream` at the picture
-    /// its `Watching` names.
+    /// Gives `joined` to this thread's writer of `stream` at the rendition
+    /// it asked for (an MJPEG viewer's `width`, a page's width for that
+    /// stream; the full picture for events listeners).
     pub fn deliver(&self, stream: Arc<Stream>, joined: Joined) {
-        let choice = joined.choice();
-        let key = (stream.name.clone(), choice);
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let joined = match map.get(&key) {
-            Some(tx) => match tx.send(joined) {
-                Ok(()) => return,
-                // That writer ended (shutdown); start another.
-                Err(mpsc::error::SendError(j)) => j,
-            },
-            None => joined,
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(joined);
-        map.insert(key, tx);
-        tokio::spawn(writer(stream, choice, rx, self.stop.clone()));
+        deliver(&self.inner, stream, joined);
     }
+}
+
+fn deliver(inner: &Arc<Inner>, stream: Arc<Stream>, joined: Joined) {
+    // The picture its `Watching` counts it at.
+    let level = match &joined {
+        Joined::Own {
+            viewer: OwnSocket::Mjpeg(v),
+            ..
+        } => v.watching.choice(),
+        Joined::Own { .. } => None,
+        Joined::Ws { watching, .. } => watching.choice(),
+        Joined::Moved(m) => m.0.level,
+    };
+    let key = (stream.name.clone(), level);
+    let mut map = inner.map.lock().unwrap_or_else(|e| e.into_inner());
+    let joined = match map.get(&key) {
+        Some(tx) => match tx.send(joined) {
+            Ok(()) => return,
+            // That writer ended (shutdown, or the stream was forgotten);
+            // start another.
+            Err(mpsc::error::SendError(j)) => j,
+        },
+        None => joined,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(joined);
+    map.insert(key, tx);
+    tokio::spawn(writer(stream, level, rx, Arc::downgrade(inner)));
+}
+
+/// What a page asked for `stream` (the full picture when it named no width).
+fn asked(widths: &HashMap<String, Width>, stream: &str) -> Width {
+    widths.get(stream).copied().unwrap_or(Width::Full)
 }
 
 /// One viewer as its writer sees it.
@@ -149,6 +175,15 @@ struct Conn {
     /// An MJPEG or events viewer's seat and load; a WebSocket's are its
     /// client task's.
     _seat: Option<(Seat, Load)>,
+    /// The rendition it gets now (`None`: the full picture).
+    level: Level,
+    /// What it asked for.
+    want: Width,
+    /// The `auto` rule's state, for a viewer that asked for `auto`.
+    adapt: Option<Adapt>,
+    /// Cancelled when it moves to another writer, which ends the old
+    /// writer's wait on its socket.
+    detach: CancellationToken,
 }
 
 impl Conn {
@@ -166,7 +201,37 @@ impl Conn {
             ev_sent: 0,
             _watching: None,
             _seat: None,
+            level: None,
+            want: Width::Full,
+            adapt: None,
+            detach: CancellationToken::new(),
         }
+    }
+
+    /// What it asked for, and the `auto` rule's state when that is `auto`.
+    fn asking(&mut self, want: Width) {
+        self.want = want;
+        self.adapt = matches!(want, Width::Auto { .. })
+            .then(|| Adapt::new(adapt::Rule::default(), Instant::now()));
+    }
+
+    /// The rendition the `auto` rule moves it to now, at a part boundary,
+    /// if any (counted in `switches`). `widths`: the stream's renditions now.
+    fn next_level(&mut self, now: Instant, widths: &[u32], switches: &Switches) -> Option<Level> {
+        let Width::Auto { max } = self.want else {
+            return None;
+        };
+        let a = self.adapt.as_mut()?;
+        let switch = a.decide(now, &adapt::ladder(widths, max), self.level)?;
+        switches.count(&switch);
+        tracing::debug!(
+            from = ?self.level,
+            to = ?switch.to,
+            direction = switch.direction.label(),
+            reason = switch.reason.label(),
+            "auto viewer moves"
+        );
+        Some(switch.to)
     }
 }
 
@@ -222,15 +287,16 @@ impl Conn {
     }
 
     /// What this viewer gets of a frame, or `None` when it no longer wants
-    /// this stream at this picture.
-    fn wants(&mut self, stream: &str, choice: Choice, dets: &Prepared) -> Option<Want> {
+    /// this stream.
+    fn wants(&mut self, stream: &str, dets: &Prepared) -> Option<Want> {
         match &self.out {
             Out::Mjpeg { .. } => Some(Want::Mjpeg),
             // Never asked: listeners are passed over for frames.
             Out::Sse { .. } => None,
             Out::Ws(shared) => {
                 let st = shared.lock();
-                if !st.serves(stream, choice) {
+                // Not watched any more, or served at another picture now.
+                if !st.serves(stream, self.level) {
                     return None;
                 }
                 self.min_interval = st.min_interval;
@@ -260,7 +326,7 @@ impl Conn {
 
     /// The event change for this viewer, if it has not had it and wants
     /// it: an events listener's chunk, or a watching WebSocket's message.
-    fn event_message(&self, stream: &str, choice: Choice, e: &EventChange) -> Option<Bytes> {
+    fn event_message(&self, stream: &str, e: &EventChange) -> Option<Bytes> {
         if self.ev_sent >= e.version {
             return None;
         }
@@ -269,7 +335,7 @@ impl Conn {
             Out::Sse { .. } => Some(e.sse.clone()),
             Out::Ws(shared) => {
                 let st = shared.lock();
-                (st.events && st.serves(stream, choice)).then(|| e.ws.clone())
+                (st.events && st.serves(stream, self.level)).then(|| e.ws.clone())
             }
         }
     }
@@ -319,9 +385,13 @@ fn on_writable(c: &mut Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output
 }
 
 fn on_readable(c: &Conn, i: usize) -> Pin<Box<dyn std::future::Future<Output = Event> + Send>> {
-    let (socket, id) = (c.socket().clone(), c.id);
+    let (socket, id, detach) = (c.socket().clone(), c.id, c.detach.clone());
     Box::pin(async move {
-        let _ = socket.readable().await;
+        // Moved to another writer: this one's wait ends (its id is stale).
+        tokio::select! {
+            _ = socket.readable() => {}
+            _ = detach.cancelled() => {}
+        }
         Event::Readable(i, id)
     })
 }
@@ -336,11 +406,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(stream: &Stream, choice: Choice) -> Self {
+    fn new(stream: &Stream, level: Level) -> Self {
         let m = &stream.metrics;
         Tally {
             parts_out: m.parts_out.local(),
-            bytes_out: stream.bytes_out_at(choice).local(),
+            bytes_out: stream.bytes_out_at(level).local(),
             skipped: m.skipped.local(),
             latency: m.latency.local(),
         }
@@ -354,11 +424,13 @@ impl Tally {
     }
 }
 
-/// The viewers of one stream on one thread.
+/// The viewers of one stream's rendition on one thread.
 struct Writer {
     stream: Arc<Stream>,
-    /// The picture of it this writer serves.
-    choice: Choice,
+    level: Level,
+    /// The other writers on this thread, to hand a moving viewer to.
+    writers: std::sync::Weak<Inner>,
+    switches: Switches,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     events: Events,
@@ -378,11 +450,17 @@ struct Writer {
 
 async fn writer(
     stream: Arc<Stream>,
-    choice: Choice,
+    level: Level,
     mut incoming: mpsc::UnboundedReceiver<Joined>,
-    stop: CancellationToken,
+    writers: std::sync::Weak<Inner>,
 ) {
-    let mut slot = stream.subscribe_at(choice);
+    let Some((stop, switches)) = writers
+        .upgrade()
+        .map(|w| (w.stop.clone(), w.switches.clone()))
+    else {
+        return;
+    };
+    let mut slot = stream.subscribe_at(level);
     let mut dets = stream.detections.subscribe();
     let mut evs = stream.events.subscribe();
     // A forgotten stream's writer ends, so its name gets a fresh one.
@@ -390,9 +468,11 @@ async fn writer(
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Writer {
-        tally: Tally::new(&stream, choice),
+        tally: Tally::new(&stream, level),
         stream,
-        choice,
+        level,
+        writers,
+        switches,
         conns: Vec::new(),
         free: Vec::new(),
         events: FuturesUnordered::new(),
@@ -476,22 +556,32 @@ const HEARTBEAT_LINE: &[u8] = b":\n\n";
 impl Writer {
     fn add(&mut self, j: Joined, part: Option<&Part>) {
         self.next_id += 1;
+        let moved = matches!(j, Joined::Moved(_));
         let fresh = |out| Conn::new(out, self.next_id);
         let conn = match j {
+            Joined::Moved(Moved(c)) => Conn {
+                id: self.next_id,
+                ..*c
+            },
             Joined::Own {
                 socket,
                 head,
                 viewer: OwnSocket::Mjpeg(viewer),
                 load,
-            } => Conn {
-                min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
-                _watching: Some(viewer.watching),
-                _seat: Some((viewer.seat, load)),
-                ..fresh(Out::Mjpeg {
-                    socket: Arc::new(socket),
-                    pending: Some((head, 0)),
-                })
-            },
+            } => {
+                let mut c = Conn {
+                    min_interval: viewer.fps_cap.map(|f| Duration::from_secs_f64(1.0 / f)),
+                    level: self.level,
+                    _watching: Some(viewer.watching),
+                    _seat: Some((viewer.seat, load)),
+                    ..fresh(Out::Mjpeg {
+                        socket: Arc::new(socket),
+                        pending: Some((head, 0)),
+                    })
+                };
+                c.asking(viewer.width);
+                c
+            }
             Joined::Own {
                 socket,
                 head,
@@ -510,15 +600,26 @@ impl Writer {
                     pending: Some((head, 0)),
                 })
             },
-            Joined::Ws { shared, watching } => Conn {
-                _watching: Some(watching),
-                ..fresh(Out::Ws(shared))
-            },
+            Joined::Ws { shared, watching } => {
+                let want = asked(&shared.lock().widths, &self.stream.name);
+                let mut c = Conn {
+                    level: self.level,
+                    _watching: Some(watching),
+                    ..fresh(Out::Ws(shared))
+                };
+                c.asking(want);
+                c
+            }
         };
-        // Changes from now on: the recent list is the API's.
-        let conn = Conn {
-            ev_sent: self.evs.version,
-            ..conn
+        // Changes from now on: the recent list is the API's (a viewer
+        // that moved keeps what it had).
+        let conn = if moved {
+            conn
+        } else {
+            Conn {
+                ev_sent: self.evs.version,
+                ..conn
+            }
         };
         let watch_input = conn.owns_socket();
         let i = self.free.pop().unwrap_or_else(|| {
@@ -533,6 +634,12 @@ impl Writer {
         if events {
             // The head, then the current detections.
             self.send_detections(i);
+        } else if moved {
+            // This rendition's current frame, unless it had that frame
+            // (in the other size) already.
+            let last = self.conns[i].as_ref().and_then(|c| c.last_seq);
+            let newer = part.filter(|p| last.is_none_or(|l| p.seq > l));
+            self.send(i, newer);
         } else {
             // The head, then the current frame at once rather than at the next one.
             self.send(i, part);
@@ -567,7 +674,7 @@ impl Writer {
         let Some(c) = self.conns[i].as_mut() else {
             return;
         };
-        let Some(bytes) = c.event_message(&self.stream.name, self.choice, &self.evs) else {
+        let Some(bytes) = c.event_message(&self.stream.name, &self.evs) else {
             return;
         };
         let version = self.evs.version;
@@ -656,16 +763,75 @@ impl Writer {
         }
         self.last_pass_seq = Some(part.seq);
         let now = Instant::now();
+        let mut widths = None;
         for i in 0..self.conns.len() {
-            let Some(c) = self.conns[i].as_ref() else {
+            let Some(c) = self.conns[i].as_mut() else {
                 continue;
             };
-            if c.waiting || c.next_allowed > now || c.is_events() {
-                // Still writing an older part (or capped): skip this frame.
+            if c.waiting {
+                // Still writing an older part: skip this frame.
+                if let Some(a) = c.adapt.as_mut() {
+                    a.frame(now, true);
+                }
+                continue;
+            }
+            if c.next_allowed > now || c.is_events() {
+                // Capped below the rate, or never sent frames.
                 continue;
             }
             self.send(i, Some(part));
+            let Some(c) = self.conns[i].as_mut() else {
+                continue;
+            };
+            if let Some(a) = c.adapt.as_mut() {
+                a.frame(now, false);
+                if c.waiting {
+                    a.filled(now);
+                }
+            }
+            if !c.waiting && c.adapt.is_some() {
+                let widths = widths.get_or_insert_with(|| self.widths());
+                self.maybe_move(i, now, widths);
+            }
         }
+    }
+
+    /// The stream's renditions' widths now, ascending.
+    fn widths(&self) -> Vec<u32> {
+        self.stream.renditions().iter().map(|(w, _)| *w).collect()
+    }
+
+    /// Hands viewer `i`, all of its current part written, to the writer of
+    /// the rendition it should move to, if any.
+    fn maybe_move(&mut self, i: usize, now: Instant, widths: &[u32]) {
+        let Some(c) = self.conns[i].as_mut() else {
+            return;
+        };
+        let Some(to) = c.next_level(now, widths, &self.switches) else {
+            return;
+        };
+        let Some(writers) = self.writers.upgrade() else {
+            return;
+        };
+        let Some(mut c) = self.conns[i].take() else {
+            return;
+        };
+        self.free.push(i);
+        c.detach.cancel();
+        c.detach = CancellationToken::new();
+        c.level = to;
+        if let Some(w) = c._watching.as_mut() {
+            w.switch(to);
+        }
+        if let Out::Ws(shared) = &c.out {
+            // Its writers of this stream check the picture it is served at.
+            shared.lock().serving.insert(self.stream.name.clone(), to);
+        }
+        deliver(
+            &writers,
+            self.stream.clone(),
+            Joined::Moved(Moved(Box::new(c))),
+        );
     }
 
     fn event(&mut self, event: Event) {
@@ -696,6 +862,14 @@ impl Writer {
                         if self.conns[i].as_ref().is_some_and(|c| !c.waiting) {
                             self.send_event(i);
                         }
+                        // A part boundary: an auto viewer may move now.
+                        if self.conns[i]
+                            .as_ref()
+                            .is_some_and(|c| !c.waiting && c.adapt.is_some())
+                        {
+                            let widths = self.widths();
+                            self.maybe_move(i, Instant::now(), &widths);
+                        }
                     }
                     Wrote::Partial => {
                         let again = on_writable(c, i);
@@ -714,7 +888,7 @@ impl Writer {
             return;
         };
         let next = match part {
-            Some(part) => match c.wants(&self.stream.name, self.choice, &self.dets) {
+            Some(part) => match c.wants(&self.stream.name, &self.dets) {
                 Some(Want::Mjpeg) => Some((part, part.bytes.clone(), None)),
                 Some(Want::Ws) => Some((part, part.ws().clone(), None)),
                 Some(Want::WsWithDetections) => {
