@@ -8,8 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use stream_common::multipart::{MultipartParser, boundary_from_content_type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A byte stream a [`Connection`] can speak HTTP over: a `TcpStream`, or a
+/// TLS session (`tokio_rustls::client::TlsStream`).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -45,7 +50,7 @@ enum Framing {
 
 /// An open response whose body is decoded as it arrives.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: BytesMut,
     framing: Framing,
     pub head: Head,
@@ -78,9 +83,20 @@ impl Connection {
     }
 
     /// Sends the request on an already connected socket (for tests that tune
-    /// the socket first) and reads the response head.
+    /// the socket first, or a TLS session) and reads the response head.
     pub async fn request_on(
-        mut stream: TcpStream,
+        stream: impl Io + 'static,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Self> {
+        Self::request_boxed(Box::new(stream), addr, method, path, extra, body).await
+    }
+
+    async fn request_boxed(
+        mut stream: Box<dyn Io>,
         addr: SocketAddr,
         method: &str,
         path: &str,
@@ -96,6 +112,7 @@ impl Connection {
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
         stream.write_all(&bytes).await?;
+        stream.flush().await?;
         let mut buf = BytesMut::with_capacity(256 * 1024);
         let end = loop {
             if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -250,7 +267,7 @@ impl Connection {
             head: self.head,
             body: out.freeze(),
         };
-        let next = Self::request_on(self.stream, addr, method, path, extra, b"").await?;
+        let next = Self::request_boxed(self.stream, addr, method, path, extra, b"").await?;
         Ok((reply, next))
     }
 
