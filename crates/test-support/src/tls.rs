@@ -219,11 +219,21 @@ pub async fn connect_as(
     addr: SocketAddr,
     name: &str,
 ) -> anyhow::Result<TlsStream<TcpStream>> {
-    let name = ServerName::try_from(name.trim_matches(['[', ']']).to_string())
-        .with_context(|| format!("{name:?} is not a server name"))?;
     let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
+    handshake(tls, tcp, name).await
+}
+
+/// Finishes a handshake for the server `name` on a socket already connected
+/// (for tests that tune the socket first, e.g. a small receive buffer).
+pub async fn handshake(
+    tls: &TlsConnector,
+    tcp: TcpStream,
+    name: &str,
+) -> anyhow::Result<TlsStream<TcpStream>> {
+    let name = ServerName::try_from(name.trim_matches(['[', ']']).to_string())
+        .with_context(|| format!("{name:?} is not a server name"))?;
     tls.connect(name, tcp).await.context("TLS handshake")
 }
 
@@ -376,6 +386,17 @@ impl HttpsGateway {
             Ok(r) => crate::metrics::metric_value(&r.text(), name, labels),
             Err(_) => 0.0,
         }
+    }
+
+    /// Waits until the gateway counts exactly `n` viewers
+    /// (`gateway_viewers_total`).
+    pub async fn wait_viewers(&self, n: usize, timeout: std::time::Duration) {
+        crate::wait_for(&format!("{n} viewers"), timeout, || async move {
+            let r = self.get("/metrics").await.ok()?;
+            let v = crate::metrics::metric_value(&r.text(), "gateway_viewers_total", &[]);
+            (v == n as f64).then_some(())
+        })
+        .await;
     }
 
     /// A viewer of `path` over HTTPS, every part checked strictly.
