@@ -318,6 +318,16 @@ impl HttpsGateway {
     /// once `/snapshot/STREAM` answers 200 over HTTPS, `stream` being the
     /// producer's `--stream` (`cam0` when not given).
     pub async fn start(producer_args: &[&str], extra: &[&str]) -> HttpsGateway {
+        Self::start_with_env(producer_args, extra, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with `env` added to the gateway's
+    /// environment.
+    pub async fn start_with_env(
+        producer_args: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> HttpsGateway {
         let producer = crate::producer::Producer::start(producer_args);
         let ca = TestCa::new();
         let (cert, key) = (
@@ -333,7 +343,7 @@ impl HttpsGateway {
             "0.2",
         ];
         args.extend_from_slice(extra);
-        let gateway = crate::gateway::Gateway::start(&[producer.endpoint.as_str()], &args, &[]);
+        let gateway = crate::gateway::Gateway::start(&[producer.endpoint.as_str()], &args, env);
         let tls = ca.connector();
         let stream = producer_args
             .iter()
