@@ -52,7 +52,7 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    upstream gateway {{ server 127.0.0.1:{upstream}; keepalive 32; }}
+    upstream gateway {{ server 127.0.0.1:{upstream}; }}
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
@@ -114,7 +114,7 @@ def main():
     cert, key, ca = tmp / "cert.pem", tmp / "key.pem", tmp / "ca.pem"
     serving = ["--threads", "1", "--max-clients", "100000"]
     tls_flags = ["--tls-cert", cert, "--tls-key", key]
-    procs, rows, idle = [], [], {}
+    procs, rows, idle, failed = [], [], {}, []
     try:
         producer, bus = start_producer(["--stream", "cam0", "--size", a.size, "--fps", a.fps])
         procs.append(producer)
@@ -139,7 +139,12 @@ def main():
                 args += [x for p in pids for x in ("--pid", p)]
                 if addr.startswith("https://"):
                     args += ["--ca", ca, "--tls-cipher", "chacha20" if form == "chacha20" else "aes128gcm"]
-                res = mjpeg_load(args, cpus=1)
+                res = mjpeg_load(args, cpus=1, check=False)
+                if not res:
+                    # nginx has been seen to answer 502 past about 450 viewers.
+                    print(f"round {r} {form:9} FAILED: mjpeg-load could not open every viewer", flush=True)
+                    failed.append(form)
+                    continue
                 res.update(form=form, round=r, idle_rss_mb=idle[form])
                 rows.append(res)
                 print(f"round {r} {form:9} cpu={res['server_cpu_percent']:5.1f}% "
@@ -153,10 +158,11 @@ def main():
         for p in reversed(procs):
             stop(p)
         shutil.rmtree(tmp, ignore_errors=True)
-    write(a, out, rows)
+    write(a, out, rows, failed)
     bad = [r for r in rows if r["parse_errors"] or r["connected"] != r["clients"]]
-    if bad:
-        print(f"FAILED: parse errors or viewers without frames in {len(bad)} rounds", file=sys.stderr)
+    if bad or failed:
+        print(f"FAILED: parse errors or viewers without frames in {len(bad)} rounds; "
+              f"{len(failed)} rounds could not open every viewer", file=sys.stderr)
         return 1
     return 0
 
@@ -174,9 +180,11 @@ def summary(rows, form):
     }
 
 
-def write(a, out, rows):
-    s = {form: summary(rows, form) for form in FORMS}
-    plain, nginx = s["plain"]["us"], s["nginx"]["us"]
+def write(a, out, rows, failed):
+    s = {form: summary(rows, form) for form in FORMS if any(r["form"] == form for r in rows)}
+    nan = float("nan")
+    plain, nginx = s.get("plain", {}).get("us", nan), s.get("nginx", {}).get("us", nan)
+    ratio = lambda form, base: s.get(form, {}).get("us", nan) / base
     served = {"plain": "gateway, HTTP", "aes128gcm": "gateway, HTTPS", "chacha20": "gateway, HTTPS",
               "nginx": "nginx (TLS) → gateway (HTTP)"}
     text = report.write_section(out, BEGIN, END, [
@@ -206,8 +214,10 @@ def write(a, out, rows):
             ["", "", ".1f", ".2f", "", ".2f", ".1f", ".1f"]),
         "",
         f"Targets (issue #22): TLS at most 1.60× plain and at most 0.50× nginx per frame. Measured: "
-        f"AES-128-GCM {s['aes128gcm']['us'] / plain:.2f}× plain, {s['aes128gcm']['us'] / nginx:.2f}× nginx; "
-        f"ChaCha20 {s['chacha20']['us'] / plain:.2f}× plain, {s['chacha20']['us'] / nginx:.2f}× nginx.",
+        f"AES-128-GCM {ratio('aes128gcm', plain):.2f}× plain, {ratio('aes128gcm', nginx):.2f}× nginx; "
+        f"ChaCha20 {ratio('chacha20', plain):.2f}× plain, {ratio('chacha20', nginx):.2f}× nginx.",
+        *([f"Rounds where mjpeg-load could not open every viewer (not in the tables): {', '.join(failed)}."]
+          if failed else []),
     ])
     print(text)
 
