@@ -30,6 +30,10 @@
 #                                       renditions vs. full pictures, a viewer behind 2 Mbit/s (tc tbf,
 #                                       needs root) with width=auto, gateway CPU per frame spread over
 #                                       three renditions vs. one (about 2 minutes): a section of bench/report.md
+#   scripts/bench.sh --tls              1000 viewers over HTTP, over the gateway's own HTTPS (TLS 1.3
+#                                       AES-128-GCM, ChaCha20) and through nginx terminating TLS:
+#                                       server CPU per frame, fps, p99, RSS per viewer (about 3 minutes):
+#                                       a section of bench/report.md (scripts/bench_tls.py)
 #   scripts/bench.sh --smoke            a few seconds of each, for CI; writes bench/tmp/
 # The smoke run only checks that the benchmarks work and their clients see
 # every frame intact; it uses the debug binaries the test command built, so
@@ -45,16 +49,18 @@ if [ "${1:-}" = "--smoke" ]; then
   python3 scripts/bench_detect.py --smoke
   python3 scripts/bench_events.py --smoke
   python3 scripts/bench_record.py --smoke
+  python3 scripts/bench_tls.py --smoke
   exec python3 scripts/bench_sources.py --smoke
 fi
-if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ] || [ "${1:-}" = "--events" ]; then
-  scripts/setup.sh          # test videos; the detector's model and test pictures; mosquitto
+if [ "${1:-}" = "--sources" ] || [ "${1:-}" = "--detect" ] || [ "${1:-}" = "--events" ] || [ "${1:-}" = "--tls" ]; then
+  scripts/setup.sh          # test videos; the detector's model and test pictures; mosquitto; nginx
 else
   scripts/setup.sh --build-only
 fi
 cargo build --release --quiet --features frame-producer/cameras -p frame-producer -p stream-gateway -p stream-director -p loadgen -p object-detector -p frame-recorder -p event-stage
 case "${1:-}" in
   --events) shift; exec python3 scripts/bench_events.py "$@" ;;
+  --tls) shift; exec python3 scripts/bench_tls.py "$@" ;;
   --sources) shift; exec python3 scripts/bench_sources.py "$@" ;;
   --balanced) shift
     APP_IMAGE=mjpeg-fanout:bench scripts/docker-images.sh --bins target/release

@@ -29,6 +29,10 @@ esac
 # (crates/event-stage/tests, crates/test-support/src/mosquitto.rs).
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(mosquitto)
 
+# The HTTPS benchmark puts Debian's nginx in front of the gateway to
+# terminate TLS, against the gateway's own (scripts/bench_tls.py).
+[ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(nginx)
+
 # The across-hosts fault test drops packets with nft inside a container's
 # network namespace (crates/deploy-tests/tests/faults_across_hosts.rs).
 [ "$BUILD_ONLY" = 1 ] || APT_PACKAGES+=(nftables)

@@ -206,7 +206,9 @@ pub fn reason(e: &Error) -> &'static str {
             PeerIncompatible::Tls12NotOffered
             | PeerIncompatible::Tls12NotOfferedOrEnabled
             | PeerIncompatible::SupportedVersionsExtensionRequired
-            | PeerIncompatible::ServerDoesNotSupportTls12Or13 => "protocol_version",
+            | PeerIncompatible::ServerDoesNotSupportTls12Or13
+            // What a TLS 1.0 or 1.1 client's hello lacks first.
+            | PeerIncompatible::SignatureAlgorithmsExtensionRequired => "protocol_version",
             PeerIncompatible::NoCipherSuitesInCommon => "no_shared_cipher",
             _ => "incompatible",
         },

@@ -11,10 +11,10 @@ use stream_common::multipart::{MultipartParser, boundary_from_content_type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// What a connection's bytes travel over: a TCP socket, or a TLS session on
-/// one (`tls::connect`), so every reply and stream is read the same way.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// A byte stream a [`Connection`] can speak HTTP over: a `TcpStream`, or a
+/// TLS session (`tokio_rustls::client::TlsStream`).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -50,7 +50,7 @@ enum Framing {
 
 /// An open response whose body is decoded as it arrives.
 pub struct Connection {
-    stream: Box<dyn Stream>,
+    stream: Box<dyn Io>,
     buf: BytesMut,
     framing: Framing,
     pub head: Head,
@@ -85,7 +85,18 @@ impl Connection {
     /// Sends the request on an already connected socket (for tests that tune
     /// the socket first, or a TLS session) and reads the response head.
     pub async fn request_on(
-        stream: impl Stream + 'static,
+        stream: impl Io + 'static,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Self> {
+        Self::request_boxed(Box::new(stream), addr, method, path, extra, body).await
+    }
+
+    async fn request_boxed(
+        mut stream: Box<dyn Io>,
         addr: SocketAddr,
         method: &str,
         path: &str,
@@ -100,7 +111,6 @@ impl Connection {
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body);
-        let mut stream: Box<dyn Stream> = Box::new(stream);
         stream.write_all(&bytes).await?;
         stream.flush().await?;
         let mut buf = BytesMut::with_capacity(256 * 1024);
@@ -257,7 +267,7 @@ impl Connection {
             head: self.head,
             body: out.freeze(),
         };
-        let next = Self::request_on(self.stream, addr, method, path, extra, b"").await?;
+        let next = Self::request_boxed(self.stream, addr, method, path, extra, b"").await?;
         Ok((reply, next))
     }
 

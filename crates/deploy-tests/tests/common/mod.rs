@@ -44,7 +44,7 @@ pub async fn https_get(ca: &Path, addr: SocketAddr, path: &str) -> Option<http::
 }
 
 /// A TLS session with `addr` (checked as its IP address), trusting only `ca`.
-pub async fn https_connect(ca: &Path, addr: SocketAddr) -> Option<impl http::Stream + 'static> {
+pub async fn https_connect(ca: &Path, addr: SocketAddr) -> Option<impl http::Io + 'static> {
     let tls = test_support::tls::connector(ca, None);
     test_support::tls::connect(&tls, addr).await.ok()
 }

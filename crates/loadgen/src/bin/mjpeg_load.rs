@@ -6,7 +6,11 @@
 //! gateway (`X-Gateway-Instance`) served how many clients, and the whole
 //! machine's busy and kernel time over the window, so a benchmark can charge
 //! the kernel's share of a balancing tier. With `--ws`, each client is the
-//! viewer page instead: one WebSocket carrying several streams.
+//! viewer page instead: one WebSocket carrying several streams. An
+//! `https://` address is read over TLS (rustls), trusting `--ca` (or, with
+//! `--insecure`, anything), optionally pinned to one TLS 1.3 suite
+//! (`--tls-cipher`), so a benchmark measures the server's encryption and
+//! not a proxy's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -17,13 +21,29 @@ use clap::Parser;
 use loadgen::percentile;
 use serde::Serialize;
 use test_support::http::MjpegReader;
+use test_support::tls::Trust;
+use tokio_rustls::TlsConnector;
 
 #[derive(Parser)]
 #[command(about = "MJPEG load generator")]
 struct Args {
-    /// Server address(es), `HOST:PORT`, comma list: clients take them in turn.
+    /// Server address(es), `HOST:PORT`, `http://HOST:PORT` or
+    /// `https://HOST:PORT` (HTTPS), comma list: clients take them in turn.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
     addr: Vec<String>,
+    /// With `https://` addresses: trust the CA certificate in this PEM file.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// With `https://` addresses: accept any server certificate (a
+    /// benchmark's self-signed one); the session is still encrypted.
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
+    /// With `https://` addresses: the cipher suite to offer, pinning TLS
+    /// 1.3: `aes128gcm` (TLS_AES_128_GCM_SHA256), `chacha20`
+    /// (TLS_CHACHA20_POLY1305_SHA256) or `any` (rustls's defaults, TLS 1.2
+    /// and 1.3).
+    #[arg(long, default_value = "any")]
+    tls_cipher: String,
     /// Request path; a comma list: clients take them in turn.
     #[arg(long, value_delimiter = ',', default_value = "/video_feed")]
     path: Vec<String>,
@@ -95,6 +115,72 @@ struct Report {
     redirected: usize,
     /// Clients per serving gateway (`X-Gateway-Instance`).
     instances: BTreeMap<String, usize>,
+    /// The TLS cipher suite the first `https://` server negotiated with a
+    /// probe connection (e.g. `TLS13_AES_128_GCM_SHA256`); none over HTTP.
+    tls_suite: Option<String>,
+}
+
+/// One `--addr`: where to connect, the server's name for TLS, and whether
+/// it is HTTPS.
+struct Target {
+    addr: std::net::SocketAddr,
+    host: String,
+    https: bool,
+}
+
+impl Target {
+    async fn parse(a: &str) -> anyhow::Result<Target> {
+        let (https, rest) = match a.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, a.strip_prefix("http://").unwrap_or(a)),
+        };
+        let authority = rest.trim_end_matches('/');
+        let (host, authority) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, authority.to_string()),
+            _ => (
+                authority,
+                format!("{authority}:{}", if https { 443 } else { 80 }),
+            ),
+        };
+        let addr = tokio::net::lookup_host(authority.as_str())
+            .await
+            .with_context(|| format!("resolving {a}"))?
+            .next()
+            .with_context(|| format!("{a} has no address"))?;
+        Ok(Target {
+            addr,
+            host: host.to_string(),
+            https,
+        })
+    }
+}
+
+/// The TLS client for `https://` addresses, if any is given.
+fn tls_client(args: &Args, targets: &[Target]) -> anyhow::Result<Option<TlsConnector>> {
+    if !targets.iter().any(|t| t.https) {
+        return Ok(None);
+    }
+    anyhow::ensure!(args.ws.is_empty(), "--ws over https:// is not supported");
+    let trust = match (&args.ca, args.insecure) {
+        (Some(ca), _) => Trust::Ca(ca.clone()),
+        (None, true) => Trust::Anything,
+        (None, false) => anyhow::bail!("an https:// address needs --ca FILE or --insecure"),
+    };
+    let suite = test_support::tls::suite(&args.tls_cipher)?;
+    Ok(Some(test_support::tls::client(&trust, suite)?))
+}
+
+/// The suite a probe handshake with `t` negotiates.
+async fn negotiated_suite(tls: &TlsConnector, t: &Target) -> anyhow::Result<String> {
+    let s = test_support::tls::connect_as(tls, t.addr, &t.host)
+        .await
+        .with_context(|| format!("TLS probe of {}", t.addr))?;
+    let suite = s
+        .get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .context("no suite negotiated")?;
+    Ok(format!("{:?}", suite.suite()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,21 +212,22 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     // Each client starts reading as soon as it is connected, so nothing
     // queues up while the others connect; the window opens once all are in.
     let window: Arc<OnceLock<(Instant, Instant)>> = Arc::new(OnceLock::new());
-    let mut addrs = Vec::new();
+    let mut targets = Vec::new();
     for a in &args.addr {
-        let addr = tokio::net::lookup_host(a.as_str())
-            .await
-            .with_context(|| format!("resolving {a}"))?
-            .next()
-            .with_context(|| format!("{a} has no address"))?;
-        addrs.push(addr);
+        targets.push(Target::parse(a).await?);
     }
-    anyhow::ensure!(!addrs.is_empty(), "no --addr");
+    anyhow::ensure!(!targets.is_empty(), "no --addr");
+    let tls = tls_client(args, &targets)?;
+    let tls_suite = match (&tls, targets.iter().find(|t| t.https)) {
+        (Some(tls), Some(t)) => Some(negotiated_suite(tls, t).await?),
+        _ => None,
+    };
     let mut tasks = Vec::with_capacity(args.clients);
     let mut redirected = 0;
     let mut instances = BTreeMap::new();
     for i in 0..args.clients {
-        let addr = addrs[i % addrs.len()];
+        let t = &targets[i % targets.len()];
+        let addr = t.addr;
         if !args.ws.is_empty() {
             let ws = open_ws(addr, &args.ws, args.ws_detections)
                 .await
@@ -149,9 +236,13 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
             continue;
         }
         let path = &args.path[i % args.path.len()];
-        let (r, from) = MjpegReader::open_following(addr, path, 1)
-            .await
-            .with_context(|| format!("client {i}"))?;
+        let opened = match &tls {
+            Some(tls) if t.https => {
+                test_support::tls::open_stream_following(tls, addr, &t.host, path, 1).await
+            }
+            _ => MjpegReader::open_following(addr, path, 1).await,
+        };
+        let (r, from) = opened.with_context(|| format!("client {i}"))?;
         redirected += usize::from(from != addr);
         let instance = r.head().header("x-gateway-instance").unwrap_or("");
         *instances.entry(instance.to_string()).or_insert(0) += 1;
@@ -230,6 +321,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         machine_kernel_s: machine_after.1 - machine_before.1,
         redirected,
         instances,
+        tls_suite,
     })
 }
 
