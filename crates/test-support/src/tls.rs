@@ -119,16 +119,18 @@ pub fn suite(name: &str) -> anyhow::Result<Option<rustls::SupportedCipherSuite>>
 }
 
 /// A TLS client (ALPN `http/1.1`) trusting `trust`, offering `suite` alone
-/// when given (TLS 1.3 only then, the suites named by [`suite`] being 1.3's).
+/// when given (and only its TLS version then).
 pub fn client(
     trust: &Trust,
     suite: Option<rustls::SupportedCipherSuite>,
 ) -> anyhow::Result<TlsConnector> {
     let mut provider = rustls::crypto::ring::default_provider();
+    let pinned;
     let versions: &[&rustls::SupportedProtocolVersion] = match suite {
         Some(s) => {
             provider.cipher_suites = vec![s];
-            &[&rustls::version::TLS13]
+            pinned = [s.version()];
+            &pinned
         }
         None => rustls::DEFAULT_VERSIONS,
     };
