@@ -9,16 +9,22 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
-/// Any certificate, for the local liveness probe only.
+/// Accepts any certificate, checking only the handshake's signatures: for
+/// the local liveness probe, and for tests and benchmarks that say so.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+pub struct AnyCertificate(Arc<CryptoProvider>);
+
+impl AnyCertificate {
+    pub fn new(provider: Arc<CryptoProvider>) -> AnyCertificate {
+        AnyCertificate(provider)
+    }
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -68,14 +74,7 @@ impl ServerCertVerifier for AnyCertificate {
 /// True when `GET /healthz` over HTTPS on `listen` answers 200. A wildcard
 /// listen address is probed on loopback.
 pub fn probe(listen: SocketAddr) -> bool {
-    let mut addr = listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
+    let addr = crate::health::loopback(listen);
     let attempt = || -> Result<bool, Box<dyn std::error::Error>> {
         let provider = super::provider();
         let mut config = ClientConfig::builder_with_provider(provider.clone())
@@ -85,24 +84,19 @@ pub fn probe(listen: SocketAddr) -> bool {
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("localhost")?)?;
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
-        tcp.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let tcp = TcpStream::connect_timeout(&addr, crate::health::TIMEOUT)?;
+        tcp.set_read_timeout(Some(crate::health::TIMEOUT))?;
+        tcp.set_write_timeout(Some(crate::health::TIMEOUT))?;
         let mut tls = StreamOwned::new(conn, tcp);
-        tls.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        tls.write_all(crate::health::REQUEST)?;
         let mut head = [0u8; 32];
         let n = tls.read(&mut head)?;
-        let line = String::from_utf8_lossy(&head[..n]);
-        Ok(line.starts_with("HTTP/1.") && line.split_whitespace().nth(1) == Some("200"))
+        Ok(crate::health::is_ok_status(&head[..n]))
     };
     attempt().unwrap_or(false)
 }
 
 /// Exit code for a `--healthcheck` run of a service serving HTTPS.
 pub fn exit_code(listen: SocketAddr) -> std::process::ExitCode {
-    if probe(listen) {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    }
+    crate::health::exit(probe(listen))
 }
