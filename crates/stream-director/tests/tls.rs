@@ -22,15 +22,7 @@ use tokio::net::TcpStream;
 
 /// `GET path` over HTTPS to `addr`, trusting `ca`, the whole reply.
 async fn https(ca: &TestCa, addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
-    let tls = ca.connector();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        let s = connect(&tls, addr).await?;
-        Connection::request_on(s, addr, "GET", path, &[("Connection", "close")], b"")
-            .await?
-            .body()
-            .await
-    })
-    .await?
+    test_support::tls::get(&ca.connector(), addr, path).await
 }
 
 fn tls_flags(ca: &TestCa) -> Vec<String> {

@@ -257,6 +257,24 @@ pub async fn open_stream_following(
     anyhow::bail!("more than {max_hops} redirects")
 }
 
+/// `GET path` over HTTPS to `addr` (as `127.0.0.1`), the whole reply, within 10 s.
+pub async fn get(
+    tls: &TlsConnector,
+    addr: SocketAddr,
+    path: &str,
+) -> anyhow::Result<crate::http::Response> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let s = connect(tls, addr).await?;
+        let h = [("Connection", "close")];
+        Connection::request_on(s, addr, "GET", path, &h, b"")
+            .await?
+            .body()
+            .await
+    })
+    .await
+    .with_context(|| format!("GET {path} timed out"))?
+}
+
 /// A real producer and a gateway serving HTTPS with a fresh [`TestCa`]'s
 /// certificate, and a client trusting that CA.
 pub struct HttpsGateway {
@@ -330,17 +348,7 @@ impl HttpsGateway {
 
     /// `GET path` over HTTPS, the whole reply, within 10 s.
     pub async fn get(&self, path: &str) -> anyhow::Result<crate::http::Response> {
-        let addr = self.addr();
-        tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            let s = connect(&self.tls, addr).await?;
-            let h = [("Connection", "close")];
-            Connection::request_on(s, addr, "GET", path, &h, b"")
-                .await?
-                .body()
-                .await
-        })
-        .await
-        .with_context(|| format!("GET {path} timed out"))?
+        get(&self.tls, self.addr(), path).await
     }
 
     /// The sum of a metric's samples whose labels contain all of `labels`,
